@@ -197,24 +197,16 @@ def _read_cluener_file(path: Path) -> tuple[list[dict], list[str]]:
     return examples, nested
 
 
-def read_cluener(
-    data_dir: str | Path,
-    scheme: str = "BIOS",
-    splits: Sequence[str] = ("train", "dev", "test"),
-    max_chars: int | None = None,
-) -> DatasetDict:
-    """Read CLUENER2020 JSON lines (``{split}.json``); spans are ``[start, end_inclusive]``.
+def read_cluener_files(files: dict[str, str | Path], scheme: str = "BIOS", max_chars: int | None = None) -> DatasetDict:
+    """Read CLUENER-format JSON-lines files, one per split; spans are ``[start, end_inclusive]``.
 
-    A split whose lines carry no ``"label"`` (the official test set) has no ``ner_tags`` column.
-    ``max_chars`` splits longer texts at punctuation (CLUENER texts are at most 50 characters).
+    A file whose lines carry no ``"label"`` (the official test set) gives a split with no
+    ``ner_tags`` column. ``max_chars`` splits longer texts at punctuation without cutting an entity
+    (CLUENER texts are at most 50 characters).
     """
-    data_dir = Path(data_dir)
     raw, notes = {}, []
-    for split in splits:
-        path = data_dir / f"{split}.json"
-        if not path.exists():
-            continue
-        exs, nested = _read_cluener_file(path)
+    for split, path in files.items():
+        exs, nested = _read_cluener_file(Path(path))
         if nested:
             notes.append(f"{split}: {len(nested)} nested entities dropped (flat tagging keeps the outer one): " + "; ".join(nested[:5]))
         if max_chars:
@@ -225,9 +217,21 @@ def read_cluener(
             notes.append(f"{split}: skipped {empty} empty texts")
             exs = [ex for ex in exs if ex["tokens"]]
         raw[split] = exs
-    if not raw:
-        raise FileNotFoundError(f"no CLUENER split ({', '.join(s + '.json' for s in splits)}) in {data_dir}")
     return build_dataset_dict(raw, scheme, notes)
+
+
+def read_cluener(
+    data_dir: str | Path,
+    scheme: str = "BIOS",
+    splits: Sequence[str] = ("train", "dev", "test"),
+    max_chars: int | None = None,
+) -> DatasetDict:
+    """Read the CLUENER2020 folder layout: ``{split}.json`` for each split present."""
+    data_dir = Path(data_dir)
+    files = {split: data_dir / f"{split}.json" for split in splits if (data_dir / f"{split}.json").exists()}
+    if not files:
+        raise FileNotFoundError(f"no CLUENER split ({', '.join(s + '.json' for s in splits)}) in {data_dir}")
+    return read_cluener_files(files, scheme, max_chars)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""Named corpora and user files -> ``DatasetDict`` with ``train`` / ``validation`` (/ ``test``) splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import DatasetDict
+
+from .features import default_data_dir
+from .readers import read_cluener, read_cluener_files, read_column_files, read_peoples_daily_1998
+from .sample import SAMPLE_DIR
+
+CORPORA = ("sample", "cluener", "msra", "peoples_daily")
+
+
+def carve_validation(dsd: DatasetDict, ratio: float, seed: int) -> DatasetDict:
+    """Hold out ``ratio`` of ``train`` as ``validation`` (seeded) when a corpus has no dev split."""
+    if "validation" in dsd or ratio <= 0:
+        return dsd
+    parts = dsd["train"].train_test_split(test_size=ratio, seed=seed, shuffle=True)
+    out = DatasetDict({"train": parts["train"], "validation": parts["test"], **{k: v for k, v in dsd.items() if k != "train"}})
+    out.read_notes = getattr(dsd, "read_notes", []) + [
+        f"no dev split: {len(parts['test'])} train sentences ({ratio:.0%}, seed {seed}) held out as validation"
+    ]
+    out.tag_scheme = dsd.tag_scheme
+    return out
+
+
+def _rename(dsd: DatasetDict, mapping: dict[str, str]) -> DatasetDict:
+    out = DatasetDict({mapping.get(k, k): v for k, v in dsd.items()})
+    out.read_notes, out.tag_scheme = dsd.read_notes, dsd.tag_scheme
+    return out
+
+
+def load_corpus(
+    name: str,
+    data_dir: str | Path | None = None,
+    scheme: str = "BIOS",
+    max_chars: int = 62,
+    source_scheme: str | None = None,
+    validation_ratio: float = 0.05,
+    seed: int = 42,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    test_file: str | None = None,
+) -> DatasetDict:
+    """Load a corpus by name (``sample``, ``cluener``, ``msra``, ``peoples_daily``), or from files.
+
+    ``name`` may also be a folder of CLUENER ``{train,dev,test}.json`` files, or ``files`` with
+    ``train_file`` / ``validation_file`` / ``test_file`` (CLUENER ``.json`` or column files).
+    Sentences longer than ``max_chars`` are split at punctuation without cutting an entity.
+    """
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    if name == "sample":
+        dsd = _rename(read_cluener(SAMPLE_DIR, scheme, max_chars=max_chars), {"dev": "validation"})
+    elif name == "cluener":
+        dsd = _rename(read_cluener(data_dir / "cluener", scheme, max_chars=max_chars), {"dev": "validation"})
+    elif name == "msra":
+        files = {"train": data_dir / "msra" / "train.bio", "test": data_dir / "msra" / "test.bio"}
+        dsd = read_column_files(files, source_scheme or "BIO", scheme, max_chars=max_chars)
+    elif name == "peoples_daily":
+        dsd = read_peoples_daily_1998(data_dir / "peoples_daily_1998" / "199801.txt", scheme, max_chars=max_chars, seed=seed)
+    elif name == "files" or train_file:
+        files = {k: v for k, v in (("train", train_file), ("validation", validation_file), ("test", test_file)) if v}
+        if "train" not in files:
+            raise ValueError("--dataset files needs --train_file")
+        if all(str(f).endswith(".json") for f in files.values()):
+            dsd = read_cluener_files(files, scheme, max_chars=max_chars)
+        else:
+            dsd = read_column_files(files, source_scheme, scheme, max_chars=max_chars)
+    elif Path(name).is_dir() and (Path(name) / "train.json").exists():
+        dsd = _rename(read_cluener(name, scheme, max_chars=max_chars), {"dev": "validation"})
+    else:
+        raise ValueError(
+            f"unknown dataset {name!r}: use one of {', '.join(CORPORA)}, a folder with CLUENER train.json/dev.json, "
+            "or 'files' with --train_file/--validation_file/--test_file"
+        )
+    return carve_validation(dsd, validation_ratio, seed)

@@ -1,0 +1,64 @@
+"""The CRF layer and Viterbi decoding: the one place tag sequences are scored and decoded.
+
+Wraps ``torchcrf.CRF`` (pytorch-crf) and takes care of its pitfalls:
+
+* inputs carry ``[CLS]`` first and ``[SEP]`` last; the CRF runs on the characters between them,
+  so its mask always starts with an unmasked step (pytorch-crf requires that);
+* an input with no character still gets one (ignored) step, so the batch never breaks;
+* labels of ``-100`` (padding) are never looked up as tag indices;
+* scores are computed in float32 even under fp16/bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchcrf import CRF
+
+
+def character_mask(attention_mask: torch.Tensor) -> torch.BoolTensor:
+    """Positions of characters: attended positions minus the first (``[CLS]``) and last (``[SEP]``)."""
+    mask = attention_mask.bool().clone()
+    lengths = mask.sum(dim=1)
+    mask[:, 0] = False
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    mask[rows, (lengths - 1).clamp(min=0)] = False
+    return mask
+
+
+class CRFHead(nn.Module):
+    """Linear-chain CRF over per-character emission scores."""
+
+    def __init__(self, num_tags: int):
+        super().__init__()
+        self.num_tags = num_tags
+        self.crf = CRF(num_tags, batch_first=True)
+
+    def _crf_inputs(self, emissions: torch.Tensor, attention_mask: torch.Tensor):
+        """Drop the ``[CLS]`` step and build a left-aligned mask with the first step always on."""
+        char_mask = character_mask(attention_mask)[:, 1:]
+        mask = char_mask.clone()
+        mask[:, 0] = True  # an empty input scores one dummy step (its [SEP]), never reported
+        return emissions[:, 1:].float(), mask, char_mask
+
+    def forward(self, emissions: torch.Tensor, attention_mask: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
+        """Sentence-level negative log-likelihood of ``labels`` (memory paper eqs. 11-12), averaged over the batch."""
+        with torch.autocast(device_type=emissions.device.type, enabled=False):
+            em, mask, char_mask = self._crf_inputs(emissions, attention_mask)
+            tags = labels[:, 1:]
+            if bool(((tags == -100) & char_mask).any()):
+                raise ValueError("labels are -100 at character positions: the CRF needs a tag for every character")
+            tags = tags.masked_fill(~char_mask, 0)
+            if bool((tags >= self.num_tags).any()) or bool((tags < 0).any()):
+                raise ValueError(f"labels must be tag ids in [0, {self.num_tags}), got {int(tags.min())}..{int(tags.max())}")
+            return -self.crf(em, tags, mask=mask, reduction="mean")
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.LongTensor:
+        """Most probable tag sequence under eq. 11 (Viterbi) as ``[batch, length]`` tag ids aligned with the input, ``-100`` off characters."""
+        em, mask, char_mask = self._crf_inputs(emissions, attention_mask)
+        out = torch.full(emissions.shape[:2], -100, dtype=torch.long, device=emissions.device)
+        for row, path in enumerate(self.crf.decode(em, mask=mask)):
+            n = int(char_mask[row].sum())
+            out[row, 1 : n + 1] = torch.tensor(path[:n], dtype=torch.long, device=emissions.device)
+        return out

@@ -1,0 +1,136 @@
+"""Character encoders chosen by config: any transformers ``AutoModel``, or an offline char BiLSTM.
+
+Both take ``input_ids`` / ``attention_mask`` (one token per character, see
+:mod:`.char_tokenization`) and return ``[batch, length, output_size]`` features, so every head in
+this project works unchanged on either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModel
+
+
+class CharBiLSTMEncoder(nn.Module):
+    """Character embeddings -> dropout -> BiLSTM (the papers' "BiLSTM + char embedding" rows)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.1,
+        pad_token_id: int = 0,
+    ):
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_token_id)
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(
+            embedding_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.output_size = 2 * hidden_size
+
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **unused) -> torch.Tensor:
+        embedded = self.dropout(self.embeddings(input_ids))
+        if attention_mask is None:
+            return self.lstm(embedded)[0]
+        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        output, _ = self.lstm(packed)
+        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=input_ids.shape[1])
+        return output
+
+
+class TransformersEncoder(nn.Module):
+    """Wraps an ``AutoModel`` so it is called like :class:`CharBiLSTMEncoder`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.output_size = model.config.hidden_size
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **unused) -> torch.Tensor:
+        kwargs = {"attention_mask": attention_mask}
+        if token_type_ids is not None and getattr(self.model.config, "type_vocab_size", 0):
+            kwargs["token_type_ids"] = token_type_ids
+        return self.model(input_ids=input_ids, **kwargs).last_hidden_state
+
+
+def _auto_model(config_or_path, pretrained: bool) -> nn.Module:
+    """``AutoModel`` without a pooling layer where the class has one (it is never used here)."""
+    load = AutoModel.from_pretrained if pretrained else AutoModel.from_config
+    try:
+        return load(config_or_path, add_pooling_layer=False)
+    except TypeError:
+        return load(config_or_path)
+
+
+def build_encoder(config) -> nn.Module:
+    """The encoder ``config.encoder_type`` names, randomly initialised (weights come from a checkpoint)."""
+    if config.encoder_type == "bilstm":
+        return CharBiLSTMEncoder(
+            config.vocab_size,
+            config.char_embedding_size,
+            config.lstm_hidden_size,
+            config.lstm_num_layers,
+            config.hidden_dropout_prob,
+            config.pad_token_id if config.pad_token_id is not None else 0,
+        )
+    return TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
+
+
+def load_pretrained_encoder(name_or_path: str) -> TransformersEncoder:
+    """A pretrained transformers encoder from a Hub id (when online) or a local folder."""
+    return TransformersEncoder(_auto_model(name_or_path, pretrained=True))
+
+
+def read_char_vectors(npz_path: str | Path, vocab_path: str | Path | None = None) -> tuple[list[str], np.ndarray]:
+    """Pretrained character vectors: an ``.npz`` with key ``embeddings`` and a vocab file, one token a line
+    (row ``i`` is line ``i``; default: ``<name>.vocab.txt`` beside the ``.npz``)."""
+    npz_path = Path(npz_path)
+    vocab_path = Path(vocab_path) if vocab_path else npz_path.with_suffix(".vocab.txt")
+    with np.load(npz_path) as data:
+        if "embeddings" not in data:
+            raise ValueError(f"{npz_path}: no array named 'embeddings' (found {', '.join(data.files)})")
+        vectors = data["embeddings"]
+    tokens = vocab_path.read_text(encoding="utf-8").split("\n")
+    if tokens and tokens[-1] == "" and len(tokens) == len(vectors) + 1:
+        tokens.pop()
+    if len(tokens) != len(vectors):
+        raise ValueError(f"{vocab_path}: {len(tokens)} tokens for {len(vectors)} vectors in {npz_path}")
+    return tokens, vectors
+
+
+@torch.no_grad()
+def init_char_embeddings(encoder: CharBiLSTMEncoder, vocab: dict[str, int], tokens: list[str], vectors: np.ndarray) -> dict:
+    """Copy pretrained vectors onto the rows of ``encoder.embeddings`` whose token they cover.
+
+    ``vocab`` is the tokenizer's token -> id map. Characters the vectors do not cover keep their
+    random initialisation, rescaled to the vectors' standard deviation. Returns coverage counts.
+    """
+    weight = encoder.embeddings.weight
+    if vectors.shape[1] != weight.shape[1]:
+        raise ValueError(f"char vectors are {vectors.shape[1]}-d but char_embedding_size is {weight.shape[1]}")
+    std = float(vectors.std())
+    weight.normal_(0.0, std)
+    found = 0
+    for token, row in zip(tokens, vectors):
+        idx = vocab.get(token)
+        if idx is None and len(token) == 1:
+            idx = vocab.get(token.lower())
+        if idx is not None and idx < weight.shape[0]:
+            weight[idx] = torch.as_tensor(row, dtype=weight.dtype)
+            found += 1
+    if encoder.embeddings.padding_idx is not None:
+        weight[encoder.embeddings.padding_idx].zero_()
+    return {"vectors": len(tokens), "vocab": len(vocab), "initialised": found}

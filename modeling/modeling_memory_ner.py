@@ -1,0 +1,157 @@
+"""PyTorch associated-memory-network tagger (``MemoryNetForTokenClassification``).
+
+Paper: "associated memory network" fine-grained Chinese NER (``shared/papers/associated_memory_ner.txt``).
+Equation numbers in docstrings refer to it. Layers: a character encoder (eq. 1), optional
+multi-head self-attention (eqs. 8-10), an emission layer and a CRF (eqs. 11-12).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import TokenClassifierOutput
+
+from .configuration_memory_ner import MemoryNetConfig
+from .crf import CRFHead, character_mask
+from .encoders import CharBiLSTMEncoder, build_encoder, load_pretrained_encoder
+
+
+@dataclass
+class MemoryNetTokenClassifierOutput(TokenClassifierOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, returned when `labels` is given):
+        CRF negative log-likelihood (eq. 12), averaged over the batch.
+    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
+        CRF emission scores.
+    tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with `return_tags=True`):
+        Viterbi-decoded tag ids aligned with `input_ids`; `-100` on `[CLS]`, `[SEP]` and padding.
+    """
+
+    tags: torch.LongTensor | None = None
+
+
+class MemoryNetPreTrainedModel(PreTrainedModel):
+    config: MemoryNetConfig
+    config_class = MemoryNetConfig
+    base_model_prefix = "memory_ner"
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, CRFHead):
+            init.uniform_(module.crf.start_transitions, -0.1, 0.1)
+            init.uniform_(module.crf.end_transitions, -0.1, 0.1)
+            init.uniform_(module.crf.transitions, -0.1, 0.1)
+        elif isinstance(module, CharBiLSTMEncoder):
+            # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
+            init.normal_(module.embeddings.weight, 0.0, 1.0)
+
+
+class SelfAttentionBlock(nn.Module):
+    """Multi-head self-attention over the fused features (eqs. 8-10), with a residual projection."""
+
+    def __init__(self, input_size: int, size: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.project = nn.Linear(input_size, size)
+        self.attention = nn.MultiheadAttention(size, num_heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False):
+        x = self.project(features)
+        attended, weights = self.attention(
+            x, x, x, key_padding_mask=~attention_mask.bool(), need_weights=need_weights, average_attn_weights=False
+        )
+        return self.norm(x + self.dropout(attended)), weights
+
+
+class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
+    """Character encoder -> (self-attention) -> emissions -> CRF.
+
+    With a BiLSTM encoder and no self-attention this is the BiLSTM-CRF baseline of both papers.
+    """
+
+    def __init__(self, config: MemoryNetConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = build_encoder(config)
+        features = self.encoder.output_size
+        self.self_attention = None
+        if config.use_self_attention:
+            self.self_attention = SelfAttentionBlock(
+                features, config.self_attention_size, config.num_attention_heads, config.hidden_dropout_prob
+            )
+            features = config.self_attention_size
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(features, config.num_labels)
+        self.crf = CRFHead(config.num_labels)
+        self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "MemoryNetForTokenClassification":
+        """A new tagger around a pretrained transformers encoder (Hub id when online, or a local folder)."""
+        encoder = load_pretrained_encoder(encoder_name_or_path)
+        config = MemoryNetConfig(encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        model.encoder = encoder
+        return model
+
+    def get_input_embeddings(self) -> nn.Module:
+        if isinstance(self.encoder, CharBiLSTMEncoder):
+            return self.encoder.embeddings
+        return self.encoder.model.get_input_embeddings()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_tags: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MemoryNetTokenClassifierOutput | tuple:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            `[CLS]`, one token per character, `[SEP]` (see `char_tokenization.encode_chars`).
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Tag ids aligned with `input_ids`, `-100` on `[CLS]`, `[SEP]` and padding. The loss is
+            computed only when they are given.
+        return_tags (`bool`, *optional*):
+            Viterbi-decode the tags; defaults to `not self.training`.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return_tags = (not self.training) if return_tags is None else return_tags
+
+        hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # eq. 1
+        attentions = None
+        if self.self_attention is not None:
+            hidden, weights = self.self_attention(hidden, attention_mask, need_weights=bool(output_attentions))
+            attentions = (weights,) if output_attentions else None
+        emissions = self.classifier(self.dropout(hidden))
+
+        loss = self.crf(emissions, attention_mask, labels) if labels is not None else None
+        tags = self.crf.decode(emissions, attention_mask) if return_tags else None
+        if not return_dict:
+            return tuple(v for v in (loss, emissions, tags) if v is not None)
+        return MemoryNetTokenClassifierOutput(loss=loss, logits=emissions, tags=tags, attentions=attentions)
+
+    @torch.no_grad()
+    def decode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[list[int]]:
+        """Viterbi tag ids for each input's characters (the list has one id per character)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        tags = self(input_ids, attention_mask=attention_mask, return_tags=True, **kwargs).tags
+        mask = character_mask(attention_mask)
+        return [row[m].tolist() for row, m in zip(tags, mask)]
+
+
+__all__ = ["MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]

@@ -1,0 +1,254 @@
+#!/usr/bin/env python
+"""Train and evaluate a Chinese NER tagger with 🤗 Trainer (in the manner of transformers' run_ner.py).
+
+    python train.py                                   # embedded sample corpus, char BiLSTM-CRF, < 5 min on CPU
+    python train.py --dataset cluener --char_vectors tencent --output_dir outputs/cluener-bilstm
+    python train.py --dataset msra --max_seq_length 128
+    python train.py --dataset cluener --encoder hfl/chinese-roberta-wwm-ext --learning_rate 2e-4 --encoder_learning_rate 3e-5
+    python train.py args.json   # or args.yaml: the same arguments as a file
+
+Writes to ``--output_dir``: the model (``config.json`` with ``auto_map``, ``model.safetensors``, the
+modeling code) and tokenizer, ``all_results.json``, and the per-type report of each evaluated split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+import yaml
+from transformers import DataCollatorForTokenClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from data_scripts.corpora import CORPORA, load_corpus
+from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
+from data_scripts.metrics import entity_metrics
+from data_scripts.readers import print_summary
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification
+from modeling.encoders import init_char_embeddings, read_char_vectors
+
+logger = logging.getLogger("train")
+
+TENCENT_VECTORS = "vectors/tencent_char200_thucnews.npz"
+
+
+@dataclass
+class ModelArguments:
+    encoder: str = field(
+        default="bilstm",
+        metadata={"help": "'bilstm' (offline char BiLSTM) or a transformers model id / local folder, e.g. hfl/chinese-roberta-wwm-ext"},
+    )
+    char_vectors: str | None = field(
+        default=None,
+        metadata={"help": "BiLSTM only: initialise char embeddings from an .npz (key 'embeddings') + .vocab.txt; 'tencent' = the shared 200-d vectors"},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "vocab.txt or tokenizer folder; default: the encoder's, else the shared BERT vocab, else built from the corpus"}
+    )
+    char_embedding_size: int = field(default=200, metadata={"help": "BiLSTM: character embedding size"})
+    lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM: hidden size per direction"})
+    lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
+    hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
+    use_self_attention: bool = field(default=False, metadata={"help": "multi-head self-attention (512) before the CRF"})
+    encoder_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a pretrained encoder (paper), --learning_rate for the BiLSTM"},
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="sample",
+        metadata={"help": f"one of {', '.join(CORPORA)}, a CLUENER-layout folder, or 'files' (with --train_file ...)"},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "where named corpora live (default $NER_DATA_DIR or ../shared/data)"})
+    train_file: str | None = field(default=None, metadata={"help": "CLUENER .json or column file (char<TAB|SPACE>tag)"})
+    validation_file: str | None = field(default=None, metadata={"help": "as --train_file"})
+    test_file: str | None = field(default=None, metadata={"help": "as --train_file"})
+    source_tag_scheme: str | None = field(default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"})
+    tag_scheme: str = field(default="BIOS", metadata={"help": "scheme the model is trained in (memory paper: BIOS, seq2seq paper: BIEO)"})
+    max_seq_length: int = field(default=64, metadata={"help": "tokens per input incl. [CLS]/[SEP]; longer sentences are split at punctuation (paper: 64)"})
+    validation_ratio: float = field(default=0.05, metadata={"help": "share of train held out for model selection when the corpus has no dev split"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging, tests)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "truncate validation/test"})
+
+
+@dataclass
+class NERTrainingArguments(TrainingArguments):
+    """TrainingArguments with this project's defaults (paper: 20 epochs, batch 16)."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "default: outputs/<dataset>-<encoder>"})
+    num_train_epochs: float = field(default=20.0, metadata={"help": "paper: 20"})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "paper: 16"})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "eval batch size"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the non-encoder layers (paper: 2e-4 with a pretrained encoder)"})
+    eval_strategy: str = field(default="epoch", metadata={"help": "evaluate every epoch"})
+    save_strategy: str = field(default="epoch", metadata={"help": "checkpoint every epoch"})
+    logging_strategy: str = field(default="epoch", metadata={"help": "log every epoch"})
+    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (the best is never deleted)"})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "keep the checkpoint with the best dev F1"})
+    metric_for_best_model: str | None = field(default="f1", metadata={"help": "entity-level micro F1"})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "no GPU here; set True when training on one"})
+
+
+def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, NERTrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    if len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses()
+
+
+def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArguments, encoder_lr: float) -> torch.optim.Optimizer:
+    """AdamW with two learning rates: the encoder's and the other layers' (paper: 3e-5 / 2e-4)."""
+    groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            decay = param.ndim > 1 and "norm" not in name.lower()
+            groups[(name.startswith("encoder."), decay)].append(param)
+    param_groups = [
+        {"params": params, "lr": encoder_lr if is_encoder else args.learning_rate, "weight_decay": args.weight_decay if decay else 0.0}
+        for (is_encoder, decay), params in groups.items()
+        if params
+    ]
+    return torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+
+
+def main() -> dict:
+    model_args, data_args, training_args = parse_args()
+    if training_args.output_dir is None:
+        training_args.output_dir = f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO if training_args.should_log else logging.WARN)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+    pretrained_encoder = model_args.encoder != "bilstm"
+
+    # 1. corpus -> DatasetDict{tokens, ner_tags}
+    with training_args.main_process_first(desc="reading the corpus"):
+        raw = load_corpus(
+            data_args.dataset, data_args.data_dir, data_args.tag_scheme, data_args.max_seq_length - 2,
+            data_args.source_tag_scheme, data_args.validation_ratio, training_args.seed,
+            data_args.train_file, data_args.validation_file, data_args.test_file,
+        )
+    if training_args.should_log:
+        print_summary(raw, data_args.dataset)
+    if data_args.max_train_samples:
+        raw["train"] = raw["train"].select(range(min(data_args.max_train_samples, len(raw["train"]))))
+    if data_args.max_eval_samples:
+        for split in ("validation", "test"):
+            if split in raw:
+                raw[split] = raw[split].select(range(min(data_args.max_eval_samples, len(raw[split]))))
+    label_names = raw["train"].features["ner_tags"].feature.names
+
+    # 2. tokenizer: one token per character
+    tokenizer, tokenizer_source = load_tokenizer(
+        model_args.tokenizer_name or (model_args.encoder if pretrained_encoder else None),
+        raw["train"]["tokens"], training_args.output_dir,
+    )
+    logger.info("tokenizer: %s", tokenizer_source)
+
+    # 3. model
+    config_kwargs = dict(
+        id2label=dict(enumerate(label_names)), label2id={l: i for i, l in enumerate(label_names)},
+        hidden_dropout_prob=model_args.hidden_dropout_prob, use_self_attention=model_args.use_self_attention,
+        tag_scheme=data_args.tag_scheme, max_length=data_args.max_seq_length, pad_token_id=tokenizer.pad_token_id,
+    )
+    if pretrained_encoder:
+        model = MemoryNetForTokenClassification.from_encoder_pretrained(model_args.encoder, **config_kwargs)
+    else:
+        config = MemoryNetConfig(
+            encoder_type="bilstm", vocab_size=len(tokenizer), char_embedding_size=model_args.char_embedding_size,
+            lstm_hidden_size=model_args.lstm_hidden_size, lstm_num_layers=model_args.lstm_num_layers, **config_kwargs,
+        )
+        model = MemoryNetForTokenClassification(config)
+        if model_args.char_vectors:
+            path = default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors
+            stats = init_char_embeddings(model.encoder, tokenizer.get_vocab(), *read_char_vectors(path))
+            logger.info("char vectors %s: %d of %d vocabulary entries initialised", path, stats["initialised"], stats["vocab"])
+    encoder_lr = model_args.encoder_learning_rate or (3e-5 if pretrained_encoder else training_args.learning_rate)
+    logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
+                model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)
+
+    # 4. features
+    with training_args.main_process_first(desc="tokenizing"):
+        features = raw.map(
+            tokenize_and_align, batched=True, remove_columns=["id", "tokens", "ner_tags"],
+            fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length}, desc="tokenizing",
+        ) if all("ner_tags" in ds.column_names for ds in raw.values()) else _features_with_unlabelled(raw, tokenizer, data_args)
+
+    # 5. Trainer
+    def compute_metrics(eval_pred) -> dict:
+        tags, labels = eval_pred.predictions, eval_pred.label_ids
+        gold = [[label_names[l] for l in row if l != -100] for row in labels]
+        pred = [[label_names[t] for t, l in zip(trow, lrow) if l != -100] for trow, lrow in zip(tags, labels)]
+        scores = entity_metrics(gold, pred, data_args.tag_scheme)
+        out = {k: scores[k] for k in ("precision", "recall", "f1")}
+        out.update({f"{t}_f1": s["f1"] for t, s in scores["per_type"].items()})
+        return out
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=features["train"],
+        eval_dataset=features["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=lambda outputs, labels: outputs[1],  # (emissions, viterbi tags) -> tags
+        optimizers=(build_optimizer(model, training_args, encoder_lr), None),
+    )
+
+    # 6. train, save, evaluate
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    results = {f"train_{k}": v for k, v in train_result.metrics.items()}
+    for split in ("validation", "test"):
+        if split not in features or "labels" not in features[split].column_names:
+            continue
+        prediction = trainer.predict(features[split], metric_key_prefix=split)
+        labels = prediction.label_ids
+        gold = [[label_names[l] for l in row if l != -100] for row in labels]
+        pred = [[label_names[t] for t, l in zip(trow, lrow) if l != -100] for trow, lrow in zip(prediction.predictions, labels)]
+        scores = entity_metrics(gold, pred, data_args.tag_scheme)
+        results.update({f"{split}_{k}": scores[k] for k in ("precision", "recall", "f1")})
+        results[f"{split}_per_type"] = scores["per_type"]
+        results[f"{split}_examples"] = len(gold)
+        if trainer.is_world_process_zero():
+            print(f"\n== {split}: strict entity-level scores ({data_args.dataset}, {len(gold)} sentences)\n{scores['report']}")
+            Path(training_args.output_dir, f"{split}_report.txt").write_text(scores["report"], encoding="utf-8")
+    if trainer.is_world_process_zero():
+        results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
+        results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
+        results["char_vectors"] = model_args.char_vectors
+        Path(training_args.output_dir, "all_results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        trainer.save_state()
+        print(f"model and results saved to {training_args.output_dir}")
+    return results
+
+
+def _features_with_unlabelled(raw, tokenizer, data_args):
+    """Tokenize splits one by one when some (CLUENER's test) have no labels."""
+    from datasets import DatasetDict
+
+    out = DatasetDict()
+    for name, ds in raw.items():
+        out[name] = ds.map(
+            tokenize_and_align, batched=True, remove_columns=ds.column_names,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length}, desc=f"tokenizing {name}",
+        )
+    return out
+
+
+if __name__ == "__main__":
+    main()
