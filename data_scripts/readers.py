@@ -109,7 +109,7 @@ def split_long_examples(
 ) -> tuple[list[dict], list[str]]:
     """Cut examples longer than ``max_chars`` at sentence punctuation, never inside an entity.
 
-    Returns the new examples (ids get a ``-k`` suffix) and notes saying how many were split.
+    Returns the new examples (ids get a ``#k`` suffix) and notes saying how many were split.
     """
     out, n_split, n_forced = [], 0, 0
     for ex in examples:
@@ -122,7 +122,7 @@ def split_long_examples(
         n_forced += forced
         for k, (a, b) in enumerate(windows):
             piece = [Span(s.type, max(s.start, a) - a, min(s.end, b) - a) for s in spans if s.start < b and s.end > a]
-            out.append({"id": f"{ex['id']}-{k}", "tokens": ex["tokens"][a:b], "spans": piece if ex["spans"] is not None else None})
+            out.append({"id": f"{ex['id']}#{k}", "tokens": ex["tokens"][a:b], "spans": piece if ex["spans"] is not None else None})
     notes = []
     if n_split:
         notes.append(
@@ -402,6 +402,14 @@ def parse_peoples_daily_line(line: str, path: str | Path = "<line>", lineno: int
     return chars, spans
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def read_peoples_daily_1998(
     path: str | Path,
     scheme: str = "BIOS",
@@ -416,18 +424,22 @@ def read_peoples_daily_1998(
     punctuation to fit ``max_chars``, so the pieces of one paragraph stay in one split.
     """
     path = Path(path)
+    data = path.read_bytes()
+    if encoding.lower() in ("gbk", "gb2312", "gb18030") and not data.isascii() and _is_utf8(data):
+        # UTF-8 Chinese often decodes as (wrong) GBK without error: refuse the file rather than read mojibake
+        lineno = next(i for i, l in enumerate(data.split(b"\n"), 1) if not l.isascii())
+        raise DataFormatError(path, lineno, f"cannot be decoded as {encoding}: the file is UTF-8; pass encoding='utf-8'")
     examples, blank = [], 0
-    with open(path, "rb") as f:
-        for lineno, raw_line in enumerate(f, 1):
-            try:
-                line = raw_line.decode(encoding)
-            except UnicodeDecodeError as e:
-                raise DataFormatError(path, lineno, f"cannot be decoded as {encoding} (byte {e.start}); is this the GBK file?") from None
-            if not line.strip():
-                blank += 1
-                continue
-            chars, spans = parse_peoples_daily_line(line, path, lineno)
-            examples.append({"id": line.split(None, 1)[0][:-2], "tokens": chars, "spans": spans})
+    for lineno, raw_line in enumerate(data.splitlines(), 1):
+        try:
+            line = raw_line.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise DataFormatError(path, lineno, f"cannot be decoded as {encoding} (byte {e.start}); is this the GBK file?") from None
+        if not line.strip():
+            blank += 1
+            continue
+        chars, spans = parse_peoples_daily_line(line, path, lineno)
+        examples.append({"id": f"{line.split(None, 1)[0][:-2]}@{lineno}", "tokens": chars, "spans": spans})
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_test = round(len(examples) * test_ratio)

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to ../shared/data and helpers that run train.py in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from data_scripts.features import default_data_dir  # noqa: E402
+
+DATA = default_data_dir()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``../shared/data``; required in CI, skipped locally when absent."""
+    if not (DATA / "cluener" / "train.json").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data not found at {DATA}")
+        pytest.skip(f"shared data not found at {DATA}")
+    return DATA
+
+
+def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: list[str] | None = None) -> dict:
+    """Run train.py with ``args`` offline; return its all_results.json (fail with the log on error)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    cmd = (launcher or [sys.executable]) + [str(ROOT / "train.py"), *args, "--disable_tqdm", "true"]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    out = Path(args[args.index("--output_dir") + 1])
+    results = json.loads((out / "all_results.json").read_text())
+    results["_stdout"] = proc.stdout
+    return results
+
+
+def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:
+    """The first ``n`` lines of a CLUENER file (a small slice of the real data, in a temp dir)."""
+    lines = src.read_text(encoding="utf-8").splitlines()[:n]
+    dst.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dst
