@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import TokenClassifierOutput
 
+from .char_tokenization import encode_chars
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
 from .encoders import CharBiLSTMEncoder, build_encoder, load_pretrained_encoder
@@ -152,6 +153,23 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         tags = self(input_ids, attention_mask=attention_mask, return_tags=True, **kwargs).tags
         mask = character_mask(attention_mask)
         return [row[m].tolist() for row, m in zip(tags, mask)]
+
+    @torch.no_grad()
+    def predict_tags(self, texts: list[str], tokenizer, batch_size: int = 32) -> list[list[str]]:
+        """Tag strings for every character of each text (texts longer than ``config.max_length - 2``
+        characters are tagged on their first part only; the pipeline cuts long text into windows)."""
+        was_training = self.training
+        self.eval()
+        out: list[list[str]] = []
+        for i in range(0, len(texts), batch_size):
+            enc = encode_chars(tokenizer, [list(t) for t in texts[i : i + batch_size]], self.config.max_length)
+            width = max(len(ids) for ids in enc["input_ids"])
+            pad = lambda rows, v: torch.tensor([r + [v] * (width - len(r)) for r in rows], device=self.device)  # noqa: E731
+            input_ids, attention_mask = pad(enc["input_ids"], tokenizer.pad_token_id), pad(enc["attention_mask"], 0)
+            for ids in self.decode(input_ids, attention_mask):
+                out.append([self.config.id2label[t] for t in ids])
+        self.train(was_training)
+        return out
 
 
 __all__ = ["MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]

@@ -1,0 +1,195 @@
+"""CRF pitfalls, overfitting small slices of CLUENER, save -> fresh offline process, resume, torchrun."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from conftest import ROOT, run_train, write_cluener_slice
+from data_scripts.features import BERT_VOCAB
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification
+
+TEXTS = ["浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。", "我在北京 iPhone 15 发布会上见到了张三😀", ""]
+
+
+def tiny_model(num_labels=5, **kw):
+    torch.manual_seed(0)
+    config = MemoryNetConfig(id2label={i: f"L{i}" for i in range(num_labels)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, **kw)
+    return MemoryNetForTokenClassification(config)
+
+
+def batch():
+    input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 7, 3, 0, 0], [2, 3, 0, 0, 0]])  # the last input has no character
+    attention_mask = (input_ids != 0).long()
+    labels = torch.tensor([[-100, 1, 2, 0, -100], [-100, 4, -100, -100, -100], [-100, -100, -100, -100, -100]])
+    return input_ids, attention_mask, labels
+
+
+def test_crf_loss_and_viterbi_handle_specials_padding_and_empty_input():
+    model = tiny_model()
+    input_ids, attention_mask, labels = batch()
+    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    model.eval()
+    out = model(input_ids, attention_mask=attention_mask)
+    assert out.loss is None  # no labels, no loss
+    assert out.logits.shape == (3, 5, 5)
+    assert out.tags.shape == (3, 5)
+    assert (out.tags[labels == -100] == -100).all() and (out.tags[labels != -100] >= 0).all()
+    assert [len(t) for t in model.decode(input_ids, attention_mask)] == [3, 1, 0]
+
+
+def test_crf_rejects_bad_labels_with_a_clear_error():
+    model = tiny_model()
+    input_ids, attention_mask, labels = batch()
+    holes = labels.clone()
+    holes[0, 2] = -100
+    with pytest.raises(ValueError, match="-100 at character positions"):
+        model(input_ids, attention_mask=attention_mask, labels=holes)
+    too_big = labels.clone()
+    too_big[0, 1] = 9
+    with pytest.raises(ValueError, match=r"tag ids in \[0, 5\)"):
+        model(input_ids, attention_mask=attention_mask, labels=too_big)
+
+
+def test_crf_runs_in_float32_under_autocast():
+    model = tiny_model()
+    input_ids, attention_mask, labels = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(input_ids, attention_mask=attention_mask, labels=labels).loss
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_self_attention_option():
+    model = tiny_model(use_self_attention=True, self_attention_size=16, num_attention_heads=2)
+    input_ids, attention_mask, labels = batch()
+    out = model(input_ids, attention_mask=attention_mask, labels=labels, output_attentions=True)
+    assert out.attentions[0].shape == (3, 2, 5, 5)
+    assert torch.allclose(out.attentions[0][1, :, :, 3:], torch.zeros(1))  # padding gets no attention
+
+
+# ---------------------------------------------------------------------------------------------
+# training through train.py on slices of the real data
+
+OVERFIT = ["--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+           "--load_best_model_at_end", "false", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def slice32(data_dir, tmp_path_factory):
+    return write_cluener_slice(data_dir / "cluener" / "train.json", tmp_path_factory.mktemp("c32") / "train.json", 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(data_dir, tmp_path_factory):
+    """A tiny randomly initialised BERT saved to a temp dir: stands in for hfl/chinese-roberta-wwm-ext."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=21128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    BertTokenizerFast(vocab=str(data_dir / BERT_VOCAB)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def overfit_bilstm(slice32, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bilstm")
+    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out), "--num_train_epochs", "30", *OVERFIT]
+    return out, run_train(args)
+
+
+@pytest.fixture(scope="module")
+def overfit_bert(slice32, tiny_bert_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bert")
+    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
+            "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3", "--num_train_epochs", "40", *OVERFIT]
+    return out, run_train(args)
+
+
+def test_overfit_32_sentences_bilstm(overfit_bilstm):
+    _, results = overfit_bilstm
+    assert results["validation_f1"] >= 0.95, results["validation_f1"]
+    assert "micro avg" in results["_stdout"] and "organization" in results["_stdout"]  # the per-type report is printed
+
+
+def test_overfit_32_sentences_tiny_bert_from_a_local_folder(overfit_bert):
+    out, results = overfit_bert
+    assert results["validation_f1"] >= 0.95, results["validation_f1"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoder_type"] == "transformers" and config["encoder_config"]["model_type"] == "bert"
+    assert config["encoder_config"]["hidden_size"] == 64
+
+
+FRESH = textwrap.dedent(
+    """
+    import json, sys
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    folder, texts = sys.argv[1], json.loads(sys.argv[2])
+    model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    print(json.dumps({"class": type(model).__name__, "module": type(model).__module__, "tags": model.predict_tags(texts, tokenizer)}))
+    """
+)
+
+
+@pytest.mark.parametrize("which", ["overfit_bilstm", "overfit_bert"])
+def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
+    folder, _ = request.getfixturevalue(which)
+    model = MemoryNetForTokenClassification.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    expected = model.predict_tags(TEXTS, tokenizer)
+    assert [len(t) for t in expected] == [len(t) for t in TEXTS]
+    assert any(tag != "O" for tag in expected[0])  # the trained model tags the training sentence
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    # run outside the repo, so only the code saved in the folder can be used
+    proc = subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["class"] == "MemoryNetForTokenClassification" and got["module"].startswith("transformers_modules")
+    assert got["tags"] == expected
+
+
+def test_resume_from_checkpoint_gives_the_same_final_metrics(data_dir, tmp_path):
+    train = write_cluener_slice(data_dir / "cluener" / "train.json", tmp_path / "train.json", 96)
+    dev = write_cluener_slice(data_dir / "cluener" / "dev.json", tmp_path / "dev.json", 48)
+    common = ["--dataset", "files", "--train_file", str(train), "--validation_file", str(dev), "--num_train_epochs", "4",
+              "--learning_rate", "5e-3", "--save_total_limit", "10", "--seed", "3"]
+    full = run_train([*common, "--output_dir", str(tmp_path / "full")])
+    # an interrupted run: what is on disk after epoch 2 of the same run
+    steps_per_epoch = -(-96 // 16)
+    ckpt = tmp_path / "resumed" / f"checkpoint-{2 * steps_per_epoch}"
+    shutil.copytree(tmp_path / "full" / ckpt.name, ckpt)
+    resumed = run_train([*common, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", str(ckpt)])
+    assert resumed["validation_f1"] == full["validation_f1"]
+    assert resumed["validation_precision"] == full["validation_precision"]
+    state = json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 * steps_per_epoch
+
+
+def test_torchrun_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    results = run_train(
+        ["--num_train_epochs", "1", "--output_dir", str(out)],
+        launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"],
+    )
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == -(-204 // (16 * 2))  # the 204 sample sentences were shared by 2 processes
+    assert "validation_f1" in results and (out / "model.safetensors").exists()
+
+
+def test_main_command_runs_without_shared_data(tmp_path, monkeypatch):
+    """No ../shared/data: the embedded sample corpus and a vocabulary built from it."""
+    monkeypatch.setenv("NER_DATA_DIR", str(tmp_path / "nowhere"))
+    results = run_train(["--num_train_epochs", "1", "--output_dir", str(tmp_path / "out")])
+    vocab = (tmp_path / "out" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    assert vocab[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"] and "京" in vocab
+    assert "validation_f1" in results and (tmp_path / "out" / "model.safetensors").exists()

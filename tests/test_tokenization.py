@@ -1,0 +1,72 @@
+"""One token per character: offsets exact for mixed text, labels aligned, truncation as documented."""
+
+import pytest
+
+from data_scripts.features import BERT_VOCAB, build_char_vocab, load_tokenizer, tokenize_and_align
+from modeling.char_tokenization import SPACE_TOKEN, encode_chars
+
+MIXED = "我买了 iPhone 15，花了１２００元😀！Ａ\t"
+
+
+@pytest.fixture(scope="module")
+def bert_tokenizer(data_dir):
+    tok, source = load_tokenizer(str(data_dir / BERT_VOCAB))
+    return tok
+
+
+def test_one_token_per_character_mixed_text(bert_tokenizer):
+    enc = encode_chars(bert_tokenizer, [list(MIXED)])
+    ids = enc["input_ids"][0]
+    assert len(ids) == len(MIXED) + 2 and enc["num_chars"] == [len(MIXED)]
+    tokens = bert_tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+    by_char = dict(zip(range(len(MIXED)), tokens[1:-1]))  # token k + 1 is character k
+    assert by_char[MIXED.index("我")] == "我"
+    assert by_char[3] == SPACE_TOKEN and by_char[len(MIXED) - 1] == SPACE_TOKEN  # space, tab keep their place
+    assert [by_char[i] for i in range(4, 10)] == list("iphone")  # Latin letters, lower-cased, one each
+    assert by_char[MIXED.index("😀")] == "[UNK]"  # [UNK] keeps the emoji's offset
+    assert by_char[MIXED.index("１")] in ("１", "[UNK]")  # full-width digits: one token each
+    assert by_char[MIXED.index("元")] == "元" and by_char[MIXED.index("！")] == "！"
+
+
+def test_predictions_map_back_to_exact_offsets(bert_tokenizer):
+    """A tag on token k + 1 marks character k: spans over tokens are spans over the string."""
+    text = "张伟用 iPhone 15 拍了照"
+    start, end = text.index("iPhone 15"), text.index("iPhone 15") + len("iPhone 15")
+    enc = encode_chars(bert_tokenizer, [list(text)])
+    token_span = (start + 1, end + 1)
+    chars = [k - 1 for k in range(*token_span)]
+    assert text[chars[0] : chars[-1] + 1] == "iPhone 15"
+    assert len(enc["input_ids"][0]) - 2 == len(text)
+
+
+def test_labels_aligned(bert_tokenizer):
+    tokens = [list("张三在 Paris"), list("李四")]
+    tags = [[1, 2, 0, 0, 3, 4, 4, 4, 4], [1, 2]]
+    out = tokenize_and_align({"tokens": tokens, "ner_tags": tags}, bert_tokenizer, max_length=64)
+    for ids, labels, t in zip(out["input_ids"], out["labels"], tags):
+        assert len(ids) == len(labels) == len(t) + 2
+        assert labels[0] == labels[-1] == -100 and labels[1:-1] == t
+
+
+def test_truncation_policy(bert_tokenizer):
+    """max_length counts [CLS] and [SEP]: the first max_length - 2 characters are kept, labels likewise."""
+    tokens = [list("一二三四五六七八九十")]
+    out = tokenize_and_align({"tokens": tokens, "ner_tags": [list(range(10))]}, bert_tokenizer, max_length=6)
+    assert out["num_chars"] == [4]
+    assert bert_tokenizer.convert_ids_to_tokens(out["input_ids"][0]) == ["[CLS]", "一", "二", "三", "四", "[SEP]"]
+    assert out["labels"][0] == [-100, 0, 1, 2, 3, -100]
+    with pytest.raises(ValueError, match="at least 3"):
+        encode_chars(bert_tokenizer, tokens, max_length=2)
+
+
+def test_corpus_vocabulary_without_shared_data(tmp_path):
+    """Offline, without ../shared/data: a vocab.txt built from the corpus serves the same code path."""
+    corpus = [list("Hello 世界，ÉCOLE 😀"), list("北京欢迎你")]
+    tok, source = load_tokenizer(str(build_char_vocab(corpus, tmp_path / "vocab.txt")))
+    enc = encode_chars(tok, corpus)
+    for chars, ids in zip(corpus, enc["input_ids"]):
+        tokens = tok.convert_ids_to_tokens(ids[1:-1])
+        assert len(tokens) == len(chars)
+        for ch, t in zip(chars, tokens):
+            assert t == (SPACE_TOKEN if ch.isspace() else t) and t != "[UNK]"
