@@ -30,6 +30,7 @@ from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
 from data_scripts.metrics import entity_metrics
 from data_scripts.readers import print_summary
+from data_scripts.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 from modeling.encoders import init_char_embeddings, read_char_vectors
 
@@ -246,6 +247,9 @@ def main() -> dict:
         if trainer.is_world_process_zero():
             print(f"\n== {split}: strict entity-level scores ({data_args.dataset}, {len(gold)} sentences)\n{scores['report']}")
             Path(training_args.output_dir, f"{split}_report.txt").write_text(scores["report"], encoding="utf-8")
+    for split in ("test",):
+        if split in features and "labels" not in features[split].column_names:
+            write_predictions(trainer, features[split], raw[split], label_names, data_args.tag_scheme, Path(training_args.output_dir, f"{split}_predictions.json"))
     if trainer.is_world_process_zero():
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
         results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
@@ -254,6 +258,26 @@ def main() -> dict:
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")
     return results
+
+
+def write_predictions(trainer, features, raw, label_names, scheme, path: Path) -> None:
+    """Tag an unlabelled split (CLUENER's test) and write it in CLUENER's JSON-lines layout."""
+    tags = trainer.predict(features, metric_key_prefix="predict").predictions
+    texts: dict[str, str] = {}
+    labels: dict[str, dict] = {}
+    for ex_id, tokens, row in zip(raw["id"], raw["tokens"], tags):
+        base = ex_id.split("#")[0]  # the pieces of a long text follow each other
+        offset = len(texts.get(base, ""))
+        texts[base] = texts.get(base, "") + "".join(tokens)
+        names = [label_names[t] for t in row[1 : len(tokens) + 1]]
+        for span in tags_to_spans(names, scheme, strict=False):
+            surface = "".join(tokens[span.start : span.end])
+            labels.setdefault(base, {}).setdefault(span.type, {}).setdefault(surface, []).append([offset + span.start, offset + span.end - 1])
+    if trainer.is_world_process_zero():
+        with open(path, "w", encoding="utf-8") as f:
+            for base, text in texts.items():
+                f.write(json.dumps({"id": base, "text": text, "label": labels.get(base, {})}, ensure_ascii=False) + "\n")
+        logger.info("wrote %d predictions to %s", len(texts), path)
 
 
 def _features_with_unlabelled(raw, tokenizer, data_args):

@@ -193,3 +193,32 @@ def test_main_command_runs_without_shared_data(tmp_path, monkeypatch):
     vocab = (tmp_path / "out" / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert vocab[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"] and "京" in vocab
     assert "validation_f1" in results and (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_arguments_from_a_yaml_file(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "args.yaml").write_text(f"dataset: sample\nnum_train_epochs: 1\noutput_dir: {out}\nlstm_hidden_size: 32\ndisable_tqdm: true\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), str(tmp_path / "args.yaml")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["lstm_hidden_size"] == 32
+    assert config["id2label"]["0"] == "O" and config["label2id"]["S-name"] > 0  # label names travel in the config
+
+
+def test_encoder_and_head_learning_rates(tiny_bert_dir):
+    sys.path.insert(0, str(ROOT))
+    from train import NERTrainingArguments, build_optimizer
+
+    model = MemoryNetForTokenClassification.from_encoder_pretrained(str(tiny_bert_dir), id2label={0: "O", 1: "S-X"})
+    args = NERTrainingArguments(output_dir="unused", learning_rate=2e-4)
+    optimizer = build_optimizer(model, args, encoder_lr=3e-5)
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    for group in optimizer.param_groups:
+        in_encoder = {id(p) in encoder_ids for p in group["params"]}
+        assert len(in_encoder) == 1
+        assert group["lr"] == (3e-5 if in_encoder.pop() else 2e-4)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    # the pretrained weights were loaded, not re-initialised
+    reference = BertModel.from_pretrained(tiny_bert_dir)
+    assert torch.equal(model.encoder.model.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight)
