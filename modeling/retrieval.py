@@ -1,0 +1,167 @@
+"""Memory retrieval: the only place memory sentences are chosen (memory paper, section 2.1).
+
+For every query sentence, ``n`` memory sentences are picked from a *bank* of labelled training
+sentences by one of these methods:
+
+``pos_edit``
+    edit distance between the POS-tag sequences (jieba) of query and bank sentence, nearest first.
+``category`` (the paper's method)
+    with the entity-type set ``Ys`` a multi-label classifier predicts for the query and the gold type
+    set ``Yt`` of each bank sentence: ``|Ys - Yt|`` ascending (memories contain the query's types),
+    then ``|Yt|`` ascending (and as few other types as possible), then POS edit distance, then bank
+    index, so the order is deterministic.
+``gold_category``
+    the same ranking with the query's gold types: an oracle for analysis.
+``random``
+    a seeded control.
+
+A query never retrieves itself (``exclude``) nor a bank sentence with an identical text: that
+would hand the model its own labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import cdist
+
+METHODS = ("pos_edit", "category", "gold_category", "random")
+
+# jieba's POS tag set; each tag is written as one character so that tag sequences compare as strings
+POS_TAGS = (
+    "a ad ag an b c d df dg e eng f g h i j k l m mg mq n ng nr nrfg nrt ns nt nz o p q r rg rr rz s t tg u "
+    "ud ug uj ul uv uz v vd vg vi vn vq x y z zg"
+).split()
+_POS_CHAR = {tag: chr(0x4E00 + i) for i, tag in enumerate(POS_TAGS)}
+_UNKNOWN_POS = chr(0x4E00 + len(POS_TAGS))
+
+logger = logging.getLogger(__name__)
+
+
+def pos_strings(texts: Sequence[str], show_progress: bool = False) -> list[str]:
+    """Each text's jieba POS-tag sequence, one character per word (HMM off: fast and deterministic)."""
+    import jieba
+    import jieba.posseg as pseg
+
+    jieba.setLogLevel(logging.WARNING)
+    iterator = texts
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(texts, desc="POS tagging", unit="sent")
+    return ["".join(_POS_CHAR.get(p.flag, _UNKNOWN_POS) for p in pseg.lcut(t, HMM=False)) for t in iterator]
+
+
+def pos_distances(query_pos: Sequence[str], bank_pos: Sequence[str], workers: int = -1) -> np.ndarray:
+    """``[queries, bank]`` Levenshtein distances between POS strings (rapidfuzz, all cores)."""
+    return cdist(list(query_pos), list(bank_pos), scorer=Levenshtein.distance, workers=workers, dtype=np.int32)
+
+
+def _blocked(query_texts: Sequence[str] | None, bank_texts: Sequence[str] | None, exclude: Sequence[int] | None, shape) -> np.ndarray:
+    """``[queries, bank]`` True where a query may not use a bank sentence (itself, or the same text)."""
+    blocked = np.zeros(shape, dtype=bool)
+    if exclude is not None:
+        rows = np.array([i for i, e in enumerate(exclude) if e is not None and e >= 0], dtype=np.int64)
+        if len(rows):
+            blocked[rows, np.asarray(exclude)[rows].astype(np.int64)] = True
+    if query_texts is not None and bank_texts is not None:
+        by_text: dict[str, list[int]] = {}
+        for j, t in enumerate(bank_texts):
+            by_text.setdefault(t, []).append(j)
+        for i, t in enumerate(query_texts):
+            if t in by_text:
+                blocked[i, by_text[t]] = True
+    return blocked
+
+
+def _smallest(keys: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the column indices of the ``n`` smallest keys, ascending (ties by column index)."""
+    n = min(n, keys.shape[1])
+    part = np.argpartition(keys, n - 1, axis=1)[:, :n] if n < keys.shape[1] else np.tile(np.arange(keys.shape[1]), (len(keys), 1))
+    part_keys = np.take_along_axis(keys, part, axis=1)
+    order = np.lexsort((part, part_keys), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def rank_memories(
+    method: str,
+    n: int,
+    bank_pos: Sequence[str],
+    bank_types: np.ndarray,
+    query_pos: Sequence[str],
+    query_types: np.ndarray | None = None,
+    exclude: Sequence[int] | None = None,
+    query_texts: Sequence[str] | None = None,
+    bank_texts: Sequence[str] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Bank indices ``[queries, n]`` of each query's memories, best first.
+
+    ``bank_types`` / ``query_types`` are ``[sentences, num_types]`` 0/1 matrices of the entity types
+    a sentence contains (for the query: predicted for ``category``, gold for ``gold_category``).
+    ``exclude[i]`` is the bank index of query ``i`` itself (or ``-1``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown retrieval method {method!r}; choose one of {', '.join(METHODS)}")
+    num_q, num_b = len(query_pos), len(bank_pos)
+    if n > num_b - 1:
+        raise ValueError(f"cannot pick {n} memories from a bank of {num_b} sentences")
+    blocked = _blocked(query_texts, bank_texts, exclude, (num_q, num_b))
+    if method == "random":
+        rng = np.random.default_rng(seed)
+        keys = rng.random((num_q, num_b))
+        keys[blocked] = np.inf
+        return _smallest(keys, n)
+    dist = pos_distances(query_pos, bank_pos).astype(np.int64)
+    if method == "pos_edit":
+        keys = dist
+    else:
+        if query_types is None:
+            raise ValueError(f"method {method!r} needs the query's entity types")
+        ys = np.asarray(query_types, dtype=np.int64)
+        yt = np.asarray(bank_types, dtype=np.int64)
+        missing = ys @ (1 - yt).T  # |Ys - Yt|
+        size = yt.sum(axis=1)[None, :]  # |Yt|
+        span = int(dist.max()) + 1
+        keys = (missing * (yt.shape[1] + 1) + size) * span + dist
+    keys = keys.copy()
+    keys[blocked] = np.iinfo(np.int64).max
+    return _smallest(keys, n)
+
+
+class RetrievalCache:
+    """Retrieval results on disk, keyed by the bank, the queries, the method and ``n``."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    @staticmethod
+    def key(method: str, n: int, *parts) -> str:
+        h = hashlib.sha1(f"{method}|{n}".encode())
+        for part in parts:
+            if isinstance(part, np.ndarray):
+                h.update(np.ascontiguousarray(part).tobytes())
+                h.update(str(part.shape).encode())
+            else:
+                for item in part:
+                    h.update(str(item).encode("utf-8"))
+                    h.update(b"\x00")
+        return f"{method}-n{n}-{h.hexdigest()[:16]}"
+
+    def get_or_compute(self, key: str, compute) -> tuple[np.ndarray, float, bool]:
+        """``(result, seconds, from_cache)``."""
+        path = self.directory / f"{key}.npy"
+        if path.exists():
+            return np.load(path), 0.0, True
+        start = time.perf_counter()
+        result = compute()
+        seconds = time.perf_counter() - start
+        self.directory.mkdir(parents=True, exist_ok=True)
+        np.save(path, result)
+        return result, seconds, False

@@ -1,0 +1,71 @@
+"""Retrieval rules on a small hand-made bank (memory paper, section 2.1)."""
+
+import numpy as np
+import pytest
+
+from modeling.retrieval import RetrievalCache, pos_distances, pos_strings, rank_memories
+
+# types: 0 name, 1 company, 2 address
+BANK_TEXTS = ["张三在北京工作", "李四去了华为", "王五在深圳的腾讯上班", "今天天气很好", "赵六是阿里的员工", "张三在北京工作"]
+BANK_TYPES = np.array([[1, 0, 1], [1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 1, 0], [1, 0, 1]])
+
+
+def bank_pos():
+    return pos_strings(BANK_TEXTS)
+
+
+def test_training_query_never_retrieves_itself_or_an_identical_text():
+    pos = bank_pos()
+    for method in ("pos_edit", "category", "gold_category", "random"):
+        mem = rank_memories(method, 3, pos, BANK_TYPES, pos, BANK_TYPES, exclude=list(range(6)), query_texts=BANK_TEXTS, bank_texts=BANK_TEXTS)
+        for i, row in enumerate(mem):
+            assert i not in row
+            assert all(BANK_TEXTS[j] != BANK_TEXTS[i] for j in row)  # rows 0 and 5 are the same sentence
+
+
+def test_category_ordering_and_tie_breaks():
+    pos = bank_pos()
+    query = np.array([[1, 1, 0]])  # name + company
+    mem = rank_memories("category", 4, pos, BANK_TYPES, pos_strings(["孙七加入了字节"]), query)[0]
+    # |Ys - Yt| = 0 for banks 1, 2, 4; of those |Yt| = 2 for 1 and 4 (before 2, which has 3 types)
+    assert set(mem[:2]) == {1, 4} and mem[2] == 2
+    d = pos_distances(pos_strings(["孙七加入了字节"]), pos)[0]
+    assert (d[mem[0]], mem[0]) <= (d[mem[1]], mem[1])  # then POS distance, then bank index
+    # the fourth: one type missing, fewest types (bank 0 or 5 with 2 types vs bank 3 with 0 types -> 3 has |Ys-Yt| = 2)
+    assert mem[3] in (0, 5)
+
+
+def test_pos_edit_is_nearest_first_and_deterministic():
+    pos = bank_pos()
+    q = pos_strings(["钱八在上海工作"])
+    mem = rank_memories("pos_edit", 5, pos, BANK_TYPES, q)
+    d = pos_distances(q, pos)[0]
+    assert list(d[mem[0]]) == sorted(d[mem[0]])
+    assert np.array_equal(mem, rank_memories("pos_edit", 5, pos, BANK_TYPES, q))
+
+
+def test_random_is_seeded():
+    pos = bank_pos()
+    a = rank_memories("random", 3, pos, BANK_TYPES, pos, seed=1, exclude=list(range(6)))
+    assert np.array_equal(a, rank_memories("random", 3, pos, BANK_TYPES, pos, seed=1, exclude=list(range(6))))
+    assert not np.array_equal(a, rank_memories("random", 3, pos, BANK_TYPES, pos, seed=2, exclude=list(range(6))))
+
+
+def test_bad_arguments():
+    pos = bank_pos()
+    with pytest.raises(ValueError, match="unknown retrieval method"):
+        rank_memories("nearest", 2, pos, BANK_TYPES, pos)
+    with pytest.raises(ValueError, match="needs the query's entity types"):
+        rank_memories("category", 2, pos, BANK_TYPES, pos)
+    with pytest.raises(ValueError, match="bank of 6"):
+        rank_memories("pos_edit", 6, pos, BANK_TYPES, pos)
+
+
+def test_cache(tmp_path):
+    cache = RetrievalCache(tmp_path)
+    key = cache.key("pos_edit", 2, BANK_TEXTS, BANK_TYPES)
+    assert key != cache.key("pos_edit", 3, BANK_TEXTS, BANK_TYPES) != cache.key("category", 2, BANK_TEXTS, BANK_TYPES)
+    calls = []
+    first, _, cached = cache.get_or_compute(key, lambda: calls.append(1) or np.arange(4))
+    again, seconds, cached_again = cache.get_or_compute(key, lambda: calls.append(1) or np.arange(4))
+    assert not cached and cached_again and calls == [1] and np.array_equal(first, again)
