@@ -53,6 +53,34 @@ class MemoryNetPreTrainedModel(PreTrainedModel):
             init.normal_(module.embeddings.weight, 0.0, 1.0)
 
 
+class MemoryAttention(nn.Module):
+    """Associated memory attention (eqs. 3-7), vectorised over the batch and the ``n`` memories.
+
+    For each memory ``a_j``: ``M_j = row-softmax(s a_j^T)`` over the memory's characters (padding,
+    ``[CLS]`` and ``[SEP]`` get zero weight), ``L_j = M_j · LabelEmb(labels of a_j)``, and the output
+    is ``mean_j L_j`` (the caller concatenates it to ``s``, eq. 7).
+    """
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        memory_label_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        query: ``[batch, len_s, d]``; memory: ``[batch, n, len_a, d]``; memory_mask: ``[batch, n, len_a]``
+        (1 on memory characters); memory_label_embeddings: ``[batch, n, len_a, l]``.
+        Returns ``mean_j L_j`` ``[batch, len_s, l]`` and the attention ``M`` ``[batch, n, len_s, len_a]``.
+        """
+        scores = torch.einsum("bsd,bnad->bnsa", query, memory)  # eq. 3
+        mask = memory_mask.bool()[:, :, None, :]
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1) * mask  # eqs. 4-5; a memory with no character attends to nothing
+        fused = torch.einsum("bnsa,bnal->bnsl", weights, memory_label_embeddings)  # eq. 6
+        return fused.mean(dim=1), weights  # the mean of eq. 7
+
+
 class SelfAttentionBlock(nn.Module):
     """Multi-head self-attention over the fused features (eqs. 8-10), with a residual projection."""
 
