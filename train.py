@@ -26,8 +26,10 @@ import transformers
 import yaml
 from transformers import DataCollatorForTokenClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
+from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
+from data_scripts.memory_data import attach_memories, entity_type_vectors
 from data_scripts.metrics import entity_metrics
 from data_scripts.readers import print_summary
 from data_scripts.tag_schemes import tags_to_spans
@@ -57,6 +59,8 @@ class ModelArguments:
     lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
     use_self_attention: bool = field(default=False, metadata={"help": "multi-head self-attention (512) before the CRF"})
+    num_memory: int = field(default=0, metadata={"help": "memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
+    memory_method: str = field(default="pos_edit", metadata={"help": "memory retrieval: pos_edit, category, gold_category (oracle) or random"})
     encoder_learning_rate: float | None = field(
         default=None,
         metadata={"help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a pretrained encoder (paper), --learning_rate for the BiLSTM"},
@@ -147,6 +151,8 @@ def main() -> dict:
     if training_args.output_dir is None:
         training_args.output_dir = f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
     logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARN)
+    if training_args.label_names is None:  # not memory_labels, which Trainer would take for labels too
+        training_args.label_names = ["labels"]
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
     pretrained_encoder = model_args.encoder != "bilstm"
@@ -180,7 +186,13 @@ def main() -> dict:
         id2label=dict(enumerate(label_names)), label2id={l: i for i, l in enumerate(label_names)},
         hidden_dropout_prob=model_args.hidden_dropout_prob, use_self_attention=model_args.use_self_attention,
         tag_scheme=data_args.tag_scheme, max_length=data_args.max_seq_length, pad_token_id=tokenizer.pad_token_id,
+        num_memory=model_args.num_memory, memory_method=model_args.memory_method,
     )
+    char_vectors = None
+    if model_args.char_vectors:
+        path = default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors
+        char_vectors = read_char_vectors(path)
+        config_kwargs["label_type_size"] = char_vectors[1].shape[1]
     if pretrained_encoder:
         model = MemoryNetForTokenClassification.from_encoder_pretrained(model_args.encoder, **config_kwargs)
     else:
@@ -189,10 +201,13 @@ def main() -> dict:
             lstm_hidden_size=model_args.lstm_hidden_size, lstm_num_layers=model_args.lstm_num_layers, **config_kwargs,
         )
         model = MemoryNetForTokenClassification(config)
-        if model_args.char_vectors:
-            path = default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors
-            stats = init_char_embeddings(model.encoder, tokenizer.get_vocab(), *read_char_vectors(path))
-            logger.info("char vectors %s: %d of %d vocabulary entries initialised", path, stats["initialised"], stats["vocab"])
+        if char_vectors:
+            stats = init_char_embeddings(model.encoder, tokenizer.get_vocab(), *char_vectors)
+            logger.info("char vectors: %d of %d vocabulary entries initialised", stats["initialised"], stats["vocab"])
+    if model.label_embeddings is not None and char_vectors:
+        type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
+        model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
+        logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
     encoder_lr = model_args.encoder_learning_rate or (3e-5 if pretrained_encoder else training_args.learning_rate)
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
                 model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)
@@ -203,6 +218,17 @@ def main() -> dict:
             tokenize_and_align, batched=True, remove_columns=["id", "tokens", "ner_tags"],
             fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length}, desc="tokenizing",
         ) if all("ner_tags" in ds.column_names for ds in raw.values()) else _features_with_unlabelled(raw, tokenizer, data_args)
+
+    # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
+    collator = DataCollatorForTokenClassification(tokenizer)
+    if model.config.num_memory > 0:
+        with training_args.main_process_first(desc="retrieving memories"):
+            features, retrieval_report = attach_memories(
+                raw, features, model, tokenizer.get_vocab(), data_args.tag_scheme,
+                Path(training_args.output_dir) / "retrieval_cache", training_args.seed,
+            )
+        logger.info("retrieval: %s", retrieval_report)
+        collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
 
     # 5. Trainer
     def compute_metrics(eval_pred) -> dict:
@@ -220,7 +246,7 @@ def main() -> dict:
         train_dataset=features["train"],
         eval_dataset=features["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorForTokenClassification(tokenizer),
+        data_collator=collator,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=lambda outputs, labels: outputs[1],  # (emissions, viterbi tags) -> tags
         optimizers=(build_optimizer(model, training_args, encoder_lr), None),

@@ -45,6 +45,16 @@ class MemoryNetConfig(PreTrainedConfig):
             pipeline cuts longer text into windows of this size (paper: 64).
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initialiser of linear layers.
+        num_memory (`int`, defaults to 0):
+            Memory sentences per input, `n` (paper: 4); 0 is the plain encoder-CRF baseline.
+        memory_method (`str`, defaults to `"pos_edit"`):
+            How memories are retrieved when the caller gives none: `pos_edit`, `category`,
+            `gold_category` or `random` (see `retrieval.py`).
+        label_type_size (`int`, defaults to 200):
+            Size of the entity-type part of a label embedding (the pretrained vectors' size; the paper
+            used 300-d word vectors); the position bits (B, I, O, S, ...) come on top.
+        memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
+            Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`).
     """
 
     model_type = "memory_ner"
@@ -64,6 +74,13 @@ class MemoryNetConfig(PreTrainedConfig):
     tag_scheme: str = "BIOS"
     max_length: int = 64
     initializer_range: float = 0.02
+    num_memory: int = 0
+    memory_method: str = "pos_edit"
+    label_type_size: int = 200
+    memory_bank_size: int = 0
+    memory_bank_length: int = 0
+    memory_pos_length: int = 0
+    token_table_size: int = 0
 
     def __post_init__(self, **kwargs):
         if self.encoder_type not in ENCODER_TYPES:
@@ -74,7 +91,26 @@ class MemoryNetConfig(PreTrainedConfig):
             raise ValueError(
                 f"self_attention_size ({self.self_attention_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
             )
+        if self.memory_method not in ("pos_edit", "category", "gold_category", "random"):
+            raise ValueError(f"unknown memory_method {self.memory_method!r}")
+        if self.num_memory < 0:
+            raise ValueError(f"num_memory must be >= 0, got {self.num_memory}")
         super().__post_init__(**kwargs)
+
+    @property
+    def entity_types(self) -> list[str]:
+        """Entity types of `id2label`, sorted."""
+        return sorted({label.split("-", 1)[1] for label in self.id2label.values() if label != "O"})
+
+    @property
+    def position_prefixes(self) -> list[str]:
+        """Tag prefixes of `id2label` (`O` included): the position bits of a label embedding."""
+        return sorted({label.split("-", 1)[0] for label in self.id2label.values()})
+
+    @property
+    def label_embedding_size(self) -> int:
+        """`l` of the paper: type vector + one bit per tag prefix (200 + 4 for BIOS here, 300 + 4 there)."""
+        return self.label_type_size + len(self.position_prefixes)
 
 
 __all__ = ["MemoryNetConfig"]

@@ -19,6 +19,7 @@ from .char_tokenization import encode_chars
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
 from .encoders import CharBiLSTMEncoder, build_encoder, load_pretrained_encoder
+from .memory_bank import MemoryBank
 
 
 @dataclass
@@ -30,9 +31,12 @@ class MemoryNetTokenClassifierOutput(TokenClassifierOutput):
         CRF emission scores.
     tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with `return_tags=True`):
         Viterbi-decoded tag ids aligned with `input_ids`; `-100` on `[CLS]`, `[SEP]` and padding.
+    memory_attentions (`torch.FloatTensor` of shape `(batch_size, num_memory, sequence_length, memory_length)`, with `output_attentions=True`):
+        The normalised memory attention `M_j` of eqs. 4-5.
     """
 
     tags: torch.LongTensor | None = None
+    memory_attentions: torch.FloatTensor | None = None
 
 
 class MemoryNetPreTrainedModel(PreTrainedModel):
@@ -48,6 +52,8 @@ class MemoryNetPreTrainedModel(PreTrainedModel):
             init.uniform_(module.crf.start_transitions, -0.1, 0.1)
             init.uniform_(module.crf.end_transitions, -0.1, 0.1)
             init.uniform_(module.crf.transitions, -0.1, 0.1)
+        elif isinstance(module, MemoryNetForTokenClassification) and module.label_embeddings is not None:
+            module.reset_label_embeddings()
         elif isinstance(module, CharBiLSTMEncoder):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
             init.normal_(module.embeddings.weight, 0.0, 1.0)
@@ -110,6 +116,17 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         self.num_labels = config.num_labels
         self.encoder = build_encoder(config)
         features = self.encoder.output_size
+        self.memory_bank = self.label_embeddings = self.memory_attention = None
+        if config.num_memory > 0:
+            self.label_embeddings = nn.Embedding(config.num_labels, config.label_embedding_size)
+            self.memory_attention = MemoryAttention()
+            if config.memory_bank_size:
+                self.memory_bank = MemoryBank(
+                    config.memory_bank_size, config.memory_bank_length, config.memory_pos_length,
+                    len(config.entity_types), config.token_table_size,
+                )
+            features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
+        self._memory_cache: dict[int, torch.Tensor] = {}
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -135,12 +152,101 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
             return self.encoder.embeddings
         return self.encoder.model.get_input_embeddings()
 
+    # ------------------------------------------------------------------------------------------
+    # memory (section 2.1-2.3)
+
+    @torch.no_grad()
+    def reset_label_embeddings(self, type_vectors: dict[str, torch.Tensor] | None = None) -> None:
+        """Label embedding = [type vector ; one-hot position bit] (section 2.2, figure 2).
+
+        ``type_vectors`` maps an entity type to the mean pretrained vector of its training entities
+        (the paper's initialisation); without it the type part is N(0, 0.02). ``O`` has a zero type part.
+        """
+        weight = self.label_embeddings.weight
+        size, prefixes = self.config.label_type_size, self.config.position_prefixes
+        weight.zero_()
+        for idx, label in self.config.id2label.items():
+            prefix, _, etype = label.partition("-")
+            if etype:
+                vec = type_vectors.get(etype) if type_vectors else None
+                weight[idx, :size] = torch.as_tensor(vec, dtype=weight.dtype) if vec is not None else torch.randn(size) * self.config.initializer_range
+            weight[idx, size + prefixes.index(prefix)] = 1.0
+
+    @torch.no_grad()
+    def set_memory_bank(self, input_ids, labels, types, pos, vocab: dict[str, int] | None = None) -> None:
+        """Store the training sentences memories are drawn from (see ``MemoryBank.fill``); saved with the model."""
+        self.config.memory_bank_size = len(input_ids)
+        self.config.memory_bank_length = max(len(x) for x in input_ids)
+        self.config.memory_pos_length = max(1, max(len(p) for p in pos))
+        self.config.token_table_size = len(vocab) if vocab else 0
+        bank = MemoryBank(
+            self.config.memory_bank_size, self.config.memory_bank_length, self.config.memory_pos_length,
+            len(self.config.entity_types), self.config.token_table_size,
+        )
+        bank.fill(input_ids, labels, types, pos)
+        if vocab:
+            bank.fill_token_table(vocab)
+        self.memory_bank = bank.to(self.device)
+        self._memory_cache.clear()
+
+    def train(self, mode: bool = True):
+        self._memory_cache.clear()  # bank encodings are only valid while the weights stay as they are
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._memory_cache.clear()
+        return super().load_state_dict(*args, **kwargs)
+
+    @torch.no_grad()
+    def retrieve_memories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, method: str | None = None) -> torch.LongTensor:
+        """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``."""
+        from .retrieval import pos_strings, rank_memories
+
+        if self.memory_bank is None or not len(self.memory_bank.token_chars):
+            raise ValueError("this model has no memory bank to retrieve from (train it with num_memory > 0)")
+        method = method or self.config.memory_method
+        if method in ("category", "gold_category"):
+            raise ValueError(f"retrieval by {method!r} needs the entity-type classifier, which this model does not have yet")
+        texts = self.memory_bank.texts(input_ids, attention_mask)
+        bank = self.memory_bank
+        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), pos_strings(texts))
+        return torch.as_tensor(ids, device=input_ids.device)
+
+    def _encode_memories(self, memory_input_ids, memory_attention_mask, memory_ids=None) -> torch.Tensor:
+        """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).
+
+        In eval mode, memories given as bank indices are encoded once and reused until the weights
+        change (``train()`` or ``load_state_dict`` clears the cache), so tagging with memory costs
+        little more than tagging without it.
+        """
+        batch, n, width = memory_input_ids.shape
+        if self.training or memory_ids is None or self.memory_bank is None:
+            flat = self.encoder(memory_input_ids.view(batch * n, width), attention_mask=memory_attention_mask.view(batch * n, width))
+            return flat.view(batch, n, width, -1)
+        wanted = memory_ids.flatten().tolist()
+        missing = sorted(set(wanted) - self._memory_cache.keys())
+        for i in range(0, len(missing), 64):
+            chunk = torch.as_tensor(missing[i : i + 64], device=memory_input_ids.device)
+            ids, mask, _ = self.memory_bank.gather(chunk[:, None])
+            encoded = self.encoder(ids[:, 0], attention_mask=mask[:, 0])
+            for j, bank_idx in enumerate(missing[i : i + 64]):
+                self._memory_cache[bank_idx] = encoded[j, : int(mask[j, 0].sum())]
+        out = memory_input_ids.new_zeros((batch * n, width, self.encoder.output_size), dtype=torch.float)
+        for k, bank_idx in enumerate(wanted):
+            enc = self._memory_cache[bank_idx]
+            out[k, : enc.shape[0]] = enc
+        return out.view(batch, n, width, -1)
+
     def forward(
         self,
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
+        memory_ids: torch.LongTensor | None = None,
+        memory_input_ids: torch.LongTensor | None = None,
+        memory_attention_mask: torch.Tensor | None = None,
+        memory_labels: torch.LongTensor | None = None,
         return_tags: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -152,6 +258,12 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Tag ids aligned with `input_ids`, `-100` on `[CLS]`, `[SEP]` and padding. The loss is
             computed only when they are given.
+        memory_ids (`torch.LongTensor` of shape `(batch_size, num_memory)`, *optional*):
+            Bank indices of each input's memory sentences. With `num_memory > 0` and neither these
+            nor `memory_input_ids`, memories are retrieved from the saved bank.
+        memory_input_ids, memory_attention_mask, memory_labels (`(batch_size, num_memory, memory_length)`, *optional*):
+            The memories themselves (as `DataCollatorForMemoryNER` builds them); `memory_labels`
+            are tag ids, `-100` off characters.
         return_tags (`bool`, *optional*):
             Viterbi-decode the tags; defaults to `not self.training`.
         """
@@ -161,17 +273,33 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         return_tags = (not self.training) if return_tags is None else return_tags
 
         hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # eq. 1
+        memory_attentions = None
+        if self.config.num_memory > 0:
+            if memory_input_ids is None:
+                if memory_ids is None:
+                    memory_ids = self.retrieve_memories(input_ids, attention_mask)
+                if self.memory_bank is None:
+                    raise ValueError("memory_ids given but the model has no memory bank; pass memory_input_ids/memory_labels")
+                memory_input_ids, memory_attention_mask, memory_labels = self.memory_bank.gather(memory_ids)
+            memory = self._encode_memories(memory_input_ids, memory_attention_mask, memory_ids)  # eq. 2
+            memory_chars = memory_labels != -100
+            label_embeddings = self.label_embeddings(memory_labels.clamp(min=0))
+            fused, memory_attentions = self.memory_attention(hidden, memory, memory_chars, label_embeddings)  # eqs. 3-6
+            hidden = torch.cat([hidden, fused], dim=-1)  # eq. 7
         attentions = None
         if self.self_attention is not None:
-            hidden, weights = self.self_attention(hidden, attention_mask, need_weights=bool(output_attentions))
+            hidden, weights = self.self_attention(hidden, attention_mask, need_weights=bool(output_attentions))  # eqs. 8-10
             attentions = (weights,) if output_attentions else None
         emissions = self.classifier(self.dropout(hidden))
 
-        loss = self.crf(emissions, attention_mask, labels) if labels is not None else None
+        loss = self.crf(emissions, attention_mask, labels) if labels is not None else None  # eqs. 11-12
         tags = self.crf.decode(emissions, attention_mask) if return_tags else None
         if not return_dict:
             return tuple(v for v in (loss, emissions, tags) if v is not None)
-        return MemoryNetTokenClassifierOutput(loss=loss, logits=emissions, tags=tags, attentions=attentions)
+        return MemoryNetTokenClassifierOutput(
+            loss=loss, logits=emissions, tags=tags, attentions=attentions,
+            memory_attentions=memory_attentions if output_attentions else None,
+        )
 
     @torch.no_grad()
     def decode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[list[int]]:

@@ -158,7 +158,7 @@ class RetrievalCache:
         """``(result, seconds, from_cache)``."""
         path = self.directory / f"{key}.npy"
         if path.exists():
-            return np.load(path), 0.0, True
+            return np.load(path, allow_pickle=True), 0.0, True  # our own files (POS strings are object arrays)
         start = time.perf_counter()
         result = compute()
         seconds = time.perf_counter() - start

@@ -1,0 +1,94 @@
+"""Preparing a corpus for the memory model: the bank, each example's memories, label-embedding init."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict
+
+from modeling.retrieval import RetrievalCache, pos_strings, rank_memories
+
+from .readers import dataset_spans
+
+logger = logging.getLogger(__name__)
+
+
+def type_matrix(spans_per_example, entity_types: list[str]) -> np.ndarray:
+    """``[examples, types]`` 0/1: which entity types each example contains."""
+    index = {t: i for i, t in enumerate(entity_types)}
+    out = np.zeros((len(spans_per_example), len(entity_types)), dtype=np.uint8)
+    for row, spans in enumerate(spans_per_example):
+        for s in spans:
+            out[row, index[s.type]] = 1
+    return out
+
+
+def attach_memories(
+    raw: DatasetDict,
+    features: DatasetDict,
+    model,
+    vocab: dict[str, int],
+    scheme: str,
+    cache_dir: str | Path,
+    seed: int = 0,
+) -> tuple[DatasetDict, dict]:
+    """Fill ``model``'s memory bank with the training split and add ``memory_ids`` to every split.
+
+    Training queries never retrieve themselves or an identical text. Returns the features and a
+    report (retrieval seconds per split, cache hits).
+    """
+    config = model.config
+    n, method = config.num_memory, config.memory_method
+    if method == "category":
+        raise ValueError("memory_method 'category' needs the entity-type classifier, which is not built yet; use pos_edit, gold_category or random")
+    cache = RetrievalCache(cache_dir)
+    entity_types = config.entity_types
+    texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in raw.items()}
+    gold_types = {split: type_matrix(dataset_spans(ds, scheme), entity_types) for split, ds in raw.items() if "ner_tags" in ds.column_names}
+    report = {}
+
+    def pos_of(split: str) -> list[str]:
+        key = cache.key("pos", 0, texts[split])
+        result, seconds, hit = cache.get_or_compute(key, lambda: np.array(pos_strings(texts[split], show_progress=True), dtype=object))
+        report[f"{split}_pos_seconds"] = round(seconds, 2)
+        return list(result)
+
+    bank_pos = pos_of("train")
+    bank_types = gold_types["train"]
+    model.set_memory_bank(features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab)
+    out = DatasetDict()
+    for split, ds in features.items():
+        query_types = gold_types.get(split) if method == "gold_category" else None
+        if method == "gold_category" and query_types is None:
+            logger.warning("split %s has no labels, so no gold types to retrieve its memories by: left out", split)
+            continue
+        query_pos = bank_pos if split == "train" else pos_of(split)
+        exclude = list(range(len(ds))) if split == "train" else None
+        key = cache.key(method, n, texts["train"], texts[split], bank_types, query_types if query_types is not None else np.zeros(1), [seed, split == "train"])
+        ids, seconds, hit = cache.get_or_compute(
+            key,
+            lambda: rank_memories(method, n, bank_pos, bank_types, query_pos, query_types, exclude, texts[split], texts["train"], seed),
+        )
+        report[f"{split}_retrieval_seconds"] = round(seconds, 2)
+        report[f"{split}_retrieval_cached"] = hit
+        logger.info("memories for %s: %s, n=%d, %s", split, method, n, "from cache" if hit else f"{seconds:.1f}s")
+        out[split] = ds.add_column("memory_ids", ids.tolist())
+    return out, report
+
+
+def entity_type_vectors(raw: DatasetDict, scheme: str, tokens: list[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """Per entity type, the mean over its training entities of the mean vector of their characters
+    (the paper averages 300-d word vectors, falling back to characters; here 200-d character vectors)."""
+    row = {t: i for i, t in enumerate(tokens)}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for chars, spans in zip(raw["train"]["tokens"], dataset_spans(raw["train"], scheme)):
+        for s in spans:
+            rows = [row[c] for c in chars[s.start : s.end] if c in row]
+            if not rows:
+                continue
+            sums[s.type] = sums.get(s.type, 0) + vectors[rows].mean(axis=0)
+            counts[s.type] = counts.get(s.type, 0) + 1
+    return {t: sums[t] / counts[t] for t in sums}

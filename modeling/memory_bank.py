@@ -1,0 +1,83 @@
+"""The memory bank: the labelled training sentences memories are drawn from, kept as model state.
+
+Stored as buffers (token ids, tag ids, entity-type sets, POS strings as code points), so
+``save_pretrained`` writes it into ``model.safetensors`` and a fresh process needs nothing but the
+model folder. Its shape lives in the config (``memory_bank_size``, ``memory_bank_length``,
+``memory_pos_length``) so ``from_pretrained`` can build the buffers before loading them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class MemoryBank(nn.Module):
+    def __init__(self, size: int, length: int, pos_length: int, num_types: int, token_table_size: int = 0):
+        super().__init__()
+        # token id -> the character it stands for (code point; 0 for [UNK] and specials): lets the model
+        # rebuild a query's text from input_ids alone, to POS-tag it for retrieval
+        self.register_buffer("token_chars", torch.zeros(token_table_size, dtype=torch.int32))
+        self.register_buffer("input_ids", torch.zeros(size, length, dtype=torch.long))
+        self.register_buffer("labels", torch.full((size, length), -100, dtype=torch.long))
+        self.register_buffer("lengths", torch.zeros(size, dtype=torch.long))
+        self.register_buffer("types", torch.zeros(size, num_types, dtype=torch.uint8))
+        self.register_buffer("pos", torch.zeros(size, pos_length, dtype=torch.int32))
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    @torch.no_grad()
+    def fill(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        labels: Sequence[Sequence[int]],
+        types: np.ndarray,
+        pos: Sequence[str],
+    ) -> None:
+        """Copy the bank's sentences in: ``input_ids`` / ``labels`` as produced by ``encode_chars``
+        (with ``[CLS]``/``[SEP]``, labels ``-100`` there), ``types`` ``[size, num_types]`` 0/1, ``pos`` strings."""
+        if not (len(input_ids) == len(labels) == len(types) == len(pos) == len(self)):
+            raise ValueError(f"a bank of {len(self)} sentences got {len(input_ids)} ids, {len(labels)} labels, {len(types)} type sets, {len(pos)} POS strings")
+        self.input_ids.zero_()
+        self.labels.fill_(-100)
+        self.pos.zero_()
+        for i, (ids, labs, p) in enumerate(zip(input_ids, labels, pos)):
+            if len(ids) > self.input_ids.shape[1] or len(p) > self.pos.shape[1]:
+                raise ValueError(f"bank sentence {i} is longer than the bank's buffers")
+            self.input_ids[i, : len(ids)] = torch.as_tensor(ids)
+            self.labels[i, : len(labs)] = torch.as_tensor(labs)
+            self.lengths[i] = len(ids)
+            self.pos[i, : len(p)] = torch.as_tensor([ord(c) for c in p], dtype=torch.int32)
+        self.types.copy_(torch.as_tensor(np.asarray(types), dtype=torch.uint8))
+
+    @torch.no_grad()
+    def fill_token_table(self, vocab: dict[str, int]) -> None:
+        """Record which character each single-character token id stands for."""
+        self.token_chars.zero_()
+        for token, idx in vocab.items():
+            if len(token) == 1 and idx < len(self.token_chars):
+                self.token_chars[idx] = ord(token)
+
+    def texts(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> list[str]:
+        """Rebuild the texts of ``[CLS] chars [SEP]`` inputs (``[UNK]`` and the like become U+FFFD)."""
+        chars = self.token_chars.to(input_ids.device)[input_ids.clamp(max=len(self.token_chars) - 1)]
+        out = []
+        for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist()):
+            out.append("".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1]))
+        return out
+
+    def pos_strings(self) -> list[str]:
+        return ["".join(chr(c) for c in row if c) for row in self.pos.tolist()]
+
+    def gather(self, memory_ids: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
+        """Memories ``[batch, n]`` (bank indices) -> ``memory_input_ids``, ``memory_attention_mask``,
+        ``memory_labels``, each ``[batch, n, longest memory]``."""
+        memory_ids = memory_ids.to(self.input_ids.device)
+        width = int(self.lengths[memory_ids].max()) if memory_ids.numel() else 1
+        ids = self.input_ids[memory_ids][..., :width]
+        mask = (torch.arange(width, device=ids.device) < self.lengths[memory_ids][..., None]).long()
+        return ids, mask, self.labels[memory_ids][..., :width]

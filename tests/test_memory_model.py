@@ -1,0 +1,75 @@
+"""The memory model end to end: collator, bank saved with the model, automatic retrieval, cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import BertTokenizerFast
+
+from conftest import run_train
+from data_scripts.collator import DataCollatorForMemoryNER
+from modeling import MemoryNetForTokenClassification
+from test_model import FRESH, TEXTS
+
+
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("memory")
+    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "pos_edit", "--num_train_epochs", "6",
+                         "--lstm_hidden_size", "64", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    return out, results
+
+
+def test_bank_travels_with_the_model_and_fresh_process_predictions_match(memory_run, tmp_path):
+    folder, _ = memory_run
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_memory"] == 2 and config["memory_bank_size"] == 204  # the sample's training sentences
+    model = MemoryNetForTokenClassification.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved from the saved bank
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
+
+
+def test_cached_bank_encodings_equal_fresh_ones(memory_run):
+    folder, _ = memory_run
+    model = MemoryNetForTokenClassification.from_pretrained(folder).eval()
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    enc = tokenizer([list("我在北京工作"), list("张三加入了华为")], is_split_into_words=True, padding=True, return_tensors="pt")
+    memory_ids = model.retrieve_memories(enc["input_ids"], enc["attention_mask"])
+    assert memory_ids.shape == (2, 2)
+    mem = model.memory_bank.gather(memory_ids)
+    with torch.no_grad():
+        direct = model(enc["input_ids"], enc["attention_mask"], memory_input_ids=mem[0], memory_attention_mask=mem[1], memory_labels=mem[2])
+        cached = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
+        again = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
+    assert len(model._memory_cache) > 0
+    assert torch.allclose(direct.logits, cached.logits, atol=1e-5) and torch.equal(cached.logits, again.logits)
+    model.train()
+    assert len(model._memory_cache) == 0  # weights may change: the cache is dropped
+
+
+def test_collator_shapes_and_masks(memory_run):
+    folder, _ = memory_run
+    model = MemoryNetForTokenClassification.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
+    features = [
+        {"input_ids": [2, 10, 11, 3], "attention_mask": [1] * 4, "labels": [-100, 0, 0, -100], "memory_ids": [0, 5]},
+        {"input_ids": [2, 12, 3], "attention_mask": [1] * 3, "labels": [-100, 0, -100], "memory_ids": [7, 9]},
+    ]
+    batch = collator(features)
+    n_len = int(model.memory_bank.lengths[[0, 5, 7, 9]].max())
+    assert batch["input_ids"].shape == (2, 4) and batch["memory_ids"].tolist() == [[0, 5], [7, 9]]
+    assert batch["memory_input_ids"].shape == batch["memory_attention_mask"].shape == batch["memory_labels"].shape == (2, 2, n_len)
+    for b, ids in enumerate([[0, 5], [7, 9]]):
+        for j, idx in enumerate(ids):
+            length = int(model.memory_bank.lengths[idx])
+            assert batch["memory_attention_mask"][b, j].tolist() == [1] * length + [0] * (n_len - length)
+            assert (batch["memory_labels"][b, j, length:] == -100).all() and batch["memory_labels"][b, j, 0] == -100
