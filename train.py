@@ -13,6 +13,7 @@ modeling code) and tokenizer, ``all_results.json``, and the per-type report of e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,17 +25,19 @@ import numpy as np
 import torch
 import transformers
 import yaml
-from transformers import DataCollatorForTokenClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from datasets import DatasetDict
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
-from data_scripts.memory_data import attach_memories, entity_type_vectors
+from data_scripts.memory_data import attach_memories, entity_type_vectors, type_matrix
 from data_scripts.metrics import entity_metrics
-from data_scripts.readers import print_summary
+from data_scripts.readers import dataset_spans, print_summary
 from data_scripts.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
-from modeling.encoders import init_char_embeddings, read_char_vectors
+from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
+from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
 logger = logging.getLogger("train")
 
@@ -61,6 +64,7 @@ class ModelArguments:
     use_self_attention: bool = field(default=False, metadata={"help": "multi-head self-attention (512) before the CRF"})
     num_memory: int = field(default=0, metadata={"help": "memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
     memory_method: str = field(default="pos_edit", metadata={"help": "memory retrieval: pos_edit, category, gold_category (oracle) or random"})
+    type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
     encoder_learning_rate: float | None = field(
         default=None,
         metadata={"help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a pretrained encoder (paper), --learning_rate for the BiLSTM"},
@@ -145,6 +149,64 @@ def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArg
     return torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=fused)
 
 
+def train_type_classifier(model, raw, features, tokenizer, data_args, model_args, training_args, char_vectors):
+    """Train the multi-label entity-type classifier on the training split (its own Trainer run), copy
+    it into ``model.type_classifier`` (frozen from then on) and predict the types of every split."""
+    config = model.config
+    clf = MemoryNetForEntityTypes(config)
+    if config.encoder_type == "transformers":
+        clf.type_classifier.encoder = load_pretrained_encoder(model_args.encoder)
+    elif char_vectors:
+        init_char_embeddings(clf.type_classifier.encoder, tokenizer.get_vocab(), *char_vectors)
+    types = {split: type_matrix(dataset_spans(ds, data_args.tag_scheme), config.entity_types)
+             for split, ds in raw.items() if "ner_tags" in ds.column_names}
+    clf_features = DatasetDict({
+        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", types[split].tolist())
+        for split, ds in features.items() if split in types
+    })
+
+    def type_metrics(eval_pred) -> dict:
+        scores = multilabel_scores(eval_pred.label_ids, (eval_pred.predictions > 0).astype(int), config.entity_types)
+        return {"f1": scores["micro"]["f1"], "precision": scores["micro"]["precision"], "recall": scores["micro"]["recall"]}
+
+    args = dataclasses.replace(
+        training_args, output_dir=str(Path(training_args.output_dir) / "type_classifier"),
+        num_train_epochs=model_args.type_classifier_epochs, label_names=["entity_types"], save_total_limit=1,
+    )
+    trainer = Trainer(
+        model=clf, args=args, train_dataset=clf_features["train"], eval_dataset=clf_features["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
+        optimizers=(build_optimizer(clf, args, args.learning_rate), None),
+    )
+    trainer.train()
+    logits = {split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions for split, ds in features.items()}
+    predicted = {split: (l > 0).astype(np.uint8) for split, l in logits.items()}
+    report = multilabel_scores(types["validation"], predicted["validation"], config.entity_types)
+    if trainer.is_world_process_zero():
+        print("\n== entity-type classifier on validation (multi-label, per type)")
+        print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
+        for name, r in report.items():
+            print(f"{name:<14}{100 * r['precision']:>8.2f}{100 * r['recall']:>8.2f}{100 * r['f1']:>8.2f}{r['support']:>9}")
+    model.type_classifier.load_state_dict(clf.type_classifier.state_dict())
+    model.type_classifier.requires_grad_(False)
+    return predicted, report
+
+
+def multilabel_scores(gold: np.ndarray, pred: np.ndarray, names: list[str]) -> dict:
+    """Per-type and micro P/R/F1 of 0/1 ``[examples, types]`` predictions."""
+    def prf(g, p):
+        tp, n_pred, n_gold = int((g & p).sum()), int(p.sum()), int(g.sum())
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold if n_gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+
+    gold, pred = np.asarray(gold, dtype=bool), np.asarray(pred, dtype=bool)
+    out = {name: prf(gold[:, i], pred[:, i]) for i, name in enumerate(names)}
+    out["micro"] = prf(gold, pred)
+    return out
+
+
 def main() -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args()
@@ -221,11 +283,14 @@ def main() -> dict:
 
     # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
     collator = DataCollatorForTokenClassification(tokenizer)
+    type_report = predicted_types = None
+    if model.type_classifier is not None:  # category retrieval: first the entity-type classifier
+        predicted_types, type_report = train_type_classifier(model, raw, features, tokenizer, data_args, model_args, training_args, char_vectors)
     if model.config.num_memory > 0:
         with training_args.main_process_first(desc="retrieving memories"):
             features, retrieval_report = attach_memories(
                 raw, features, model, tokenizer.get_vocab(), data_args.tag_scheme,
-                Path(training_args.output_dir) / "retrieval_cache", training_args.seed,
+                Path(training_args.output_dir) / "retrieval_cache", training_args.seed, predicted_types,
             )
         logger.info("retrieval: %s", retrieval_report)
         collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
@@ -280,6 +345,10 @@ def main() -> dict:
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
         results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
         results["char_vectors"] = model_args.char_vectors
+        if model.config.num_memory > 0:
+            results["memory"] = {"num_memory": model.config.num_memory, "method": model.config.memory_method, **retrieval_report}
+        if type_report is not None:
+            results["type_classifier_validation"] = type_report
         Path(training_args.output_dir, "all_results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")

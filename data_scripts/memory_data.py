@@ -33,16 +33,18 @@ def attach_memories(
     scheme: str,
     cache_dir: str | Path,
     seed: int = 0,
+    predicted_types: dict[str, np.ndarray] | None = None,
 ) -> tuple[DatasetDict, dict]:
     """Fill ``model``'s memory bank with the training split and add ``memory_ids`` to every split.
 
+    ``predicted_types`` (for ``category``) are the classifier's ``[examples, types]`` per split.
     Training queries never retrieve themselves or an identical text. Returns the features and a
     report (retrieval seconds per split, cache hits).
     """
     config = model.config
     n, method = config.num_memory, config.memory_method
-    if method == "category":
-        raise ValueError("memory_method 'category' needs the entity-type classifier, which is not built yet; use pos_edit, gold_category or random")
+    if method == "category" and predicted_types is None:
+        raise ValueError("memory_method 'category' needs the entity types the classifier predicts for every split")
     cache = RetrievalCache(cache_dir)
     entity_types = config.entity_types
     texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in raw.items()}
@@ -60,9 +62,9 @@ def attach_memories(
     model.set_memory_bank(features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab)
     out = DatasetDict()
     for split, ds in features.items():
-        query_types = gold_types.get(split) if method == "gold_category" else None
-        if method == "gold_category" and query_types is None:
-            logger.warning("split %s has no labels, so no gold types to retrieve its memories by: left out", split)
+        query_types = {"gold_category": gold_types, "category": predicted_types or {}}.get(method, {}).get(split)
+        if method in ("category", "gold_category") and query_types is None:
+            logger.warning("split %s has no %s entity types to retrieve its memories by: left out", split, method.split("_")[0])
             continue
         query_pos = bank_pos if split == "train" else pos_of(split)
         exclude = list(range(len(ds))) if split == "train" else None

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import TokenClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from .char_tokenization import encode_chars
 from .configuration_memory_ner import MemoryNetConfig
@@ -87,6 +87,27 @@ class MemoryAttention(nn.Module):
         return fused.mean(dim=1), weights  # the mean of eq. 7
 
 
+class EntityTypeClassifier(nn.Module):
+    """Multi-label classifier of the entity types a sentence contains (section 2.1, ``category`` retrieval).
+
+    Its own encoder (the paper trains a separate BERT multi-label model), max-pooled over the
+    characters, then one logit per entity type.
+    """
+
+    def __init__(self, config: MemoryNetConfig):
+        super().__init__()
+        self.encoder = build_encoder(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))
+
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids, attention_mask=attention_mask)
+        chars = character_mask(attention_mask)
+        chars[:, 0] |= ~chars.any(dim=1)  # an input without characters pools its [CLS]
+        pooled = hidden.masked_fill(~chars[..., None], torch.finfo(hidden.dtype).min).max(dim=1).values
+        return self.classifier(self.dropout(pooled))
+
+
 class SelfAttentionBlock(nn.Module):
     """Multi-head self-attention over the fused features (eqs. 8-10), with a residual projection."""
 
@@ -126,6 +147,7 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
                     len(config.entity_types), config.token_table_size,
                 )
             features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
+        self.type_classifier = EntityTypeClassifier(config) if config.num_memory > 0 and config.memory_method == "category" else None
         self._memory_cache: dict[int, torch.Tensor] = {}
         self.self_attention = None
         if config.use_self_attention:
@@ -205,12 +227,24 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         if self.memory_bank is None or not len(self.memory_bank.token_chars):
             raise ValueError("this model has no memory bank to retrieve from (train it with num_memory > 0)")
         method = method or self.config.memory_method
-        if method in ("category", "gold_category"):
-            raise ValueError(f"retrieval by {method!r} needs the entity-type classifier, which this model does not have yet")
+        if method == "gold_category":
+            raise ValueError("gold_category retrieval needs gold entity types, which raw input does not have; pass memory_ids")
+        query_types = self.predict_entity_types(input_ids, attention_mask).cpu().numpy() if method == "category" else None
         texts = self.memory_bank.texts(input_ids, attention_mask)
         bank = self.memory_bank
-        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), pos_strings(texts))
+        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), pos_strings(texts), query_types)
         return torch.as_tensor(ids, device=input_ids.device)
+
+    @torch.no_grad()
+    def predict_entity_types(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, threshold: float = 0.5) -> torch.LongTensor:
+        """``[batch, num_types]`` 0/1: the entity types the classifier predicts for each input."""
+        if self.type_classifier is None:
+            raise ValueError("this model has no entity-type classifier (it is trained with memory_method='category')")
+        was_training = self.type_classifier.training
+        self.type_classifier.eval()
+        probs = torch.sigmoid(self.type_classifier(input_ids, attention_mask))
+        self.type_classifier.train(was_training)
+        return (probs > threshold).long()
 
     def _encode_memories(self, memory_input_ids, memory_attention_mask, memory_ids=None) -> torch.Tensor:
         """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).
@@ -328,4 +362,30 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         return out
 
 
-__all__ = ["MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]
+class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
+    """The entity-type classifier alone, for its own training run (multi-label, BCE loss).
+
+    ``train.py`` trains it first, uses it to retrieve memories by ``category``, and copies it into
+    ``MemoryNetForTokenClassification.type_classifier`` so inference needs no gold labels.
+    """
+
+    def __init__(self, config: MemoryNetConfig):
+        super().__init__(config)
+        self.type_classifier = EntityTypeClassifier(config)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, entity_types=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
+        r"""
+        entity_types (`torch.LongTensor` of shape `(batch_size, num_types)`, *optional*):
+            0/1 gold entity types; the loss is computed only when they are given.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        logits = self.type_classifier(input_ids, attention_mask)
+        loss = None
+        if entity_types is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, entity_types.float())
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+__all__ = ["MemoryNetForEntityTypes", "MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]

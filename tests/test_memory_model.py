@@ -73,3 +73,19 @@ def test_collator_shapes_and_masks(memory_run):
             length = int(model.memory_bank.lengths[idx])
             assert batch["memory_attention_mask"][b, j].tolist() == [1] * length + [0] * (n_len - length)
             assert (batch["memory_labels"][b, j, length:] == -100).all() and batch["memory_labels"][b, j, 0] == -100
+
+
+def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
+    out = tmp_path / "category"
+    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "category", "--num_train_epochs", "2",
+                         "--type_classifier_epochs", "3", "--lstm_hidden_size", "32", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    report = results["type_classifier_validation"]
+    assert set(report) == {"address", "book", "company", "game", "government", "movie", "name", "organization", "position", "scene", "micro"}
+    assert "entity-type classifier on validation" in results["_stdout"]
+    model, info = MemoryNetForTokenClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]  # classifier and bank were saved, nothing re-initialised
+    assert any(k.startswith("type_classifier.") for k in model.state_dict())
+    tokenizer = BertTokenizerFast.from_pretrained(out)
+    enc = tokenizer([list("我在北京工作")], is_split_into_words=True, return_tensors="pt")
+    assert model.predict_entity_types(enc["input_ids"], enc["attention_mask"]).shape == (1, 10)
+    assert model.predict_tags(["我在北京工作"], tokenizer)[0].__len__() == 6  # memories by predicted category
