@@ -323,7 +323,8 @@ def main() -> dict:
         resume = True
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
-    results = {f"train_{k}": v for k, v in train_result.metrics.items()}
+    results = dict(train_result.metrics)  # train_runtime, train_loss, ...
+
     for split in ("validation", "test"):
         if split not in features or "labels" not in features[split].column_names:
             continue
