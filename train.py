@@ -276,10 +276,13 @@ def main() -> dict:
 
     # 4. features
     with training_args.main_process_first(desc="tokenizing"):
-        features = raw.map(
-            tokenize_and_align, batched=True, remove_columns=["id", "tokens", "ner_tags"],
-            fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length}, desc="tokenizing",
-        ) if all("ner_tags" in ds.column_names for ds in raw.values()) else _features_with_unlabelled(raw, tokenizer, data_args)
+        features = DatasetDict({  # split by split: an unlabelled split (CLUENER's test) has no ner_tags
+            split: ds.map(
+                tokenize_and_align, batched=True, remove_columns=ds.column_names, desc=f"tokenizing {split}",
+                fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length},
+            )
+            for split, ds in raw.items()
+        })
 
     # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
     collator = DataCollatorForTokenClassification(tokenizer)
@@ -296,11 +299,14 @@ def main() -> dict:
         collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
 
     # 5. Trainer
-    def compute_metrics(eval_pred) -> dict:
-        tags, labels = eval_pred.predictions, eval_pred.label_ids
+    def scores_of(tags: np.ndarray, labels: np.ndarray) -> dict:
+        """Viterbi tags vs gold labels (both aligned with input_ids, -100 off characters) -> entity scores."""
         gold = [[label_names[l] for l in row if l != -100] for row in labels]
         pred = [[label_names[t] for t, l in zip(trow, lrow) if l != -100] for trow, lrow in zip(tags, labels)]
-        scores = entity_metrics(gold, pred, data_args.tag_scheme)
+        return entity_metrics(gold, pred, data_args.tag_scheme)
+
+    def compute_metrics(eval_pred) -> dict:
+        scores = scores_of(eval_pred.predictions, eval_pred.label_ids)
         out = {k: scores[k] for k in ("precision", "recall", "f1")}
         out.update({f"{t}_f1": s["f1"] for t, s in scores["per_type"].items()})
         return out
@@ -329,15 +335,12 @@ def main() -> dict:
         if split not in features or "labels" not in features[split].column_names:
             continue
         prediction = trainer.predict(features[split], metric_key_prefix=split)
-        labels = prediction.label_ids
-        gold = [[label_names[l] for l in row if l != -100] for row in labels]
-        pred = [[label_names[t] for t, l in zip(trow, lrow) if l != -100] for trow, lrow in zip(prediction.predictions, labels)]
-        scores = entity_metrics(gold, pred, data_args.tag_scheme)
+        scores = scores_of(prediction.predictions, prediction.label_ids)
         results.update({f"{split}_{k}": scores[k] for k in ("precision", "recall", "f1")})
         results[f"{split}_per_type"] = scores["per_type"]
-        results[f"{split}_examples"] = len(gold)
+        results[f"{split}_examples"] = len(prediction.label_ids)
         if trainer.is_world_process_zero():
-            print(f"\n== {split}: strict entity-level scores ({data_args.dataset}, {len(gold)} sentences)\n{scores['report']}")
+            print(f"\n== {split}: strict entity-level scores ({data_args.dataset}, {len(prediction.label_ids)} sentences)\n{scores['report']}")
             Path(training_args.output_dir, f"{split}_report.txt").write_text(scores["report"], encoding="utf-8")
     for split in ("test",):
         if split in features and "labels" not in features[split].column_names:
@@ -374,19 +377,6 @@ def write_predictions(trainer, features, raw, label_names, scheme, path: Path) -
             for base, text in texts.items():
                 f.write(json.dumps({"id": base, "text": text, "label": labels.get(base, {})}, ensure_ascii=False) + "\n")
         logger.info("wrote %d predictions to %s", len(texts), path)
-
-
-def _features_with_unlabelled(raw, tokenizer, data_args):
-    """Tokenize splits one by one when some (CLUENER's test) have no labels."""
-    from datasets import DatasetDict
-
-    out = DatasetDict()
-    for name, ds in raw.items():
-        out[name] = ds.map(
-            tokenize_and_align, batched=True, remove_columns=ds.column_names,
-            fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length}, desc=f"tokenizing {name}",
-        )
-    return out
 
 
 if __name__ == "__main__":

@@ -222,3 +222,20 @@ def test_encoder_and_head_learning_rates(tiny_bert_dir):
     # the pretrained weights were loaded, not re-initialised
     reference = BertModel.from_pretrained(tiny_bert_dir)
     assert torch.equal(model.encoder.model.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight)
+
+
+def test_unlabelled_test_split_gets_cluener_format_predictions(data_dir, tmp_path):
+    folder = tmp_path / "cluener"
+    folder.mkdir()
+    for split, n in (("train", 32), ("dev", 16), ("test", 10)):
+        write_cluener_slice(data_dir / "cluener" / f"{split}.json", folder / f"{split}.json", n)
+    out = tmp_path / "out"
+    results = run_train(["--dataset", str(folder), "--output_dir", str(out), "--num_train_epochs", "1", "--lstm_hidden_size", "32"])
+    assert "test_f1" not in results  # no labels, no scores
+    lines = [json.loads(l) for l in (out / "test_predictions.json").read_text(encoding="utf-8").splitlines()]
+    source = [json.loads(l) for l in (folder / "test.json").read_text(encoding="utf-8").splitlines()]
+    assert [(p["id"], p["text"]) for p in lines] == [(str(s["id"]), s["text"]) for s in source]
+    for p in lines:
+        for etype, surfaces in p["label"].items():
+            for surface, spans in surfaces.items():
+                assert all(p["text"][a : b + 1] == surface for a, b in spans)
