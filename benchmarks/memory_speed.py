@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Speed of the memory model against the plain encoder-CRF, measured as ratios in one run.
+
+1. Retrieval, cold (no cache): POS-tag CLUENER train + dev and rank the 10,748-sentence bank for
+   every query, by pos_edit and by category (gold types stand in for the classifier's: same cost).
+2. Inference latency at batch 1 and batch 32 on dev sentences: memory model (n=4, bank encodings
+   cached) vs the same model without memory.
+3. Training step time (forward + backward + AdamW) at batch 16: memory model vs baseline.
+
+    python benchmarks/memory_speed.py [--sentences 256] [--steps 60]
+
+The models have random weights: speed does not depend on what they learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_scripts.features import BERT_VOCAB, default_data_dir, load_tokenizer, tokenize_and_align  # noqa: E402
+from data_scripts.memory_data import type_matrix  # noqa: E402
+from data_scripts.readers import dataset_spans, read_cluener  # noqa: E402
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
+from modeling.retrieval import pos_strings, rank_memories  # noqa: E402
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def pad(rows, value):
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, default=256, help="dev sentences tagged per latency measurement")
+    parser.add_argument("--steps", type=int, default=60, help="training steps timed per model")
+    parser.add_argument("--num_memory", type=int, default=4)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    data = default_data_dir()
+    raw = read_cluener(data / "cluener", splits=("train", "dev"))
+    texts = {s: ["".join(t) for t in raw[s]["tokens"]] for s in ("train", "dev")}
+    names = raw["train"].features["ner_tags"].feature.names
+    entity_types = sorted({n.split("-", 1)[1] for n in names if n != "O"})
+    types = {s: type_matrix(dataset_spans(raw[s], "BIOS"), entity_types) for s in ("train", "dev")}
+    rows = []
+
+    # 1. retrieval, cold
+    all_pos, t_pos = timed(lambda: pos_strings(texts["train"] + texts["dev"], show_progress=True))
+    bank_pos, dev_pos = all_pos[: len(texts["train"])], all_pos[len(texts["train"]) :]
+    for method in ("pos_edit", "category"):
+        def run():
+            rank_memories(method, args.num_memory, bank_pos, types["train"], bank_pos, types["train"], list(range(len(bank_pos))), texts["train"], texts["train"])
+            return rank_memories(method, args.num_memory, bank_pos, types["train"], dev_pos, types["dev"], None, texts["dev"], texts["train"])
+
+        _, t_rank = timed(run)
+        rows.append((f"retrieval {method}: {len(all_pos)} queries x {len(bank_pos)} bank, cold", f"{t_pos + t_rank:.1f} s",
+                     f"POS tagging {t_pos:.1f} s + ranking {t_rank:.1f} s", "target <= 20 s"))
+
+    # models: the same BiLSTM-CRF with and without memory
+    tokenizer, _ = load_tokenizer(str(data / BERT_VOCAB))
+    enc = {s: tokenize_and_align({"tokens": raw[s]["tokens"], "ner_tags": raw[s]["ner_tags"]}, tokenizer, 64) for s in ("train", "dev")}
+    common = dict(id2label=dict(enumerate(names)), vocab_size=len(tokenizer))
+    base = MemoryNetForTokenClassification(MemoryNetConfig(**common)).eval()
+    mem = MemoryNetForTokenClassification(MemoryNetConfig(num_memory=args.num_memory, **common)).eval()
+    mem.set_memory_bank(enc["train"]["input_ids"], enc["train"]["labels"], types["train"], bank_pos, tokenizer.get_vocab())
+    dev_memories = rank_memories("pos_edit", args.num_memory, bank_pos, types["train"], dev_pos)
+    train_memories = rank_memories("pos_edit", args.num_memory, bank_pos, types["train"], bank_pos, None, list(range(len(bank_pos))))
+
+    # 2. inference latency
+    n = min(args.sentences, len(texts["dev"]))
+    for batch in (1, 32):
+        times = {}
+        for name, model in (("baseline", base), ("memory", mem)):
+            def tag_all():
+                with torch.no_grad():
+                    for i in range(0, n, batch):
+                        ids = pad(enc["dev"]["input_ids"][i : i + batch], 0)
+                        mask = (ids != 0).long()
+                        kwargs = {"memory_ids": torch.as_tensor(dev_memories[i : i + batch])} if model is mem else {}
+                        model(ids, attention_mask=mask, **kwargs)
+
+            tag_all()  # warm-up (fills the bank-encoding cache of the memory model)
+            _, times[name] = timed(tag_all)
+        rows.append((f"inference, batch {batch}, {n} dev sentences", f"{1000 * times['memory'] / n:.2f} vs {1000 * times['baseline'] / n:.2f} ms/sentence",
+                     f"ratio {times['memory'] / times['baseline']:.2f}x", "target <= 1.3x"))
+
+    # 3. training steps
+    step_times = {}
+    for name, model in (("baseline", base), ("memory", mem)):
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+        order = np.random.default_rng(0).permutation(len(texts["train"]))
+        def steps():
+            for k in tqdm(range(args.steps), desc=f"training steps ({name})", leave=False):
+                idx = order[k * 16 : (k + 1) * 16]
+                ids = pad([enc["train"]["input_ids"][i] for i in idx], 0)
+                labels = pad([enc["train"]["labels"][i] for i in idx], -100)
+                kwargs = {}
+                if model is mem:
+                    m_ids, m_mask, m_labels = mem.memory_bank.gather(torch.as_tensor(train_memories[idx]))
+                    kwargs = {"memory_input_ids": m_ids, "memory_attention_mask": m_mask, "memory_labels": m_labels}
+                loss = model(ids, attention_mask=(ids != 0).long(), labels=labels, **kwargs).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+
+        _, step_times[name] = timed(steps)
+    epoch = len(texts["train"]) / 16
+    rows.append((f"training, batch 16, {args.steps} steps", f"{1000 * step_times['memory'] / args.steps:.0f} vs {1000 * step_times['baseline'] / args.steps:.0f} ms/step",
+                 f"ratio {step_times['memory'] / step_times['baseline']:.2f}x (epoch ~{epoch * step_times['memory'] / args.steps / 60:.1f} vs ~{epoch * step_times['baseline'] / args.steps / 60:.1f} min)",
+                 "target <= 3x"))
+
+    print(f"\n| measurement | time | ratio / detail | target |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
