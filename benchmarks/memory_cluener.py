@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Associated memory network vs the same-setup baseline on CLUENER dev (char BiLSTM encoder, Tencent
+vectors, self-attention, paper settings: 20 epochs, batch 16, length 64, n=4).
+
+Baseline and memory+category over 3 seeds (mean ± std); memory+pos_edit, memory+gold_category
+(oracle) and memory+random one seed each.
+
+    python benchmarks/memory_cluener.py [--groups baseline category] [--parallel 2]
+    python benchmarks/memory_cluener.py --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from runner import results, run_all
+
+COMMON = ["--dataset", "cluener", "--char_vectors", "tencent", "--use_self_attention", "true"]
+GROUPS = {
+    "baseline": (["--num_memory", "0"], [1, 2, 3]),
+    "category": (["--num_memory", "4", "--memory_method", "category"], [1, 2, 3]),
+    "pos_edit": (["--num_memory", "4", "--memory_method", "pos_edit"], [1]),
+    "gold_category": (["--num_memory", "4", "--memory_method", "gold_category"], [1]),
+    "random": (["--num_memory", "4", "--memory_method", "random"], [1]),
+}
+
+
+def run_names(group: str) -> dict[str, list[str]]:
+    args, seeds = GROUPS[group]
+    return {f"memory-{group}-s{seed}": [*COMMON, *args, "--seed", str(seed)] for seed in seeds}
+
+
+def table(groups: list[str]) -> str:
+    rows = ["| setting | seeds | dev F1 (mean ± std) | per seed | type classifier micro F1 | wall (min/run) |", "|---|---|---|---|---|---|"]
+    for group in groups:
+        found = [r for r in (results(name) for name in run_names(group)) if r]
+        if not found:
+            rows.append(f"| {group} | 0 | (not run) | – | – | – |")
+            continue
+        f1 = [100 * r["validation_f1"] for r in found]
+        std = statistics.stdev(f1) if len(f1) > 1 else 0.0
+        clf = [100 * r["type_classifier_validation"]["micro"]["f1"] for r in found if "type_classifier_validation" in r]
+        rows.append(
+            f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {', '.join(f'{x:.2f}' for x in f1)} | "
+            f"{statistics.mean(clf):.2f} | {statistics.mean(r['wall_minutes'] or 0 for r in found):.0f} |" if clf else
+            f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {', '.join(f'{x:.2f}' for x in f1)} | – | "
+            f"{statistics.mean(r['wall_minutes'] or 0 for r in found):.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
+    args = parser.parse_args()
+    if not args.table_only:
+        runs = {name: a + args.extra for g in args.groups for name, a in run_names(g).items()}
+        run_all(runs, args.parallel, "memory runs")
+    print(table(args.groups))
+
+
+if __name__ == "__main__":
+    main()
