@@ -41,12 +41,10 @@ def table(groups: list[str]) -> str:
         f1 = [100 * r["validation_f1"] for r in found]
         std = statistics.stdev(f1) if len(f1) > 1 else 0.0
         clf = [100 * r["type_classifier_validation"]["micro"]["f1"] for r in found if "type_classifier_validation" in r]
-        rows.append(
-            f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {', '.join(f'{x:.2f}' for x in f1)} | "
-            f"{statistics.mean(clf):.2f} | {statistics.mean(r['wall_minutes'] or 0 for r in found):.0f} |" if clf else
-            f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {', '.join(f'{x:.2f}' for x in f1)} | – | "
-            f"{statistics.mean(r['wall_minutes'] or 0 for r in found):.0f} |"
-        )
+        clf_cell = f"{statistics.mean(clf):.2f}" if clf else "–"
+        wall = statistics.mean(r["wall_minutes"] or 0 for r in found)
+        per_seed = ", ".join(f"{x:.2f}" for x in f1)
+        rows.append(f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {per_seed} | {clf_cell} | {wall:.0f} |")
     return "\n".join(rows)
 
 
