@@ -241,6 +241,7 @@ def main() -> dict:
         model_args.tokenizer_name or (model_args.encoder if pretrained_encoder else None),
         raw["train"]["tokens"], training_args.output_dir,
     )
+    tokenizer.model_max_length = data_args.max_seq_length  # saved with the model: its window in tokens
     logger.info("tokenizer: %s", tokenizer_source)
 
     # 3. model
