@@ -1,8 +1,10 @@
 """PyTorch associated-memory-network tagger (``MemoryNetForTokenClassification``).
 
 Paper: "associated memory network" fine-grained Chinese NER (``shared/papers/associated_memory_ner.txt``).
-Equation numbers in docstrings refer to it. Layers: a character encoder (eq. 1), optional
-multi-head self-attention (eqs. 8-10), an emission layer and a CRF (eqs. 11-12).
+Equation numbers in docstrings refer to it. Layers: a character encoder for the input and its
+memories (eqs. 1-2), the associated memory attention over the memories' label embeddings
+(eqs. 3-7), optional multi-head self-attention (eqs. 8-10), an emission layer and a CRF (eqs. 11-12).
+Memories are chosen in ``retrieval.py`` and stored in ``memory_bank.py``.
 """
 
 from __future__ import annotations
@@ -127,9 +129,10 @@ class SelfAttentionBlock(nn.Module):
 
 
 class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
-    """Character encoder -> (self-attention) -> emissions -> CRF.
+    """Character encoder -> (memory attention) -> (self-attention) -> emissions -> CRF.
 
-    With a BiLSTM encoder and no self-attention this is the BiLSTM-CRF baseline of both papers.
+    With ``num_memory=0``, a BiLSTM encoder and no self-attention this is the BiLSTM-CRF baseline of
+    both papers.
     """
 
     def __init__(self, config: MemoryNetConfig):

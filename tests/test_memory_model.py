@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import BertTokenizerFast
 
 from conftest import run_train
@@ -28,6 +29,9 @@ def test_bank_travels_with_the_model_and_fresh_process_predictions_match(memory_
     config = json.loads((folder / "config.json").read_text())
     assert config["num_memory"] == 2 and config["memory_bank_size"] == 204  # the sample's training sentences
     model = MemoryNetForTokenClassification.from_pretrained(folder)
+    saved = load_file(folder / "model.safetensors")
+    assert saved.keys() == model.state_dict().keys()  # bank buffers included
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())  # nothing re-initialised on load
     tokenizer = BertTokenizerFast.from_pretrained(folder)
     expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved from the saved bank
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
