@@ -430,7 +430,9 @@ def read_peoples_daily_1998(
         lineno = next(i for i, l in enumerate(data.split(b"\n"), 1) if not l.isascii())
         raise DataFormatError(path, lineno, f"cannot be decoded as {encoding}: the file is UTF-8; pass encoding='utf-8'")
     examples, blank = [], 0
-    for lineno, raw_line in enumerate(data.splitlines(), 1):
+    # split on \n only, as editors number lines (some lines of the 1998 file end in \r\r\n)
+    for lineno, raw_line in enumerate(data.split(b"\n"), 1):
+        raw_line = raw_line.rstrip(b"\r")
         try:
             line = raw_line.decode(encoding)
         except UnicodeDecodeError as e:

@@ -183,6 +183,11 @@ def test_peoples_daily_errors(tmp_path):
     path.write_bytes("迈向/v  充满/v\n".encode("gbk"))
     with pytest.raises(DataFormatError, match="document id"):
         read_peoples_daily_1998(path)
+    # line numbers as an editor counts them, also after lines ending in \r\r\n (as some in the 1998 file do)
+    path.write_bytes("19980101-01-001-001/m  迈向/v\r\r\n\r\n19980101-01-001-002/m  [中央/n\r\n".encode("gbk"))
+    with pytest.raises(DataFormatError, match="never closed") as err:
+        read_peoples_daily_1998(path)
+    assert err.value.line == 3
 
 
 @pytest.mark.parametrize("scheme", ["BIO", "BIOS", "BIOES", "BIEO", "BMES"])
