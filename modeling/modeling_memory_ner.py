@@ -268,10 +268,9 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
             encoded = self.encoder(ids[:, 0], attention_mask=mask[:, 0])
             for j, bank_idx in enumerate(missing[i : i + 64]):
                 self._memory_cache[bank_idx] = encoded[j, : int(mask[j, 0].sum())]
-        out = memory_input_ids.new_zeros((batch * n, width, self.encoder.output_size), dtype=torch.float)
-        for k, bank_idx in enumerate(wanted):
-            enc = self._memory_cache[bank_idx]
-            out[k, : enc.shape[0]] = enc
+        out = nn.utils.rnn.pad_sequence([self._memory_cache[i] for i in wanted], batch_first=True)
+        if out.shape[1] < width:
+            out = nn.functional.pad(out, (0, 0, 0, width - out.shape[1]))
         return out.view(batch, n, width, -1)
 
     def forward(
