@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-import yaml
 from datasets import DatasetDict
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 

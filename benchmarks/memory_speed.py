@@ -124,7 +124,7 @@ def main() -> None:
                  f"ratio {step_times['memory'] / step_times['baseline']:.2f}x (epoch ~{epoch * step_times['memory'] / args.steps / 60:.1f} vs ~{epoch * step_times['baseline'] / args.steps / 60:.1f} min)",
                  "target <= 3x"))
 
-    print(f"\n| measurement | time | ratio / detail | target |\n|---|---|---|---|")
+    print("\n| measurement | time | ratio / detail | target |\n|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
 
