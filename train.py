@@ -30,9 +30,9 @@ from transformers import DataCollatorForTokenClassification, DataCollatorWithPad
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
-from data_scripts.memory_data import attach_memories, entity_type_vectors, type_matrix
-from data_scripts.metrics import entity_metrics
-from data_scripts.readers import dataset_spans, print_summary
+from data_scripts.memory_data import attach_memories, entity_type_vectors, gold_type_matrices
+from data_scripts.metrics import entity_metrics, multilabel_scores
+from data_scripts.readers import print_summary
 from data_scripts.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
@@ -148,7 +148,7 @@ def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArg
     return torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=fused)
 
 
-def train_type_classifier(model, raw, features, tokenizer, data_args, model_args, training_args, char_vectors):
+def train_type_classifier(model, features, gold_types, tokenizer, model_args, training_args, char_vectors):
     """Train the multi-label entity-type classifier on the training split (its own Trainer run), copy
     it into ``model.type_classifier`` (frozen from then on) and predict the types of every split."""
     config = model.config
@@ -157,11 +157,9 @@ def train_type_classifier(model, raw, features, tokenizer, data_args, model_args
         clf.type_classifier.encoder = load_pretrained_encoder(model_args.encoder)
     elif char_vectors:
         init_char_embeddings(clf.type_classifier.encoder, tokenizer.get_vocab(), *char_vectors)
-    types = {split: type_matrix(dataset_spans(ds, data_args.tag_scheme), config.entity_types)
-             for split, ds in raw.items() if "ner_tags" in ds.column_names}
     clf_features = DatasetDict({
-        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", types[split].tolist())
-        for split, ds in features.items() if split in types
+        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", gold_types[split].tolist())
+        for split, ds in features.items() if split in gold_types
     })
 
     def type_metrics(eval_pred) -> dict:
@@ -180,7 +178,7 @@ def train_type_classifier(model, raw, features, tokenizer, data_args, model_args
     trainer.train()
     logits = {split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions for split, ds in features.items()}
     predicted = {split: (l > 0).astype(np.uint8) for split, l in logits.items()}
-    report = multilabel_scores(types["validation"], predicted["validation"], config.entity_types)
+    report = multilabel_scores(gold_types["validation"], predicted["validation"], config.entity_types)
     if trainer.is_world_process_zero():
         print("\n== entity-type classifier on validation (multi-label, per type)")
         print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
@@ -189,21 +187,6 @@ def train_type_classifier(model, raw, features, tokenizer, data_args, model_args
     model.type_classifier.load_state_dict(clf.type_classifier.state_dict())
     model.type_classifier.requires_grad_(False)
     return predicted, report
-
-
-def multilabel_scores(gold: np.ndarray, pred: np.ndarray, names: list[str]) -> dict:
-    """Per-type and micro P/R/F1 of 0/1 ``[examples, types]`` predictions."""
-    def prf(g, p):
-        tp, n_pred, n_gold = int((g & p).sum()), int(p.sum()), int(g.sum())
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / n_gold if n_gold else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
-
-    gold, pred = np.asarray(gold, dtype=bool), np.asarray(pred, dtype=bool)
-    out = {name: prf(gold[:, i], pred[:, i]) for i, name in enumerate(names)}
-    out["micro"] = prf(gold, pred)
-    return out
 
 
 def main() -> dict:
@@ -287,12 +270,14 @@ def main() -> dict:
     # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
     collator = DataCollatorForTokenClassification(tokenizer)
     type_report = predicted_types = None
+    if model.config.num_memory > 0:
+        gold_types = gold_type_matrices(raw, data_args.tag_scheme, model.config.entity_types)
     if model.type_classifier is not None:  # category retrieval: first the entity-type classifier
-        predicted_types, type_report = train_type_classifier(model, raw, features, tokenizer, data_args, model_args, training_args, char_vectors)
+        predicted_types, type_report = train_type_classifier(model, features, gold_types, tokenizer, model_args, training_args, char_vectors)
     if model.config.num_memory > 0:
         with training_args.main_process_first(desc="retrieving memories"):
             features, retrieval_report = attach_memories(
-                raw, features, model, tokenizer.get_vocab(), data_args.tag_scheme,
+                raw, features, model, tokenizer.get_vocab(), gold_types,
                 Path(training_args.output_dir) / "retrieval_cache", training_args.seed, predicted_types,
             )
         logger.info("retrieval: %s", retrieval_report)

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_scripts.features import BERT_VOCAB, default_data_dir, load_tokenizer, tokenize_and_align  # noqa: E402
-from data_scripts.memory_data import type_matrix  # noqa: E402
-from data_scripts.readers import dataset_spans, read_cluener  # noqa: E402
+from data_scripts.memory_data import gold_type_matrices  # noqa: E402
+from data_scripts.readers import read_cluener  # noqa: E402
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
 from modeling.retrieval import pos_strings, rank_memories  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
     texts = {s: ["".join(t) for t in raw[s]["tokens"]] for s in ("train", "dev")}
     names = raw["train"].features["ner_tags"].feature.names
     entity_types = sorted({n.split("-", 1)[1] for n in names if n != "O"})
-    types = {s: type_matrix(dataset_spans(raw[s], "BIOS"), entity_types) for s in ("train", "dev")}
+    types = gold_type_matrices(raw, "BIOS", entity_types)
     rows = []
 
     # 1. retrieval, cold

@@ -25,19 +25,25 @@ def type_matrix(spans_per_example, entity_types: list[str]) -> np.ndarray:
     return out
 
 
+def gold_type_matrices(raw: DatasetDict, scheme: str, entity_types: list[str]) -> dict[str, np.ndarray]:
+    """The gold :func:`type_matrix` of every labelled split."""
+    return {split: type_matrix(dataset_spans(ds, scheme), entity_types) for split, ds in raw.items() if "ner_tags" in ds.column_names}
+
+
 def attach_memories(
     raw: DatasetDict,
     features: DatasetDict,
     model,
     vocab: dict[str, int],
-    scheme: str,
+    gold_types: dict[str, np.ndarray],
     cache_dir: str | Path,
     seed: int = 0,
     predicted_types: dict[str, np.ndarray] | None = None,
 ) -> tuple[DatasetDict, dict]:
     """Fill ``model``'s memory bank with the training split and add ``memory_ids`` to every split.
 
-    ``predicted_types`` (for ``category``) are the classifier's ``[examples, types]`` per split.
+    ``gold_types`` are the splits' gold :func:`type_matrix` (the bank's type sets; the queries' for
+    ``gold_category``); ``predicted_types`` (for ``category``) the classifier's, per split.
     Training queries never retrieve themselves or an identical text. Returns the features and a
     report (retrieval seconds per split, cache hits).
     """
@@ -46,9 +52,7 @@ def attach_memories(
     if method == "category" and predicted_types is None:
         raise ValueError("memory_method 'category' needs the entity types the classifier predicts for every split")
     cache = RetrievalCache(cache_dir)
-    entity_types = config.entity_types
     texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in raw.items()}
-    gold_types = {split: type_matrix(dataset_spans(ds, scheme), entity_types) for split, ds in raw.items() if "ner_tags" in ds.column_names}
     report = {}
 
     def pos_of(split: str) -> list[str]:

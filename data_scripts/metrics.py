@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOBES
 
@@ -50,3 +52,19 @@ def entity_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
         "per_type": per_type,
         "report": text,
     }
+
+
+def multilabel_scores(gold: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict:
+    """Per-type and micro P/R/F1 of 0/1 ``[examples, types]`` predictions (the entity-type classifier)."""
+
+    def prf(g: np.ndarray, p: np.ndarray) -> dict:
+        tp, n_pred, n_gold = int((g & p).sum()), int(p.sum()), int(g.sum())
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold if n_gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+
+    gold, pred = np.asarray(gold, dtype=bool), np.asarray(pred, dtype=bool)
+    out = {name: prf(gold[:, i], pred[:, i]) for i, name in enumerate(names)}
+    out["micro"] = prf(gold, pred)
+    return out

@@ -55,10 +55,6 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     raise TagSequenceError(f"unknown tag {tag!r} (expected 'O' or '<prefix>-<type>')")
 
 
-def scheme_prefixes(scheme: str) -> set[str]:
-    return set(_PREFIXES[_check_scheme(scheme)]) | {"O"}
-
-
 def _check_scheme(scheme: str) -> str:
     up = scheme.upper()
     if up not in _PREFIXES:
