@@ -63,6 +63,9 @@ class ModelArguments:
     use_self_attention: bool = field(default=False, metadata={"help": "multi-head self-attention (512) before the CRF"})
     num_memory: int = field(default=0, metadata={"help": "memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
     memory_method: str = field(default="pos_edit", metadata={"help": "memory retrieval: pos_edit, category, gold_category (oracle) or random"})
+    memory_gradient: bool = field(
+        default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
+    )
     type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
     encoder_learning_rate: float | None = field(
         default=None,
@@ -231,7 +234,7 @@ def main() -> dict:
         id2label=dict(enumerate(label_names)), label2id={l: i for i, l in enumerate(label_names)},
         hidden_dropout_prob=model_args.hidden_dropout_prob, use_self_attention=model_args.use_self_attention,
         tag_scheme=data_args.tag_scheme, max_length=data_args.max_seq_length, pad_token_id=tokenizer.pad_token_id,
-        num_memory=model_args.num_memory, memory_method=model_args.memory_method,
+        num_memory=model_args.num_memory, memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
     )
     char_vectors = None
     if model_args.char_vectors:

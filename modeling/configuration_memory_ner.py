@@ -53,6 +53,11 @@ class MemoryNetConfig(PreTrainedConfig):
         label_type_size (`int`, defaults to 200):
             Size of the entity-type part of a label embedding (the pretrained vectors' size; the paper
             used 300-d word vectors); the position bits (B, I, O, S, ...) come on top.
+        memory_gradient (`bool`, defaults to `False`):
+            Back-propagate through the encoding of the memories (eq. 2) in training too. By default
+            the memories are encoded without gradient: the encoder still learns from the input
+            sentence and, through `s`, from the memory attention (eq. 3), and a training step costs
+            about half as much. The paper does not say which it did; see `benchmarks/RESULTS.md`.
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
             Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`).
     """
@@ -77,6 +82,7 @@ class MemoryNetConfig(PreTrainedConfig):
     num_memory: int = 0
     memory_method: str = "pos_edit"
     label_type_size: int = 200
+    memory_gradient: bool = False
     memory_bank_size: int = 0
     memory_bank_length: int = 0
     memory_pos_length: int = 0

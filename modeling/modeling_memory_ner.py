@@ -67,26 +67,33 @@ class MemoryAttention(nn.Module):
     For each memory ``a_j``: ``M_j = row-softmax(s a_j^T)`` over the memory's characters (padding,
     ``[CLS]`` and ``[SEP]`` get zero weight), ``L_j = M_j · LabelEmb(labels of a_j)``, and the output
     is ``mean_j L_j`` (the caller concatenates it to ``s``, eq. 7).
+
+    ``LabelEmb(labels of a_j)`` is a one-hot matrix times the embedding table, so eq. 6 and the mean
+    are computed as ``(mean_j M_j · onehot_j) · LabelEmb``: the attention mass each label receives,
+    then one product with the ``num_labels x l`` table. The result is the same; the cost no longer
+    grows with ``l``.
     """
 
     def forward(
         self,
         query: torch.Tensor,
         memory: torch.Tensor,
-        memory_mask: torch.Tensor,
-        memory_label_embeddings: torch.Tensor,
+        memory_labels: torch.LongTensor,
+        label_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        query: ``[batch, len_s, d]``; memory: ``[batch, n, len_a, d]``; memory_mask: ``[batch, n, len_a]``
-        (1 on memory characters); memory_label_embeddings: ``[batch, n, len_a, l]``.
+        query: ``[batch, len_s, d]``; memory: ``[batch, n, len_a, d]``; memory_labels: ``[batch, n, len_a]``
+        tag ids, ``-100`` off the memory's characters; label_embeddings: the table ``[num_labels, l]``.
         Returns ``mean_j L_j`` ``[batch, len_s, l]`` and the attention ``M`` ``[batch, n, len_s, len_a]``.
         """
         scores = torch.einsum("bsd,bnad->bnsa", query, memory)  # eq. 3
-        mask = memory_mask.bool()[:, :, None, :]
+        mask = (memory_labels != -100)[:, :, None, :]
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1) * mask  # eqs. 4-5; a memory with no character attends to nothing
-        fused = torch.einsum("bnsa,bnal->bnsl", weights, memory_label_embeddings)  # eq. 6
-        return fused.mean(dim=1), weights  # the mean of eq. 7
+        index = memory_labels.clamp(min=0)[:, :, None, :].expand_as(weights)
+        label_mass = weights.new_zeros(*weights.shape[:3], label_embeddings.shape[0]).scatter_add_(-1, index, weights)
+        fused = label_mass.mean(dim=1) @ label_embeddings  # eqs. 6-7: mean_j M_j · LabelEmb(labels of a_j)
+        return fused, weights
 
 
 class EntityTypeClassifier(nn.Module):
@@ -258,7 +265,8 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         """
         batch, n, width = memory_input_ids.shape
         if self.training or memory_ids is None or self.memory_bank is None:
-            flat = self.encoder(memory_input_ids.view(batch * n, width), attention_mask=memory_attention_mask.view(batch * n, width))
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.memory_gradient):
+                flat = self.encoder(memory_input_ids.view(batch * n, width), attention_mask=memory_attention_mask.view(batch * n, width))
             return flat.view(batch, n, width, -1)
         wanted = memory_ids.flatten().tolist()
         missing = sorted(set(wanted) - self._memory_cache.keys())
@@ -318,9 +326,7 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
                     raise ValueError("memory_ids given but the model has no memory bank; pass memory_input_ids/memory_labels")
                 memory_input_ids, memory_attention_mask, memory_labels = self.memory_bank.gather(memory_ids)
             memory = self._encode_memories(memory_input_ids, memory_attention_mask, memory_ids)  # eq. 2
-            memory_chars = memory_labels != -100
-            label_embeddings = self.label_embeddings(memory_labels.clamp(min=0))
-            fused, memory_attentions = self.memory_attention(hidden, memory, memory_chars, label_embeddings)  # eqs. 3-6
+            fused, memory_attentions = self.memory_attention(hidden, memory, memory_labels, self.label_embeddings.weight)  # eqs. 3-6
             hidden = torch.cat([hidden, fused], dim=-1)  # eq. 7
         attentions = None
         if self.self_attention is not None:
