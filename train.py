@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Train and evaluate a Chinese NER tagger with 🤗 Trainer (in the manner of transformers' run_ner.py).
 
-    python train.py                                   # embedded sample corpus, char BiLSTM-CRF, < 5 min on CPU
-    python train.py --dataset cluener --char_vectors tencent --output_dir outputs/cluener-bilstm
-    python train.py --dataset msra --max_seq_length 128
-    python train.py --dataset cluener --encoder hfl/chinese-roberta-wwm-ext --learning_rate 2e-4 --encoder_learning_rate 3e-5
+    python train.py                                   # embedded sample corpus, char BiLSTM memory network, ~1 min on CPU
+    python train.py --dataset cluener --char_vectors tencent                    # the paper's model, BiLSTM tier
+    python train.py --dataset cluener --char_vectors tencent --num_memory 0     # the BiLSTM(-self-attention)-CRF baseline
+    python train.py --dataset cluener --char_vectors tencent --encoder hfl/chinese-roberta-wwm-ext  # paper setting (GPU)
     python train.py args.json   # or args.yaml: the same arguments as a file
 
 Writes to ``--output_dir``: the model (``config.json`` with ``auto_map``, ``model.safetensors``, the
@@ -51,7 +51,7 @@ class ModelArguments:
     )
     char_vectors: str | None = field(
         default=None,
-        metadata={"help": "BiLSTM only: initialise char embeddings from an .npz (key 'embeddings') + .vocab.txt; 'tencent' = the shared 200-d vectors"},
+        metadata={"help": "char vectors (.npz with key 'embeddings' + .vocab.txt; 'tencent' = the shared 200-d ones): initialise the BiLSTM's char embeddings and the memory's label type vectors"},
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "vocab.txt or tokenizer folder; default: the encoder's, else the shared BERT vocab, else built from the corpus"}
@@ -60,9 +60,11 @@ class ModelArguments:
     lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM: hidden size per direction"})
     lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
-    use_self_attention: bool = field(default=False, metadata={"help": "multi-head self-attention (512) before the CRF"})
-    num_memory: int = field(default=0, metadata={"help": "memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
-    memory_method: str = field(default="pos_edit", metadata={"help": "memory retrieval: pos_edit, category, gold_category (oracle) or random"})
+    use_self_attention: bool = field(default=True, metadata={"help": "multi-head self-attention (512) before the CRF (paper)"})
+    num_memory: int = field(default=4, metadata={"help": "memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
+    memory_method: str = field(
+        default="category", metadata={"help": "memory retrieval: category (paper), pos_edit, gold_category (oracle) or random"}
+    )
     memory_gradient: bool = field(
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
     )
@@ -113,9 +115,12 @@ class NERTrainingArguments(TrainingArguments):
     )
 
 
-# Defaults that differ for a corpus, applied only to arguments left at the general default. The
-# 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to learn much.
+# Defaults that differ for a corpus or an encoder, applied only to arguments left at the general
+# default. The 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to
+# learn much. A pretrained encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate),
+# 2e-4 for the other layers; the BiLSTM learns from scratch at 1e-3.
 DATASET_PRESETS = {"sample": {"learning_rate": 5e-3, "num_train_epochs": 30.0}}
+PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
 
 
 def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
@@ -127,10 +132,14 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
     defaults = NERTrainingArguments.__dataclass_fields__
-    for name, value in DATASET_PRESETS.get(data_args.dataset, {}).items():
-        if getattr(training_args, name) == defaults[name].default:
-            setattr(training_args, name, value)
-            logger.info("%s corpus: --%s %s (the corpus preset; pass the flag to change it)", data_args.dataset, name, value)
+    presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
+    if model_args.encoder != "bilstm":
+        presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
+    for what, preset in presets:
+        for name, value in preset.items():
+            if getattr(training_args, name) == defaults[name].default:
+                setattr(training_args, name, value)
+                logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
     return model_args, data_args, training_args
 
 
@@ -256,6 +265,8 @@ def main() -> dict:
         type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
         model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
         logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
+    elif model.label_embeddings is not None:
+        logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
     encoder_lr = model_args.encoder_learning_rate or (3e-5 if pretrained_encoder else training_args.learning_rate)
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
                 model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)

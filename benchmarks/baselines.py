@@ -15,6 +15,7 @@ import argparse
 from runner import results, run_all
 
 LONG = ["--max_seq_length", "128", "--per_device_train_batch_size", "32"]
+PLAIN = ["--num_memory", "0", "--use_self_attention", "false"]  # train.py's defaults are the memory network's
 
 # name -> (train.py arguments, split reported, paper figure for comparison)
 RUNS = {
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --, e.g. -- --num_train_epochs 1")
     args = parser.parse_args()
     if not args.table_only:
-        run_all({name: RUNS[name][0] + args.extra for name in args.runs}, args.parallel, "baseline runs")
+        run_all({name: RUNS[name][0] + PLAIN + args.extra for name in args.runs}, args.parallel, "baseline runs")
     print(table(args.runs))
 
 

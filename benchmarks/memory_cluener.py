@@ -20,7 +20,7 @@ from runner import results, run_all
 
 COMMON = ["--dataset", "cluener", "--char_vectors", "tencent", "--use_self_attention", "true", "--num_train_epochs", "8"]
 GROUPS = {
-    "baseline": (["--num_memory", "0"], [1, 2, 3]),
+    "baseline": (["--num_memory", "0"], [1, 2, 3]),  # the same model without memory (self-attention kept)
     "category": (["--num_memory", "4", "--memory_method", "category"], [1, 2, 3]),
     "pos_edit": (["--num_memory", "4", "--memory_method", "pos_edit"], [1]),
     "gold_category": (["--num_memory", "4", "--memory_method", "gold_category"], [1]),

@@ -316,6 +316,8 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return_tags = (not self.training) if return_tags is None else return_tags
 
+        if self.config.num_memory == 0 and any(x is not None for x in (memory_ids, memory_input_ids, memory_labels)):
+            raise ValueError("memories were given to a model with num_memory=0 (the plain encoder-CRF); train it with num_memory > 0")
         hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # eq. 1
         memory_attentions = None
         if self.config.num_memory > 0:

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data_scripts.features import default_data_dir  # noqa: E402
+from data_scripts.features import BERT_VOCAB, default_data_dir  # noqa: E402
 
 DATA = default_data_dir()
 
@@ -28,6 +30,17 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_dir(data_dir, tmp_path_factory):
+    """A tiny randomly initialised BERT saved to a temp dir: stands in for hfl/chinese-roberta-wwm-ext."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=21128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    BertTokenizerFast(vocab=str(data_dir / BERT_VOCAB)).save_pretrained(path)
+    return path
+
+
 def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: list[str] | None = None) -> dict:
     """Run train.py with ``args`` offline; return its all_results.json (fail with the log on error)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
@@ -37,7 +50,7 @@ def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: l
         pytest.fail(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     out = Path(args[args.index("--output_dir") + 1])
     results = json.loads((out / "all_results.json").read_text())
-    results["_stdout"] = proc.stdout
+    results["_stdout"], results["_stderr"] = proc.stdout, proc.stderr
     return results
 
 

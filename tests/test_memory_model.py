@@ -12,7 +12,7 @@ from transformers import BertTokenizerFast
 
 from conftest import run_train
 from data_scripts.collator import DataCollatorForMemoryNER
-from modeling import MemoryNetForTokenClassification
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 from test_model import FRESH, TEXTS
 
 
@@ -93,3 +93,64 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     enc = tokenizer([list("我在北京工作")], is_split_into_words=True, return_tensors="pt")
     assert model.predict_entity_types(enc["input_ids"], enc["attention_mask"]).shape == (1, 10)
     assert model.predict_tags(["我在北京工作"], tokenizer)[0].__len__() == 6  # memories by predicted category
+
+
+def test_num_memory_zero_is_the_plain_encoder_crf():
+    """``num_memory=0``: no memory parameters, and the forward pass is encoder -> emissions -> CRF, nothing else."""
+    torch.manual_seed(0)
+    config = MemoryNetConfig(id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=0)
+    model = MemoryNetForTokenClassification(config).eval()
+    assert model.label_embeddings is model.memory_bank is model.type_classifier is None
+    assert not any(k.startswith(("label_embeddings", "memory_bank", "type_classifier")) for k in model.state_dict())
+    input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 7, 3, 0, 0]])
+    mask = (input_ids != 0).long()
+    labels = torch.tensor([[-100, 1, 2, 0, -100], [-100, 4, -100, -100, -100]])
+    out = model(input_ids, attention_mask=mask, labels=labels)
+    emissions = model.classifier(model.encoder(input_ids, attention_mask=mask))
+    assert torch.equal(out.logits, emissions)
+    assert torch.equal(out.loss, model.crf(emissions, mask, labels)) and torch.equal(out.tags, model.crf.decode(emissions, mask))
+    with pytest.raises(ValueError, match="num_memory=0"):
+        model(input_ids, attention_mask=mask, memory_ids=torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_memory_gradient_option():
+    """Stopping the gradient through the memories' encodings changes the encoder's gradient, not the loss."""
+    torch.manual_seed(0)
+    config = MemoryNetConfig(id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=2,
+                             hidden_dropout_prob=0.0)
+    model = MemoryNetForTokenClassification(config).train()
+    input_ids = torch.tensor([[2, 7, 8, 9, 3]])
+    labels = torch.tensor([[-100, 1, 2, 0, -100]])
+    memory = {"memory_input_ids": torch.tensor([[[2, 10, 11, 3], [2, 12, 3, 0]]]),
+              "memory_attention_mask": torch.tensor([[[1, 1, 1, 1], [1, 1, 1, 0]]]),
+              "memory_labels": torch.tensor([[[-100, 1, 2, -100], [-100, 4, -100, -100]]])}
+    losses, grads = [], []
+    for flag in (True, False):
+        model.config.memory_gradient = flag
+        model.zero_grad()
+        loss = model(input_ids, labels=labels, **memory).loss
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.encoder.embeddings.weight.grad.clone())
+    assert losses[0] == pytest.approx(losses[1])
+    assert grads[0][10:13].abs().sum() > 0 and grads[1][10:13].abs().sum() == 0  # memory-only characters learn only with the gradient on
+    assert grads[1][7:10].abs().sum() > 0
+
+
+def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir, tmp_path):
+    """The transformers-encoder path with memory: trains, saves the bank, a fresh process tags identically."""
+    out = tmp_path / "bert-memory"
+    results = run_train(["--output_dir", str(out), "--encoder", str(tiny_bert_dir), "--num_memory", "2", "--memory_method", "pos_edit",
+                         "--num_train_epochs", "3", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    assert results["memory"]["num_memory"] == 2
+    assert "pretrained encoder: --learning_rate 0.0002" in results["_stdout"] + results["_stderr"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoder_type"] == "transformers" and config["memory_bank_size"] == 204
+    model = MemoryNetForTokenClassification.from_pretrained(out)
+    tokenizer = BertTokenizerFast.from_pretrained(out)
+    expected = model.predict_tags(TEXTS[:2], tokenizer)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected

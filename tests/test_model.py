@@ -9,10 +9,9 @@ import textwrap
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertModel, BertTokenizerFast
 
 from conftest import ROOT, run_train, write_cluener_slice
-from data_scripts.features import BERT_VOCAB
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 
 TEXTS = ["浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。", "我在北京 iPhone 15 发布会上见到了张三😀", ""]
@@ -78,24 +77,14 @@ def test_self_attention_option():
 # ---------------------------------------------------------------------------------------------
 # training through train.py on slices of the real data
 
-OVERFIT = ["--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+BASELINE = ["--num_memory", "0", "--use_self_attention", "false"]  # the plain encoder-CRF
+OVERFIT = [*BASELINE, "--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
            "--load_best_model_at_end", "false", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
 def slice32(data_dir, tmp_path_factory):
     return write_cluener_slice(data_dir / "cluener" / "train.json", tmp_path_factory.mktemp("c32") / "train.json", 32)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert_dir(data_dir, tmp_path_factory):
-    """A tiny randomly initialised BERT saved to a temp dir: stands in for hfl/chinese-roberta-wwm-ext."""
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=21128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
-    BertModel(config).save_pretrained(path)
-    BertTokenizerFast(vocab=str(data_dir / BERT_VOCAB)).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +150,7 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(data_dir, tmp_path)
     train = write_cluener_slice(data_dir / "cluener" / "train.json", tmp_path / "train.json", 96)
     dev = write_cluener_slice(data_dir / "cluener" / "dev.json", tmp_path / "dev.json", 48)
     common = ["--dataset", "files", "--train_file", str(train), "--validation_file", str(dev), "--num_train_epochs", "4",
-              "--learning_rate", "5e-3", "--save_total_limit", "10", "--seed", "3"]
+              "--learning_rate", "5e-3", "--save_total_limit", "10", "--seed", "3", *BASELINE]
     full = run_train([*common, "--output_dir", str(tmp_path / "full")])
     # an interrupted run: what is on disk after epoch 2 of the same run
     steps_per_epoch = -(-96 // 16)
@@ -174,15 +163,18 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(data_dir, tmp_path)
     assert state["global_step"] == 4 * steps_per_epoch
 
 
-def test_torchrun_two_cpu_processes(tmp_path):
+def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
+    """The default model (n=4 memories by category) under CPU DDP, batches grouped by length (v5 spelling of `group_by_length`)."""
     out = tmp_path / "ddp"
     results = run_train(
-        ["--num_train_epochs", "1", "--output_dir", str(out)],
+        ["--num_train_epochs", "1", "--type_classifier_epochs", "2", "--train_sampling_strategy", "group_by_length", "--output_dir", str(out)],
         launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"],
     )
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == -(-204 // (16 * 2))  # the 204 sample sentences were shared by 2 processes
     assert "validation_f1" in results and (out / "model.safetensors").exists()
+    assert results["memory"]["num_memory"] == 4 and results["memory"]["method"] == "category"
+    assert "type_classifier_validation" in results
 
 
 def test_main_command_runs_without_shared_data(tmp_path, monkeypatch):

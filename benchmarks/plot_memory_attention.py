@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Heat map of the memory attention M_j (paper eqs. 3-5, figures 6-7) of one sentence against its memories.
+
+The model retrieves the memories itself (with its own method and saved bank), tags the sentence,
+and returns M_j. One panel per memory: rows are the sentence's characters (with the predicted tag),
+columns the memory's characters (with its gold tag).
+
+    python benchmarks/plot_memory_attention.py benchmarks/runs/memory-category-s1 -o benchmarks/memory_attention.png
+    python benchmarks/plot_memory_attention.py MODEL_DIR --sentence "..." -o attention.png
+    python benchmarks/plot_memory_attention.py MODEL_DIR --dev_index 17    # a CLUENER dev sentence
+
+Needs a font with Chinese characters (``apt-get install fonts-wqy-microhei`` or ``fonts-noto-cjk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from transformers import BertTokenizerFast  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_scripts.features import default_data_dir  # noqa: E402
+from data_scripts.readers import read_cluener  # noqa: E402
+from modeling import MemoryNetForTokenClassification  # noqa: E402
+from modeling.char_tokenization import encode_chars  # noqa: E402
+
+CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "SimHei", "Microsoft YaHei")
+
+
+def short(tag: str) -> str:
+    """``B-government`` -> ``B-gov``: tick labels stay readable."""
+    return tag if tag == "O" else f"{tag.split('-', 1)[0]}-{tag.split('-', 1)[1][:3]}"
+
+
+def use_cjk_font() -> str:
+    """Make matplotlib draw Chinese; exit with the package to install when no such font exists."""
+    for rescan in (False, True):  # a font installed after matplotlib cached its list needs a rescan
+        if rescan:
+            font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        for name in CJK_FONTS:
+            if name in installed:
+                plt.rcParams["font.sans-serif"] = [name, *plt.rcParams["font.sans-serif"]]
+                plt.rcParams["axes.unicode_minus"] = False
+                return name
+    sys.exit(f"no font with Chinese characters found (looked for {', '.join(CJK_FONTS)}): apt-get install fonts-wqy-microhei")
+
+
+def default_sentence(index: int | None) -> str:
+    """CLUENER dev sentence ``index``, or by default the first short one with three or more entities."""
+    dev = read_cluener(default_data_dir() / "cluener", splits=("dev",))["dev"]
+    names = dev.features["ner_tags"].feature.names
+    if index is not None:
+        return "".join(dev[index]["tokens"])
+    for row in dev:
+        if 14 <= len(row["tokens"]) <= 26 and sum(names[t].startswith(("B-", "S-")) for t in row["ner_tags"]) >= 3:
+            return "".join(row["tokens"])
+    return "".join(dev[0]["tokens"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="a trained memory model folder (num_memory > 0)")
+    parser.add_argument("--sentence", help="the sentence to show (default: a CLUENER dev sentence)")
+    parser.add_argument("--dev_index", type=int, help="show CLUENER dev sentence number N")
+    parser.add_argument("-o", "--output", default="benchmarks/memory_attention.png")
+    args = parser.parse_args()
+
+    model = MemoryNetForTokenClassification.from_pretrained(args.model_dir).eval()
+    if model.config.num_memory == 0:
+        sys.exit(f"{args.model_dir} has num_memory=0: it has no memory attention to draw")
+    tokenizer = BertTokenizerFast.from_pretrained(args.model_dir)
+    font = use_cjk_font()
+    text = args.sentence or default_sentence(args.dev_index)
+    chars = list(text)[: model.config.max_length - 2]
+    enc = encode_chars(tokenizer, [chars], model.config.max_length)
+    input_ids, attention_mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
+
+    with torch.no_grad():
+        memory_ids = model.retrieve_memories(input_ids, attention_mask)
+        out = model(input_ids, attention_mask=attention_mask, memory_ids=memory_ids, output_attentions=True)
+    tags = [model.config.id2label[t] for t in out.tags[0, 1 : len(chars) + 1].tolist()]
+    attention = out.memory_attentions[0]  # [n, len_s, len_a]
+    bank = model.memory_bank
+    types = model.config.entity_types
+
+    n = attention.shape[0]
+    cols = 2 if n > 1 else 1
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, (0.24 * len(chars) + 1.6) * rows + 0.6), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= n:
+            ax.axis("off")
+            continue
+        idx = int(memory_ids[0, j])
+        length = int(bank.lengths[idx])
+        mem_chars = bank.texts(bank.input_ids[idx : idx + 1, :length], torch.ones(1, length, dtype=torch.long))[0]
+        mem_tags = [model.config.id2label[t] for t in bank.labels[idx, 1 : length - 1].tolist()]
+        weights = attention[j, 1 : len(chars) + 1, 1 : length - 1].numpy()  # characters only: [CLS]/[SEP] get zero weight
+        ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
+        ax.set_yticks(range(len(chars)), [f"{c} {short(t)}" for c, t in zip(chars, tags)], fontsize=7)
+        ax.set_xticks(range(len(mem_chars)), [f"{c}\n{short(t)}" if t != "O" else c for c, t in zip(mem_chars, mem_tags)], fontsize=6,
+                      rotation=0)
+        mem_types = [t for t, on in zip(types, bank.types[idx].tolist()) if on]
+        ax.set_title(f"memory {j + 1}: bank sentence {idx} (types: {', '.join(mem_types) or 'none'})", fontsize=9)
+    predicted = [t for t, on in zip(types, model.predict_entity_types(input_ids, attention_mask)[0].tolist()) if on] if model.type_classifier else None
+    subtitle = f"retrieval: {model.config.memory_method}" + (f", predicted types: {', '.join(predicted) or 'none'}" if predicted is not None else "")
+    fig.suptitle(f"Memory attention M_j (eqs. 3-5) of 「{text}」\n{subtitle}", fontsize=11)
+    fig.tight_layout()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.output, dpi=130)
+    print(f"wrote {args.output} ({n} memories, font {font})")
+    print("sentence:", " ".join(f"{c}/{t}" for c, t in zip(chars, tags)))
+
+
+if __name__ == "__main__":
+    main()
