@@ -178,9 +178,12 @@ def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
 
 
 def test_main_command_runs_without_shared_data(tmp_path, monkeypatch):
-    """No ../shared/data: the embedded sample corpus and a vocabulary built from it."""
+    """The README's main command, without ../shared/data: the embedded sample corpus, a vocabulary built
+    from it, and the default model (memory network, category retrieval, self-attention) learns it."""
     monkeypatch.setenv("NER_DATA_DIR", str(tmp_path / "nowhere"))
-    results = run_train(["--num_train_epochs", "1", "--output_dir", str(tmp_path / "out")])
+    results = run_train(["--output_dir", str(tmp_path / "out")])
+    assert results["memory"]["num_memory"] == 4 and results["memory"]["method"] == "category"
+    assert results["validation_f1"] >= 0.6, results["validation_f1"]  # ~0.8; a diverging default scores ~0.2
     vocab = (tmp_path / "out" / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert vocab[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"] and "京" in vocab
     assert "validation_f1" in results and (tmp_path / "out" / "model.safetensors").exists()
