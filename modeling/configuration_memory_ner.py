@@ -12,9 +12,10 @@ ENCODER_TYPES = ("bilstm", "transformers")
 @strict
 class MemoryNetConfig(PreTrainedConfig):
     r"""
-    Configuration of the associated-memory-network tagger: a character encoder, (in the next
-    stage) the memory attention over retrieved training sentences, optional multi-head
-    self-attention, and a CRF.
+    Configuration of the associated-memory-network tagger: a character encoder, the memory
+    attention over retrieved training sentences (`num_memory > 0`), optional multi-head
+    self-attention, and a CRF. The config's own defaults build the plain encoder-CRF; `train.py`
+    defaults to the paper's model (n=4, category retrieval, self-attention).
 
     Args:
         encoder_type (`str`, defaults to `"bilstm"`):
