@@ -69,6 +69,11 @@ class ModelArguments:
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
     )
     type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
+    type_classifier_folds: int = field(
+        default=2,
+        metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
+                  "so training memories are as noisy as test-time ones; 1: in-sample predictions of the final classifier"},
+    )
     encoder_learning_rate: float | None = field(
         default=None,
         metadata={"help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a pretrained encoder (paper), --learning_rate for the BiLSTM"},
@@ -161,45 +166,87 @@ def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArg
     return torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=fused)
 
 
-def train_type_classifier(model, features, gold_types, tokenizer, model_args, training_args, char_vectors):
-    """Train the multi-label entity-type classifier on the training split (its own Trainer run), copy
-    it into ``model.type_classifier`` (frozen from then on) and predict the types of every split."""
-    config = model.config
+def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, training_args, char_vectors, output_dir: Path, epochs: float):
+    """One Trainer run of the multi-label entity-type classifier (``MemoryNetForEntityTypes``).
+
+    With ``eval_ds`` it is evaluated every epoch and the best epoch kept, as the tagger is;
+    without (the out-of-fold classifiers) it trains for ``epochs`` and keeps the last weights."""
     clf = MemoryNetForEntityTypes(config)
     if config.encoder_type == "transformers":
         clf.type_classifier.encoder = load_pretrained_encoder(model_args.encoder)
     elif char_vectors:
         init_char_embeddings(clf.type_classifier.encoder, tokenizer.get_vocab(), *char_vectors)
-    clf_features = DatasetDict({
-        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", gold_types[split].tolist())
-        for split, ds in features.items() if split in gold_types
-    })
 
     def type_metrics(eval_pred) -> dict:
         scores = multilabel_scores(eval_pred.label_ids, (eval_pred.predictions > 0).astype(int), config.entity_types)
         return {"f1": scores["micro"]["f1"], "precision": scores["micro"]["precision"], "recall": scores["micro"]["recall"]}
 
     args = dataclasses.replace(
-        training_args, output_dir=str(Path(training_args.output_dir) / "type_classifier"),
-        num_train_epochs=model_args.type_classifier_epochs, label_names=["entity_types"], save_total_limit=1,
+        training_args, output_dir=str(output_dir), num_train_epochs=epochs, label_names=["entity_types"], save_total_limit=1,
     )
+    if eval_ds is None:
+        args = dataclasses.replace(args, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     trainer = Trainer(
-        model=clf, args=args, train_dataset=clf_features["train"], eval_dataset=clf_features["validation"],
+        model=clf, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
         optimizers=(build_optimizer(clf, args, args.learning_rate), None),
     )
     trainer.train()
+    return trainer
+
+
+def type_folds(texts: list[str], k: int, seed: int) -> np.ndarray:
+    """Fold id of every training sentence; identical texts share a fold (a classifier must not have seen the text it predicts)."""
+    unique = sorted(set(texts))
+    fold_of = dict(zip(unique, np.random.default_rng(seed).permutation(len(unique)) % k))
+    return np.array([fold_of[t] for t in texts])
+
+
+def train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors):
+    """The multi-label entity-type classifier for ``category`` retrieval (section 2.1).
+
+    Trained on the training split (its own Trainer run), copied into ``model.type_classifier``
+    (frozen from then on) and used to predict the types of the validation and test sentences. The
+    training sentences' types are predicted out of fold (``--type_classifier_folds``): by
+    classifiers that did not see them, so the tagger learns from memories retrieved with the same
+    kind of errors it will meet at test time, not from in-sample predictions that are nearly gold.
+    """
+    config = model.config
+    clf_features = DatasetDict({
+        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", gold_types[split].tolist())
+        for split, ds in features.items() if split in gold_types
+    })
+    out_dir = Path(training_args.output_dir) / "type_classifier"
+    trainer = fit_type_classifier(config, clf_features["train"], clf_features["validation"], tokenizer, model_args, training_args,
+                                  char_vectors, out_dir, model_args.type_classifier_epochs)
     logits = {split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions for split, ds in features.items()}
+    report = multilabel_scores(gold_types["validation"], (logits["validation"] > 0).astype(np.uint8), config.entity_types)
+    train_report = None
+    k = model_args.type_classifier_folds
+    if k > 1:
+        folds = type_folds(["".join(t) for t in raw["train"]["tokens"]], k, training_args.seed)
+        for fold in range(k):
+            held_out = np.flatnonzero(folds == fold)
+            fold_trainer = fit_type_classifier(
+                config, clf_features["train"].select(np.flatnonzero(folds != fold)), None, tokenizer, model_args, training_args,
+                char_vectors, out_dir / f"fold{fold}", model_args.type_classifier_epochs,
+            )
+            held_out_inputs = features["train"].select(held_out).select_columns(["input_ids", "attention_mask"])
+            logits["train"][held_out] = fold_trainer.predict(held_out_inputs).predictions
+        train_report = multilabel_scores(gold_types["train"], (logits["train"] > 0).astype(np.uint8), config.entity_types)
     predicted = {split: (l > 0).astype(np.uint8) for split, l in logits.items()}
-    report = multilabel_scores(gold_types["validation"], predicted["validation"], config.entity_types)
     if trainer.is_world_process_zero():
         print("\n== entity-type classifier on validation (multi-label, per type)")
         print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
         for name, r in report.items():
             print(f"{name:<14}{100 * r['precision']:>8.2f}{100 * r['recall']:>8.2f}{100 * r['f1']:>8.2f}{r['support']:>9}")
-    model.type_classifier.load_state_dict(clf.type_classifier.state_dict())
+        if train_report is not None:
+            micro = train_report["micro"]
+            print(f"training sentences, {k}-fold out-of-fold predictions: micro P {100 * micro['precision']:.2f} "
+                  f"R {100 * micro['recall']:.2f} F1 {100 * micro['f1']:.2f}")
+    model.type_classifier.load_state_dict(trainer.model.type_classifier.state_dict())
     model.type_classifier.requires_grad_(False)
-    return predicted, report
+    return predicted, report, train_report
 
 
 def main() -> dict:
@@ -284,11 +331,11 @@ def main() -> dict:
 
     # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
     collator = DataCollatorForTokenClassification(tokenizer)
-    type_report = predicted_types = None
+    type_report = train_type_report = predicted_types = None
     if model.config.num_memory > 0:
         gold_types = gold_type_matrices(raw, data_args.tag_scheme, model.config.entity_types)
     if model.type_classifier is not None:  # category retrieval: first the entity-type classifier
-        predicted_types, type_report = train_type_classifier(model, features, gold_types, tokenizer, model_args, training_args, char_vectors)
+        predicted_types, type_report, train_type_report = train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors)
     if model.config.num_memory > 0:
         with training_args.main_process_first(desc="retrieving memories"):
             features, retrieval_report = attach_memories(
@@ -353,6 +400,8 @@ def main() -> dict:
             results["memory"] = {"num_memory": model.config.num_memory, "method": model.config.memory_method, **retrieval_report}
         if type_report is not None:
             results["type_classifier_validation"] = type_report
+        if train_type_report is not None:
+            results["type_classifier_train_out_of_fold"] = train_type_report
         Path(training_args.output_dir, "all_results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")
