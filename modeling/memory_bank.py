@@ -81,3 +81,52 @@ class MemoryBank(nn.Module):
         ids = self.input_ids[memory_ids][..., :width]
         mask = (torch.arange(width, device=ids.device) < self.lengths[memory_ids][..., None]).long()
         return ids, mask, self.labels[memory_ids][..., :width]
+
+
+class BankEncodingCache:
+    """Encoder features of bank sentences, computed once and reused while the weights stay the same.
+
+    One dense table ``[slots, bank length, d]`` grown by doubling, and a bank index -> slot map, so a
+    batch's memories are one ``index_select`` (no per-sentence Python work, no re-padding).
+    """
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.table: torch.Tensor | None = None
+        self.slots: torch.LongTensor | None = None
+        self.used = 0
+
+    def __len__(self) -> int:
+        return self.used
+
+    @torch.no_grad()
+    def lookup(self, bank: MemoryBank, memory_ids: torch.LongTensor, encode, chunk: int = 64) -> torch.Tensor:
+        """Features ``[*memory_ids.shape, longest of these memories, d]``; ``encode(ids, attention_mask=mask)`` encodes
+        bank sentences not seen yet, ``chunk`` at a time."""
+        device = bank.input_ids.device
+        ids = memory_ids.to(device).flatten()
+        if self.slots is None:
+            self.slots = torch.full((len(bank),), -1, dtype=torch.long, device=device)
+        missing = ids.unique()
+        missing = missing[self.slots[missing] < 0]
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            input_ids, mask, _ = bank.gather(part[:, None])
+            encoded = encode(input_ids[:, 0], attention_mask=mask[:, 0])
+            self._reserve(len(part), bank.input_ids.shape[1], encoded)
+            self.table[self.used : self.used + len(part), : encoded.shape[1]] = encoded
+            self.slots[part] = torch.arange(self.used, self.used + len(part), device=device)
+            self.used += len(part)
+        width = int(bank.lengths[ids].max()) if len(ids) else 1
+        return self.table.index_select(0, self.slots[ids])[:, :width].view(*memory_ids.shape, width, -1)
+
+    def _reserve(self, extra: int, length: int, like: torch.Tensor) -> None:
+        capacity = 0 if self.table is None else len(self.table)
+        if self.used + extra <= capacity:
+            return
+        table = like.new_zeros(max(2 * capacity, self.used + extra, 256), length, like.shape[-1])
+        if self.used:
+            table[: self.used] = self.table[: self.used]
+        self.table = table

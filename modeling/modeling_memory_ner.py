@@ -21,7 +21,7 @@ from .char_tokenization import encode_chars
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
 from .encoders import CharBiLSTMEncoder, build_encoder, load_pretrained_encoder
-from .memory_bank import MemoryBank
+from .memory_bank import BankEncodingCache, MemoryBank
 
 
 @dataclass
@@ -158,7 +158,7 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
                 )
             features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
         self.type_classifier = EntityTypeClassifier(config) if config.num_memory > 0 and config.memory_method == "category" else None
-        self._memory_cache: dict[int, torch.Tensor] = {}
+        self._memory_cache = BankEncodingCache()
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -268,18 +268,10 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.memory_gradient):
                 flat = self.encoder(memory_input_ids.view(batch * n, width), attention_mask=memory_attention_mask.view(batch * n, width))
             return flat.view(batch, n, width, -1)
-        wanted = memory_ids.flatten().tolist()
-        missing = sorted(set(wanted) - self._memory_cache.keys())
-        for i in range(0, len(missing), 64):
-            chunk = torch.as_tensor(missing[i : i + 64], device=memory_input_ids.device)
-            ids, mask, _ = self.memory_bank.gather(chunk[:, None])
-            encoded = self.encoder(ids[:, 0], attention_mask=mask[:, 0])
-            for j, bank_idx in enumerate(missing[i : i + 64]):
-                self._memory_cache[bank_idx] = encoded[j, : int(mask[j, 0].sum())]
-        out = nn.utils.rnn.pad_sequence([self._memory_cache[i] for i in wanted], batch_first=True)
-        if out.shape[1] < width:
-            out = nn.functional.pad(out, (0, 0, 0, width - out.shape[1]))
-        return out.view(batch, n, width, -1)
+        out = self._memory_cache.lookup(self.memory_bank, memory_ids, self.encoder)
+        if out.shape[2] < width:  # memory_input_ids padded wider than the memories themselves
+            out = nn.functional.pad(out, (0, 0, 0, width - out.shape[2]))
+        return out
 
     def forward(
         self,
