@@ -4,6 +4,7 @@
     python train.py                                   # embedded sample corpus, char BiLSTM memory network, ~1 min on CPU
     python train.py --dataset cluener --char_vectors tencent                    # the paper's model, BiLSTM tier
     python train.py --dataset cluener --char_vectors tencent --num_memory 0     # the BiLSTM(-self-attention)-CRF baseline
+    python train.py --model_type seq2seq --dataset peoples_daily --char_vectors tencent   # BiLSTM-attention-LSTM decoder, BIEO
     python train.py --dataset cluener --char_vectors tencent --encoder hfl/chinese-roberta-wwm-ext  # paper setting (GPU)
     python train.py args.json   # or args.yaml: the same arguments as a file
 
@@ -34,7 +35,7 @@ from data_scripts.memory_data import attach_memories, entity_type_vectors, gold_
 from data_scripts.metrics import entity_metrics, multilabel_scores
 from data_scripts.readers import print_summary
 from data_scripts.tag_schemes import tags_to_spans
-from modeling import MemoryNetConfig, MemoryNetForTokenClassification
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
 from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
@@ -45,6 +46,11 @@ TENCENT_VECTORS = "vectors/tencent_char200_thucnews.npz"
 
 @dataclass
 class ModelArguments:
+    model_type: str = field(
+        default="memory",
+        metadata={"help": "memory: MemoryNetForTokenClassification (associated memory network, CRF); "
+                  "seq2seq: Seq2SeqAttnTagger (BiLSTM encoder, attention, LSTM decoder; BIEO, hidden 128)"},
+    )
     encoder: str = field(
         default="bilstm",
         metadata={"help": "'bilstm' (offline char BiLSTM) or a transformers model id / local folder, e.g. hfl/chinese-roberta-wwm-ext"},
@@ -57,11 +63,11 @@ class ModelArguments:
         default=None, metadata={"help": "vocab.txt or tokenizer folder; default: the encoder's, else the shared BERT vocab, else built from the corpus"}
     )
     char_embedding_size: int = field(default=200, metadata={"help": "BiLSTM: character embedding size"})
-    lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM: hidden size per direction"})
+    lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM: hidden size per direction (seq2seq: 128, the paper's)"})
     lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
-    use_self_attention: bool = field(default=True, metadata={"help": "multi-head self-attention (512) before the CRF (paper)"})
-    num_memory: int = field(default=4, metadata={"help": "memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
+    use_self_attention: bool = field(default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"})
+    num_memory: int = field(default=4, metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
     memory_method: str = field(
         default="category", metadata={"help": "memory retrieval: category (paper), pos_edit, gold_category (oracle) or random"}
     )
@@ -74,6 +80,11 @@ class ModelArguments:
         metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
                   "so training memories are as noisy as test-time ones; 1: in-sample predictions of the final classifier"},
     )
+    attention_score: str = field(default="additive", metadata={"help": "seq2seq: attention score, dot, general or additive"})
+    feed_encoder_state: bool = field(
+        default=True, metadata={"help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 as written)"}
+    )
+    num_beams: int = field(default=1, metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"})
     encoder_learning_rate: float | None = field(
         default=None,
         metadata={"help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a pretrained encoder (paper), --learning_rate for the BiLSTM"},
@@ -91,7 +102,7 @@ class DataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "as --train_file"})
     test_file: str | None = field(default=None, metadata={"help": "as --train_file"})
     source_tag_scheme: str | None = field(default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"})
-    tag_scheme: str = field(default="BIOS", metadata={"help": "scheme the model is trained in (memory paper: BIOS, seq2seq paper: BIEO)"})
+    tag_scheme: str = field(default="BIOS", metadata={"help": "scheme the model is trained in (memory paper: BIOS; seq2seq paper: BIEO, the seq2seq preset)"})
     max_seq_length: int = field(default=64, metadata={"help": "tokens per input incl. [CLS]/[SEP]; longer sentences are split at punctuation (paper: 64)"})
     validation_ratio: float = field(default=0.05, metadata={"help": "share of train held out for model selection when the corpus has no dev split"})
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging, tests)"})
@@ -127,6 +138,8 @@ class NERTrainingArguments(TrainingArguments):
 # 2e-4 for the other layers; the BiLSTM learns from scratch at 1e-3.
 DATASET_PRESETS = {"sample": {"learning_rate": 2e-3, "num_train_epochs": 30.0}}
 PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
+# the seq2seq paper: BIEO tags, a BiLSTM of 128 per direction (its lr 1e-3 is the general default)
+MODEL_PRESETS = {"seq2seq": {"tag_scheme": "BIEO", "lstm_hidden_size": 128}}
 
 
 def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
@@ -137,14 +150,19 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         model_args, data_args, training_args = parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
-    defaults = NERTrainingArguments.__dataclass_fields__
+    if model_args.model_type not in ("memory", "seq2seq"):
+        parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
     presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
     if model_args.encoder != "bilstm":
         presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
+    presets.insert(0, (f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})))
+    applied: set[str] = set()
     for what, preset in presets:
         for name, value in preset.items():
-            if getattr(training_args, name) == defaults[name].default:
-                setattr(training_args, name, value)
+            args = next(a for a in (model_args, data_args, training_args) if name in type(a).__dataclass_fields__)
+            if name not in applied and getattr(args, name) == type(args).__dataclass_fields__[name].default:
+                setattr(args, name, value)
+                applied.add(name)
                 logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
     return model_args, data_args, training_args
 
@@ -175,7 +193,7 @@ def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, traini
     if config.encoder_type == "transformers":
         clf.type_classifier.encoder = load_pretrained_encoder(model_args.encoder)
     elif char_vectors:
-        init_char_embeddings(clf.type_classifier.encoder, tokenizer.get_vocab(), *char_vectors)
+        init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
 
     def type_metrics(eval_pred) -> dict:
         scores = multilabel_scores(eval_pred.label_ids, (eval_pred.predictions > 0).astype(int), config.entity_types)
@@ -249,6 +267,39 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
     return predicted, report, train_report
 
 
+def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None):
+    """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char embeddings."""
+    kwargs = {
+        "id2label": dict(enumerate(label_names)), "label2id": {label: i for i, label in enumerate(label_names)},
+        "hidden_dropout_prob": model_args.hidden_dropout_prob, "tag_scheme": data_args.tag_scheme,
+        "max_length": data_args.max_seq_length, "pad_token_id": tokenizer.pad_token_id,
+    }
+    if model_args.model_type == "memory":
+        model_class, config_class = MemoryNetForTokenClassification, MemoryNetConfig
+        kwargs.update(
+            use_self_attention=model_args.use_self_attention, num_memory=model_args.num_memory,
+            memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
+        )
+        if char_vectors:
+            kwargs["label_type_size"] = char_vectors[1].shape[1]
+        char_kwargs = {"lstm_hidden_size": model_args.lstm_hidden_size, "lstm_num_layers": model_args.lstm_num_layers}
+    else:
+        model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
+        kwargs.update(
+            lstm_hidden_size=model_args.lstm_hidden_size, decoder_hidden_size=2 * model_args.lstm_hidden_size,
+            attention_score=model_args.attention_score, feed_encoder_state=model_args.feed_encoder_state, num_beams=model_args.num_beams,
+        )
+        char_kwargs = {}
+    if model_args.encoder != "bilstm":
+        return model_class.from_encoder_pretrained(model_args.encoder, **kwargs)
+    config = config_class(encoder_type="bilstm", vocab_size=len(tokenizer), char_embedding_size=model_args.char_embedding_size, **char_kwargs, **kwargs)
+    model = model_class(config)
+    if char_vectors:
+        stats = init_char_embeddings(model.get_input_embeddings(), tokenizer.get_vocab(), *char_vectors)
+        logger.info("char vectors: %d of %d vocabulary entries initialised", stats["initialised"], stats["vocab"])
+    return model
+
+
 def main() -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args()
@@ -287,33 +338,17 @@ def main() -> dict:
     logger.info("tokenizer: %s", tokenizer_source)
 
     # 3. model
-    config_kwargs = dict(
-        id2label=dict(enumerate(label_names)), label2id={l: i for i, l in enumerate(label_names)},
-        hidden_dropout_prob=model_args.hidden_dropout_prob, use_self_attention=model_args.use_self_attention,
-        tag_scheme=data_args.tag_scheme, max_length=data_args.max_seq_length, pad_token_id=tokenizer.pad_token_id,
-        num_memory=model_args.num_memory, memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
-    )
     char_vectors = None
     if model_args.char_vectors:
-        path = default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors
-        char_vectors = read_char_vectors(path)
-        config_kwargs["label_type_size"] = char_vectors[1].shape[1]
-    if pretrained_encoder:
-        model = MemoryNetForTokenClassification.from_encoder_pretrained(model_args.encoder, **config_kwargs)
-    else:
-        config = MemoryNetConfig(
-            encoder_type="bilstm", vocab_size=len(tokenizer), char_embedding_size=model_args.char_embedding_size,
-            lstm_hidden_size=model_args.lstm_hidden_size, lstm_num_layers=model_args.lstm_num_layers, **config_kwargs,
-        )
-        model = MemoryNetForTokenClassification(config)
-        if char_vectors:
-            stats = init_char_embeddings(model.encoder, tokenizer.get_vocab(), *char_vectors)
-            logger.info("char vectors: %d of %d vocabulary entries initialised", stats["initialised"], stats["vocab"])
-    if model.label_embeddings is not None and char_vectors:
+        char_vectors = read_char_vectors(default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors)
+    model = build_model(model_args, data_args, tokenizer, label_names, char_vectors)
+    memory_model = isinstance(model, MemoryNetForTokenClassification)
+    uses_memory = memory_model and model.config.num_memory > 0
+    if memory_model and model.label_embeddings is not None and char_vectors:
         type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
         model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
         logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
-    elif model.label_embeddings is not None:
+    elif memory_model and model.label_embeddings is not None:
         logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
     encoder_lr = model_args.encoder_learning_rate or (3e-5 if pretrained_encoder else training_args.learning_rate)
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
@@ -332,11 +367,11 @@ def main() -> dict:
     # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
     collator = DataCollatorForTokenClassification(tokenizer)
     type_report = train_type_report = predicted_types = None
-    if model.config.num_memory > 0:
+    if uses_memory:
         gold_types = gold_type_matrices(raw, data_args.tag_scheme, model.config.entity_types)
-    if model.type_classifier is not None:  # category retrieval: first the entity-type classifier
+    if memory_model and model.type_classifier is not None:  # category retrieval: first the entity-type classifier
         predicted_types, type_report, train_type_report = train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors)
-    if model.config.num_memory > 0:
+    if uses_memory:
         with training_args.main_process_first(desc="retrieving memories"):
             features, retrieval_report = attach_memories(
                 raw, features, model, tokenizer.get_vocab(), gold_types,
@@ -396,7 +431,7 @@ def main() -> dict:
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
         results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
         results["char_vectors"] = model_args.char_vectors
-        if model.config.num_memory > 0:
+        if uses_memory:
             results["memory"] = {"num_memory": model.config.num_memory, "method": model.config.memory_method, **retrieval_report}
         if type_report is not None:
             results["type_classifier_validation"] = type_report

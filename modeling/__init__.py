@@ -8,11 +8,14 @@ by ``model_type``; saved folders also carry ``auto_map`` so they load anywhere w
 from transformers import AutoConfig, AutoModelForTokenClassification
 
 from .configuration_memory_ner import MemoryNetConfig
+from .configuration_seq2seq_ner import Seq2SeqAttnConfig
 from .modeling_memory_ner import MemoryNetForTokenClassification
+from .modeling_seq2seq_ner import Seq2SeqAttnTagger
 
-AutoConfig.register(MemoryNetConfig.model_type, MemoryNetConfig, exist_ok=True)
-AutoModelForTokenClassification.register(MemoryNetConfig, MemoryNetForTokenClassification, exist_ok=True)
-MemoryNetConfig.register_for_auto_class()
-MemoryNetForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+for _config, _model in ((MemoryNetConfig, MemoryNetForTokenClassification), (Seq2SeqAttnConfig, Seq2SeqAttnTagger)):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModelForTokenClassification.register(_config, _model, exist_ok=True)
+    _config.register_for_auto_class()
+    _model.register_for_auto_class("AutoModelForTokenClassification")
 
-__all__ = ["MemoryNetConfig", "MemoryNetForTokenClassification"]
+__all__ = ["MemoryNetConfig", "MemoryNetForTokenClassification", "Seq2SeqAttnConfig", "Seq2SeqAttnTagger"]

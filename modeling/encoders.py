@@ -41,14 +41,18 @@ class CharBiLSTMEncoder(nn.Module):
         self.output_size = 2 * hidden_size
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **unused) -> torch.Tensor:
-        embedded = self.dropout(self.embeddings(input_ids))
-        if attention_mask is None:
-            return self.lstm(embedded)[0]
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        output, _ = self.lstm(packed)
-        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=input_ids.shape[1])
-        return output
+        return run_lstm(self.lstm, self.dropout(self.embeddings(input_ids)), attention_mask)
+
+
+def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A batch-first LSTM over the attended positions only (packed), zeros at padding."""
+    if attention_mask is None:
+        return lstm(inputs)[0]
+    lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+    packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+    output, _ = lstm(packed)
+    output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=inputs.shape[1])
+    return output
 
 
 class TransformersEncoder(nn.Module):
@@ -112,13 +116,13 @@ def read_char_vectors(npz_path: str | Path, vocab_path: str | Path | None = None
 
 
 @torch.no_grad()
-def init_char_embeddings(encoder: CharBiLSTMEncoder, vocab: dict[str, int], tokens: list[str], vectors: np.ndarray) -> dict:
-    """Copy pretrained vectors onto the rows of ``encoder.embeddings`` whose token they cover.
+def init_char_embeddings(embeddings: nn.Embedding, vocab: dict[str, int], tokens: list[str], vectors: np.ndarray) -> dict:
+    """Copy pretrained vectors onto the rows of a character embedding table whose token they cover.
 
     ``vocab`` is the tokenizer's token -> id map. Characters the vectors do not cover keep their
     random initialisation, rescaled to the vectors' standard deviation. Returns coverage counts.
     """
-    weight = encoder.embeddings.weight
+    weight = embeddings.weight
     if vectors.shape[1] != weight.shape[1]:
         raise ValueError(f"char vectors are {vectors.shape[1]}-d but char_embedding_size is {weight.shape[1]}")
     std = float(vectors.std())
@@ -131,6 +135,6 @@ def init_char_embeddings(encoder: CharBiLSTMEncoder, vocab: dict[str, int], toke
         if idx is not None and idx < weight.shape[0]:
             weight[idx] = torch.as_tensor(row, dtype=weight.dtype)
             found += 1
-    if encoder.embeddings.padding_idx is not None:
-        weight[encoder.embeddings.padding_idx].zero_()
+    if embeddings.padding_idx is not None:
+        weight[embeddings.padding_idx].zero_()
     return {"vectors": len(tokens), "vocab": len(vocab), "initialised": found}

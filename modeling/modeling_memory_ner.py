@@ -17,11 +17,11 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
-from .char_tokenization import encode_chars
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
 from .encoders import CharBiLSTMEncoder, build_encoder, load_pretrained_encoder
 from .memory_bank import BankEncodingCache, MemoryBank
+from .tagging import TaggerMixin
 
 
 @dataclass
@@ -135,7 +135,7 @@ class SelfAttentionBlock(nn.Module):
         return self.norm(x + self.dropout(attended)), weights
 
 
-class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
+class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
     """Character encoder -> (memory attention) -> (self-attention) -> emissions -> CRF.
 
     With ``num_memory=0``, a BiLSTM encoder and no self-attention this is the BiLSTM-CRF baseline of
@@ -336,32 +336,6 @@ class MemoryNetForTokenClassification(MemoryNetPreTrainedModel):
             loss=loss, logits=emissions, tags=tags, attentions=attentions,
             memory_attentions=memory_attentions if output_attentions else None,
         )
-
-    @torch.no_grad()
-    def decode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[list[int]]:
-        """Viterbi tag ids for each input's characters (the list has one id per character)."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        tags = self(input_ids, attention_mask=attention_mask, return_tags=True, **kwargs).tags
-        mask = character_mask(attention_mask)
-        return [row[m].tolist() for row, m in zip(tags, mask)]
-
-    @torch.no_grad()
-    def predict_tags(self, texts: list[str], tokenizer, batch_size: int = 32) -> list[list[str]]:
-        """Tag strings for every character of each text (texts longer than ``config.max_length - 2``
-        characters are tagged on their first part only; the pipeline cuts long text into windows)."""
-        was_training = self.training
-        self.eval()
-        out: list[list[str]] = []
-        for i in range(0, len(texts), batch_size):
-            enc = encode_chars(tokenizer, [list(t) for t in texts[i : i + batch_size]], self.config.max_length)
-            width = max(len(ids) for ids in enc["input_ids"])
-            pad = lambda rows, v: torch.tensor([r + [v] * (width - len(r)) for r in rows], device=self.device)  # noqa: E731
-            input_ids, attention_mask = pad(enc["input_ids"], tokenizer.pad_token_id), pad(enc["attention_mask"], 0)
-            for ids in self.decode(input_ids, attention_mask):
-                out.append([self.config.id2label[t] for t in ids])
-        self.train(was_training)
-        return out
 
 
 class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Seq2SeqAttnTagger (char embeddings from the Tencent vectors) vs the char BiLSTM-CRF on the same
+splits: People's Daily 1998 (seeded 80/20, test) and MSRA (standard test). Greedy decoding during
+training and for the reported test F1; each finished seq2seq run is then decoded again with a beam.
+
+Both models: windows of up to 128 tokens, batch 32, lr 1e-3 (the seq2seq paper's), Tencent vectors,
+model selection on the 5% of train held out; the CRF model is `benchmarks/baselines.py`'s baseline.
+
+    python benchmarks/seq2seq_pd_msra.py [--runs seq2seq-peoples_daily crf-peoples_daily] [--parallel 2]
+    python benchmarks/seq2seq_pd_msra.py --table-only [--beams 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from runner import RUNS_DIR, results, run_all
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_scripts.corpora import load_corpus  # noqa: E402
+from data_scripts.features import tokenize_and_align  # noqa: E402
+from data_scripts.metrics import entity_metrics  # noqa: E402
+from modeling import Seq2SeqAttnTagger  # noqa: E402
+
+COMMON = ["--char_vectors", "tencent", "--max_seq_length", "128", "--per_device_train_batch_size", "32"]
+CRF = ["--num_memory", "0", "--use_self_attention", "false"]
+SEQ2SEQ = ["--model_type", "seq2seq"]
+EPOCHS = {"peoples_daily": "8", "msra": "8"}
+PAPER = {("seq2seq", "peoples_daily"): "94.11 (BERT)", ("crf", "peoples_daily"): "89.91",
+         ("seq2seq", "msra"): "93.55 (BERT)", ("crf", "msra"): "89.08 (its 23,700 / 4,400 subset)"}
+RUNS = {
+    f"{model}-{corpus}": [*(SEQ2SEQ if model == "seq2seq" else CRF), "--dataset", corpus, *COMMON, "--num_train_epochs", EPOCHS[corpus]]
+    for corpus in ("peoples_daily", "msra") for model in ("seq2seq", "crf")
+}
+
+
+def beam_scores(name: str, beams: int, batch_size: int = 64) -> dict:
+    """Test F1 of a finished seq2seq run decoded with ``beams`` (cached in the run folder)."""
+    folder = RUNS_DIR / name
+    cache = folder / f"test_beam{beams}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    model = Seq2SeqAttnTagger.from_pretrained(folder).eval()
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    corpus = name.split("-", 1)[1]
+    test = load_corpus(corpus, scheme=model.config.tag_scheme, max_chars=model.config.max_length - 2)["test"]
+    enc = tokenize_and_align({"tokens": test["tokens"], "ner_tags": test["ner_tags"]}, tokenizer, model.config.max_length)
+    names = test.features["ner_tags"].feature.names
+    gold, pred = [], []
+    for i in tqdm(range(0, len(test), batch_size), desc=f"{name}: beam {beams}"):
+        rows = enc["input_ids"][i : i + batch_size]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        for tags, chars in zip(model.decode(ids, (ids != tokenizer.pad_token_id).long(), num_beams=beams), test["ner_tags"][i : i + batch_size]):
+            pred.append([model.config.id2label[t] for t in tags])
+            gold.append([names[t] for t in chars])
+    scores = entity_metrics(gold, pred, model.config.tag_scheme)
+    out = {k: scores[k] for k in ("precision", "recall", "f1")}
+    cache.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def table(names: list[str], beams: int) -> str:
+    rows = [f"| model | corpus | test sentences | P | R | F1 (greedy / Viterbi) | F1 (beam {beams}) | best epoch | wall (min) | paper |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        model, corpus = name.split("-", 1)
+        res = results(name)
+        if res is None:
+            rows.append(f"| {model} | {corpus} | – | – | – | (not run) | – | – | – | {PAPER[(model, corpus)]} |")
+            continue
+        beam = f"{100 * beam_scores(name, beams)['f1']:.2f}" if model == "seq2seq" else "–"
+        epoch = f"{res['best_epoch']:.0f}" if res["best_epoch"] else "–"
+        wall = f"{res['wall_minutes']:.1f}" if res["wall_minutes"] else "–"
+        rows.append(f"| {model} | {corpus} | {res['test_examples']} | {100 * res['test_precision']:.2f} | {100 * res['test_recall']:.2f} | "
+                    f"**{100 * res['test_f1']:.2f}** | {beam} | {epoch} | {wall} | {PAPER[(model, corpus)]} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--beams", type=int, default=4, help="beam width of the second decoding of the seq2seq runs")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
+    args = parser.parse_args()
+    if not args.table_only:
+        run_all({name: RUNS[name] + args.extra for name in args.runs}, args.parallel, "seq2seq vs CRF runs")
+    print(table(args.runs, args.beams))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""PyTorch BERT-Seq2Seq-Attention tagger (``Seq2SeqAttnTagger``).
+
+Paper: "a Seq2Seq-model-based NER method" (``shared/papers/bert_seq2seq_attention_ner.txt``),
+section 2.2; equation numbers in docstrings refer to it. Character embeddings (a table, or any
+transformers encoder, the paper's BERT) -> BiLSTM encoder (eqs. 1-5) -> attention over the encoder
+states (eqs. 6-8) -> LSTM decoder fed the previous tag (eqs. 9-10) -> softmax over tags (eq. 11).
+Training feeds the previous *gold* tag (teacher forcing); inference feeds the decoder's own
+choice, greedily or with a beam. All decoding is in :meth:`Seq2SeqAttnTagger.generate_tags`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import TokenClassifierOutput
+
+from .configuration_seq2seq_ner import Seq2SeqAttnConfig
+from .crf import character_mask
+from .encoders import TransformersEncoder, _auto_model, load_pretrained_encoder, run_lstm
+from .tag_constraints import transition_masks
+from .tagging import TaggerMixin
+
+
+@dataclass
+class Seq2SeqTaggerOutput(TokenClassifierOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, returned when `labels` is given):
+        Teacher-forced cross-entropy of the gold tags (eq. 11), averaged over characters.
+    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
+        Decoder scores before the softmax of eq. 11, aligned with `input_ids` (zero off characters):
+        given the gold previous tags in training, given the decoded previous tags when `tags` are returned.
+    tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with `return_tags=True`):
+        Decoded tag ids aligned with `input_ids`; `-100` on `[CLS]`, `[SEP]` and padding. Never
+        depends on `labels`.
+    attentions (`tuple(torch.FloatTensor)`, with `output_attentions=True`):
+        One tensor `(batch_size, characters, sequence_length)`: the attention `a_it` of eq. 7 of
+        every decoder step over the input tokens.
+    """
+
+    tags: torch.LongTensor | None = None
+
+
+class Seq2SeqAttnPreTrainedModel(PreTrainedModel):
+    config: Seq2SeqAttnConfig
+    config_class = Seq2SeqAttnConfig
+    base_model_prefix = "seq2seq_ner"
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, Seq2SeqAttnTagger) and isinstance(module.embeddings, nn.Embedding):
+            # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
+            init.normal_(module.embeddings.weight, 0.0, 1.0)
+
+
+class AttentionScore(nn.Module):
+    """``a_it = softmax_t(score(s_{i-1}, h_t))`` (eqs. 7-8) with a ``dot``, ``general`` or ``additive`` score."""
+
+    def __init__(self, kind: str, query_size: int, key_size: int):
+        super().__init__()
+        self.kind = kind
+        if kind == "general":
+            self.key_proj = nn.Linear(key_size, query_size, bias=False)
+        elif kind == "additive":
+            self.key_proj = nn.Linear(key_size, query_size, bias=False)
+            self.query_proj = nn.Linear(query_size, query_size)
+            self.v = nn.Linear(query_size, 1, bias=False)
+
+    def prepare(self, keys: torch.Tensor) -> torch.Tensor:
+        """The part of the score that depends only on the encoder states, computed once per sentence."""
+        return keys if self.kind == "dot" else self.key_proj(keys)
+
+    def forward(self, query: torch.Tensor, prepared: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """query ``s_{i-1}`` ``[batch, q]``; prepared keys ``[batch, length, *]``; mask ``[batch, length]`` -> ``a_i`` ``[batch, length]``."""
+        if self.kind == "additive":
+            scores = self.v(torch.tanh(prepared + self.query_proj(query)[:, None])).squeeze(-1)
+        else:
+            scores = torch.bmm(prepared, query[:, :, None]).squeeze(-1)
+        return torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+
+
+class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
+    """Embeddings -> BiLSTM encoder -> attention -> LSTM decoder over the previous tag -> softmax.
+
+    Decoder step ``i`` tags character ``i``: it attends over all input tokens with ``s_{i-1}``
+    (eqs. 6-8), reads ``[TagEmb(y_{i-1}); c_i]`` (and the character's own encoder state ``h_i``
+    with ``config.feed_encoder_state``), updates ``s_i`` (eq. 10) and scores the tags from
+    ``[s_i; TagEmb(y_{i-1}); c_i]`` (eqs. 9, 11). ``y_0`` is a start symbol.
+    """
+
+    def __init__(self, config: Seq2SeqAttnConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        if config.encoder_type == "bilstm":
+            pad = config.pad_token_id if config.pad_token_id is not None else 0
+            self.embeddings = nn.Embedding(config.vocab_size, config.char_embedding_size, padding_idx=pad)
+            embedding_size = config.char_embedding_size
+        else:
+            self.embeddings = TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
+            embedding_size = self.embeddings.output_size
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.encoder = nn.LSTM(embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)  # eqs. 1-5
+        encoder_size = 2 * config.lstm_hidden_size
+        self.attention = AttentionScore(config.attention_score, config.decoder_hidden_size, encoder_size)
+        self.tag_embeddings = nn.Embedding(config.num_labels + 1, config.tag_embedding_size)  # last row: the start symbol
+        step_size = config.tag_embedding_size + encoder_size * (2 if config.feed_encoder_state else 1)
+        self.init_state = nn.Linear(encoder_size, config.decoder_hidden_size)
+        self.decoder = nn.LSTMCell(step_size, config.decoder_hidden_size)
+        self.classifier = nn.Linear(config.decoder_hidden_size + step_size, config.num_labels)
+        self._constraints: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "Seq2SeqAttnTagger":
+        """A new tagger on a pretrained transformers encoder (Hub id when online, or a local folder)."""
+        encoder = load_pretrained_encoder(encoder_name_or_path)
+        config = Seq2SeqAttnConfig(encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        model.embeddings = encoder
+        return model
+
+    def get_input_embeddings(self) -> nn.Module:
+        if isinstance(self.embeddings, nn.Embedding):
+            return self.embeddings
+        return self.embeddings.model.get_input_embeddings()
+
+    @property
+    def go_id(self) -> int:
+        """Label-embedding row of the start symbol ``y_0``."""
+        return self.config.num_labels
+
+    # ------------------------------------------------------------------------------------------
+    # encoder and one decoder step
+
+    def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
+        """Encoder states ``h`` ``[batch, length, 2 x lstm_hidden_size]`` (eqs. 1-5)."""
+        if isinstance(self.embeddings, nn.Embedding):
+            embedded = self.embeddings(input_ids)
+        else:
+            embedded = self.embeddings(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return run_lstm(self.encoder, self.dropout(embedded), attention_mask)
+
+    def _start(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        """Initial decoder state (from the mean encoder state of the characters) and the prepared attention keys."""
+        chars = character_mask(attention_mask).unsqueeze(-1)
+        pooled = (hidden * chars).sum(1) / chars.sum(1).clamp(min=1)
+        s0 = torch.tanh(self.init_state(pooled))
+        return (s0, torch.zeros_like(s0)), self.attention.prepare(hidden)
+
+    def _step(self, prev_tags, state, hidden, keys, attention_mask, position: int):
+        """Decoder step for the character at token ``position``: eqs. 6-11 -> ``(logits, state, a_i)``."""
+        weights = self.attention(state[0], keys, attention_mask.bool())  # eqs. 7-8, with s_{i-1}
+        context = torch.bmm(weights[:, None], hidden).squeeze(1)  # eq. 6
+        inputs = [self.tag_embeddings(prev_tags), context]
+        if self.config.feed_encoder_state:
+            inputs.append(hidden[:, position])
+        step_input = torch.cat(inputs, dim=-1)
+        state = self.decoder(step_input, state)  # eq. 10
+        logits = self.classifier(self.dropout(torch.cat([state[0], step_input], dim=-1)))  # eqs. 9, 11
+        return logits, state, weights
+
+    def _allowed(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transition masks (``tag_constraints.transition_masks``) on ``device``; all-True without constraints."""
+        if device not in self._constraints:
+            num = self.config.num_labels
+            if self.config.constrained_decoding:
+                try:
+                    allowed, can_end = transition_masks(self.config.id2label, self.config.tag_scheme)
+                except ValueError as err:
+                    raise ValueError(f"constrained decoding needs {self.config.tag_scheme} labels in id2label ({err}); "
+                                     "set config.constrained_decoding = False for other label sets") from err
+            else:
+                allowed, can_end = torch.ones(num + 1, num, dtype=torch.bool), torch.ones(num, dtype=torch.bool)
+            self._constraints[device] = (allowed.to(device), can_end.to(device))
+        return self._constraints[device]
+
+    # ------------------------------------------------------------------------------------------
+    # training: teacher forcing
+
+    def teacher_forced_logits(self, hidden, attention_mask, tags: torch.LongTensor, output_attentions: bool = False):
+        """Scores of every step given the previous tags ``tags`` (aligned with ``input_ids``, ``-100``
+        off characters): step ``i`` is fed ``tags[:, i - 1]``, the start symbol for the first character.
+        Returns ``[batch, characters, num_labels]`` (and the attention with ``output_attentions``)."""
+        steps = hidden.shape[1] - 2
+        previous = tags[:, :steps].masked_fill(tags[:, :steps] < 0, self.go_id)  # position 0 is [CLS]: the start symbol
+        state, keys = self._start(hidden, attention_mask)
+        logits, attentions = [], []
+        for i in range(steps):
+            step_logits, state, weights = self._step(previous[:, i], state, hidden, keys, attention_mask, i + 1)
+            logits.append(step_logits)
+            attentions.append(weights)
+        return torch.stack(logits, dim=1), (torch.stack(attentions, dim=1) if output_attentions else None)
+
+    # ------------------------------------------------------------------------------------------
+    # inference: greedy or beam search, the only place tags are decoded
+
+    @torch.no_grad()
+    def generate_tags(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        num_beams: int | None = None,
+        hidden: torch.Tensor | None = None,
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """Decode tags feeding back the decoder's own choices; never reads gold labels.
+
+        ``num_beams`` (default ``config.num_beams``): 1 is greedy, ``k`` keeps the ``k`` best partial
+        tag sequences by summed log-probability. With ``config.constrained_decoding`` only sequences
+        the tag scheme allows are considered. Returns tags ``[batch, length]`` aligned with
+        ``input_ids`` (``-100`` off characters) and the step scores along them ``[batch, length, num_labels]``.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if hidden is None:
+            hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        num_beams = num_beams or self.config.num_beams
+        steps = hidden.shape[1] - 2
+        num_chars = attention_mask.sum(dim=1) - 2
+        if num_beams == 1:
+            tags, logits = self._greedy(hidden, attention_mask, num_chars, steps)
+        else:
+            tags, logits = self._beam_search(hidden, attention_mask, num_chars, steps, num_beams)
+        return self._align(tags, attention_mask), self._align(logits, attention_mask)
+
+    def _choose_mask(self, prev_tags, position, num_chars):
+        """``[rows, num_labels]``: the tags allowed after ``prev_tags`` at character ``position`` (last ones must end an entity)."""
+        allowed, can_end = self._allowed(prev_tags.device)
+        mask = allowed[prev_tags]
+        last = (num_chars - 1 == position)[:, None]
+        return mask & (can_end[None] | ~last)
+
+    def _greedy(self, hidden, attention_mask, num_chars, steps):
+        state, keys = self._start(hidden, attention_mask)
+        prev = torch.full((hidden.shape[0],), self.go_id, dtype=torch.long, device=hidden.device)
+        tags, logits = [], []
+        for i in range(steps):
+            step_logits, state, _ = self._step(prev, state, hidden, keys, attention_mask, i + 1)
+            allowed = self._choose_mask(prev, i, num_chars)
+            prev = step_logits.masked_fill(~allowed, torch.finfo(step_logits.dtype).min).argmax(dim=-1)
+            tags.append(prev)
+            logits.append(step_logits)
+        return torch.stack(tags, dim=1), torch.stack(logits, dim=1)
+
+    def _beam_search(self, hidden, attention_mask, num_chars, steps, k):
+        batch, num_labels = hidden.shape[0], self.config.num_labels
+        hidden, attention_mask, num_chars = (x.repeat_interleave(k, dim=0) for x in (hidden, attention_mask, num_chars))
+        state, keys = self._start(hidden, attention_mask)
+        prev = torch.full((batch * k,), self.go_id, dtype=torch.long, device=hidden.device)
+        scores = torch.full((batch, k), float("-inf"), device=hidden.device)
+        scores[:, 0] = 0.0  # one live beam at the start
+        done_row = torch.full((num_labels,), float("-inf"), device=hidden.device)
+        done_row[0] = 0.0  # after its last character a beam extends by one ignored tag at no cost
+        history = []  # per step: (chosen tag [batch, k], parent beam [batch, k], step logits [batch, k, num_labels])
+        offsets = (torch.arange(batch, device=hidden.device) * k)[:, None]
+        for i in range(steps):
+            step_logits, state, _ = self._step(prev, state, hidden, keys, attention_mask, i + 1)
+            log_probs = torch.log_softmax(step_logits.float(), dim=-1)
+            log_probs = log_probs.masked_fill(~self._choose_mask(prev, i, num_chars), float("-inf"))
+            log_probs = torch.where((i < num_chars)[:, None], log_probs, done_row)
+            total = (scores[:, :, None] + log_probs.view(batch, k, num_labels)).view(batch, k * num_labels)
+            scores, index = total.topk(k, dim=-1)
+            parent, tag = index // num_labels, index % num_labels
+            rows = (offsets + parent).flatten()
+            state = (state[0][rows], state[1][rows])
+            prev = tag.flatten()
+            history.append((tag, parent, step_logits.view(batch, k, num_labels)))
+        best = scores.argmax(dim=-1)
+        tags, logits = [], []
+        batch_index = torch.arange(batch, device=hidden.device)
+        for tag, parent, step_logits in reversed(history):
+            tags.append(tag[batch_index, best])
+            best = parent[batch_index, best]
+            logits.append(step_logits[batch_index, best])
+        return torch.stack(tags[::-1], dim=1), torch.stack(logits[::-1], dim=1)
+
+    @staticmethod
+    def _align(per_char: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Steps ``[batch, length - 2, ...]`` -> ``[batch, length, ...]`` aligned with ``input_ids``:
+        ``-100`` (tags) or 0 (scores) on ``[CLS]``, ``[SEP]`` and padding."""
+        out = per_char.new_full((per_char.shape[0], attention_mask.shape[1], *per_char.shape[2:]), -100 if not per_char.is_floating_point() else 0)
+        out[:, 1:-1] = per_char
+        chars = character_mask(attention_mask)
+        while chars.dim() < out.dim():
+            chars = chars.unsqueeze(-1)
+        return out.masked_fill(~chars, -100 if not per_char.is_floating_point() else 0)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_tags: bool | None = None,
+        num_beams: int | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqTaggerOutput | tuple:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            `[CLS]`, one token per character, `[SEP]` (see `char_tokenization.encode_chars`).
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Tag ids aligned with `input_ids`, `-100` on `[CLS]`, `[SEP]` and padding. Only for the
+            loss (teacher forcing); the returned `tags` never depend on them.
+        return_tags (`bool`, *optional*):
+            Decode tags with `generate_tags`; defaults to `not self.training`.
+        num_beams (`int`, *optional*):
+            Beam width of that decoding (default `config.num_beams`; 1 is greedy).
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return_tags = (not self.training) if return_tags is None else return_tags
+        if input_ids.shape[1] < 3:
+            raise ValueError("inputs must be [CLS] + at least one character + [SEP] (see char_tokenization.encode_chars)")
+
+        if labels is not None and bool((labels >= self.num_labels).any()):
+            raise ValueError(f"labels must be tag ids in [0, {self.num_labels}) or -100, got {int(labels.max())}")
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        loss = logits = attentions = tags = None
+        if labels is not None:
+            step_logits, attentions = self.teacher_forced_logits(hidden, attention_mask, labels, bool(output_attentions))
+            gold = labels[:, 1:-1].masked_fill(~character_mask(attention_mask)[:, 1:-1], -100)
+            loss = nn.functional.cross_entropy(step_logits.flatten(0, 1).float(), gold.flatten(), ignore_index=-100)
+            logits = self._align(step_logits, attention_mask)
+        if return_tags:
+            tags, logits = self.generate_tags(attention_mask=attention_mask, num_beams=num_beams, hidden=hidden)
+        elif logits is None:  # neither labels nor tags asked for: the greedy pass's scores
+            _, logits = self.generate_tags(attention_mask=attention_mask, num_beams=1, hidden=hidden)
+        if not return_dict:
+            return tuple(v for v in (loss, logits, tags) if v is not None)
+        return Seq2SeqTaggerOutput(loss=loss, logits=logits, tags=tags, attentions=(attentions,) if attentions is not None else None)
+
+
+__all__ = ["Seq2SeqAttnPreTrainedModel", "Seq2SeqAttnTagger", "Seq2SeqTaggerOutput"]

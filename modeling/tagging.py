@@ -1,0 +1,45 @@
+"""What every tagger of this project offers on top of ``forward``: tag ids and tag strings for raw input.
+
+A model mixes this in and returns Viterbi / decoder tags from ``forward(..., return_tags=True)``
+(``[batch, length]`` ids aligned with ``input_ids``, ``-100`` off characters); the pipeline, the
+Space and the benchmarks only use these two methods, whichever model it is.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .char_tokenization import encode_chars
+from .crf import character_mask
+
+
+class TaggerMixin:
+    @torch.no_grad()
+    def decode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[list[int]]:
+        """Tag ids for each input's characters (the list has one id per character)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        tags = self(input_ids, attention_mask=attention_mask, return_tags=True, **kwargs).tags
+        mask = character_mask(attention_mask)
+        return [row[m].tolist() for row, m in zip(tags, mask)]
+
+    @torch.no_grad()
+    def predict_tags(self, texts: list[str], tokenizer, batch_size: int = 32, **kwargs) -> list[list[str]]:
+        """Tag strings for every character of each text (texts longer than ``config.max_length - 2``
+        characters are tagged on their first part only; the pipeline cuts long text into windows).
+        ``kwargs`` go to ``forward`` (e.g. ``num_beams``)."""
+        was_training = self.training
+        self.eval()
+        out: list[list[str]] = []
+        for i in range(0, len(texts), batch_size):
+            enc = encode_chars(tokenizer, [list(t) for t in texts[i : i + batch_size]], self.config.max_length)
+            width = max(len(ids) for ids in enc["input_ids"])
+            pad = lambda rows, v: torch.tensor([r + [v] * (width - len(r)) for r in rows], device=self.device)  # noqa: E731
+            input_ids, attention_mask = pad(enc["input_ids"], tokenizer.pad_token_id), pad(enc["attention_mask"], 0)
+            for ids in self.decode(input_ids, attention_mask, **kwargs):
+                out.append([self.config.id2label[t] for t in ids])
+        self.train(was_training)
+        return out
+
+
+__all__ = ["TaggerMixin"]

@@ -1,0 +1,218 @@
+"""Seq2SeqAttnTagger: teacher forcing, decoding (greedy, beam, constraints), training, save and load."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification, BertTokenizerFast
+
+from conftest import run_train, write_cluener_slice
+from data_scripts.tag_schemes import SCHEMES, TagSequenceError, label_list, tags_to_spans
+from modeling import Seq2SeqAttnConfig, Seq2SeqAttnTagger
+from modeling.crf import character_mask
+from modeling.tag_constraints import transition_masks
+
+LABELS = label_list(["LOC", "PER"], "BIEO")  # O, B-LOC, I-LOC, E-LOC, B-PER, I-PER, E-PER
+TEXTS = ["张三在北京大学读书。", "上海是一座城市"]
+
+
+def tiny_model(seed: int = 0, **overrides) -> Seq2SeqAttnTagger:
+    torch.manual_seed(seed)
+    kwargs = {"id2label": dict(enumerate(LABELS)), "label2id": {l: i for i, l in enumerate(LABELS)}, "vocab_size": 60,
+              "char_embedding_size": 16, "lstm_hidden_size": 16, "decoder_hidden_size": 32, "tag_embedding_size": 8, **overrides}
+    return Seq2SeqAttnTagger(Seq2SeqAttnConfig(**kwargs)).eval()
+
+
+def toy_batch(seed: int = 0, lengths=(6, 4, 1)):
+    """``[CLS] chars [SEP]`` inputs of these lengths, padded, with random tag ids as labels."""
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths) + 2
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for b, n in enumerate(lengths):
+        ids[b, 0], ids[b, n + 1] = 1, 2
+        ids[b, 1 : n + 1] = torch.randint(3, 60, (n,), generator=g)
+        mask[b, : n + 2] = 1
+        labels[b, 1 : n + 1] = torch.randint(0, len(LABELS), (n,), generator=g)
+    return ids, mask, labels
+
+
+def test_transition_masks_accept_exactly_the_valid_sequences():
+    """For every scheme, a sequence passes the decoding constraints iff the strict reader accepts it."""
+    for scheme in SCHEMES:
+        labels = label_list(["A", "B"], scheme)
+        allowed, can_end = transition_masks(dict(enumerate(labels)), scheme)
+        start = len(labels)
+        for n in (1, 2, 3):
+            for seq in itertools.product(range(len(labels)), repeat=n):
+                ok = bool(allowed[start, seq[0]] and can_end[seq[-1]]) and all(bool(allowed[a, b]) for a, b in zip(seq, seq[1:]))
+                try:
+                    tags_to_spans([labels[k] for k in seq], scheme, strict=True)
+                    valid = True
+                except TagSequenceError:
+                    valid = False
+                assert ok == valid, (scheme, [labels[k] for k in seq])
+
+
+def test_teacher_forcing_feeds_the_gold_labels_shifted_by_one():
+    model = tiny_model().train()
+    ids, mask, labels = toy_batch()
+    fed = []
+    hook = model.tag_embeddings.register_forward_hook(lambda module, args, out: fed.append(args[0].clone()))
+    model(ids, attention_mask=mask, labels=labels)
+    hook.remove()
+    fed = torch.stack(fed, dim=1)  # [batch, steps]: what step i was given as y_{i-1}
+    go = model.go_id
+    for b, n in enumerate([6, 4, 1]):
+        assert fed[b, 0] == go
+        assert fed[b, 1:n].tolist() == labels[b, 1:n].tolist()  # step i gets the gold tag of character i-1
+
+
+def test_inference_never_reads_the_gold_labels():
+    model = tiny_model()
+    ids, mask, labels = toy_batch()
+    other = labels.clone()
+    other[other >= 0] = (other[other >= 0] + 3) % len(LABELS)
+    with torch.no_grad():
+        a = model(ids, attention_mask=mask, labels=labels)
+        b = model(ids, attention_mask=mask, labels=other)
+        c = model(ids, attention_mask=mask)
+    assert torch.equal(a.tags, b.tags) and torch.equal(a.tags, c.tags)
+    assert torch.equal(a.logits, b.logits)  # the returned scores follow the decoded tags, not the gold ones
+    assert not torch.equal(a.loss, b.loss)  # the loss does read them
+    assert (a.tags[mask == 0] == -100).all() and (a.tags[:, 0] == -100).all()
+
+
+@pytest.mark.parametrize("score", ["dot", "general", "additive"])
+def test_beam_width_one_equals_greedy(score):
+    model = tiny_model(seed=1, attention_score=score)
+    ids, mask, _ = toy_batch(seed=2, lengths=(7, 3, 5, 1))
+    with torch.no_grad():
+        hidden, num_chars, steps = model.encode(ids, mask), mask.sum(1) - 2, ids.shape[1] - 2
+        greedy, greedy_logits = model._greedy(hidden, mask, num_chars, steps)
+        beam, beam_logits = model._beam_search(hidden, mask, num_chars, steps, 1)
+    chars = character_mask(mask)[:, 1:-1]
+    assert torch.equal(greedy[chars], beam[chars])
+    assert torch.allclose(greedy_logits[chars], beam_logits[chars], atol=1e-6)
+    assert not torch.equal(model.generate_tags(ids, mask, num_beams=1)[0], torch.full_like(ids, -100))
+
+
+@torch.no_grad()
+def sequence_log_prob(model, ids, mask, tags) -> float:
+    """log p(tags | input) under the decoder, scored with teacher forcing."""
+    labels = torch.full_like(ids, -100)
+    labels[0, 1 : 1 + len(tags)] = torch.tensor(tags)
+    hidden = model.encode(ids, mask)
+    logits, _ = model.teacher_forced_logits(hidden, mask, labels)
+    return float(torch.log_softmax(logits[0], -1)[torch.arange(len(tags)), torch.tensor(tags)].sum())
+
+
+def test_a_wide_beam_finds_the_most_probable_valid_sequence():
+    """With a beam as wide as the search space, beam search is exhaustive: it must return the argmax."""
+    model = tiny_model(seed=3)
+    ids, mask, _ = toy_batch(seed=4, lengths=(3,))
+    allowed, can_end = transition_masks(model.config.id2label, "BIEO")
+    valid = [s for s in itertools.product(range(len(LABELS)), repeat=3)
+             if allowed[len(LABELS), s[0]] and can_end[s[-1]] and all(allowed[a, b] for a, b in zip(s, s[1:]))]
+    with torch.no_grad():
+        best = max(valid, key=lambda s: sequence_log_prob(model, ids, mask, list(s)))
+        tags, _ = model.generate_tags(ids, mask, num_beams=len(LABELS) ** 3)
+        beam4, _ = model.generate_tags(ids, mask, num_beams=4)
+    assert tags[0, 1:4].tolist() == list(best)
+    assert sequence_log_prob(model, ids, mask, beam4[0, 1:4].tolist()) <= sequence_log_prob(model, ids, mask, list(best)) + 1e-6
+
+
+def test_auto_classes_build_the_seq2seq_tagger():
+    config = AutoConfig.for_model("seq2seq_attn_ner", id2label=dict(enumerate(LABELS)), vocab_size=60, char_embedding_size=8, lstm_hidden_size=8)
+    model = AutoModelForTokenClassification.from_config(config)
+    assert isinstance(model, Seq2SeqAttnTagger) and model.config.tag_scheme == "BIEO" and model.config.num_beams == 1
+    with pytest.raises(ValueError, match="dot score needs"):
+        Seq2SeqAttnConfig(attention_score="dot", lstm_hidden_size=8, decoder_hidden_size=32)
+    with pytest.raises(ValueError, match="labels must be tag ids"):
+        ids, mask, labels = toy_batch()
+        tiny_model()(ids, attention_mask=mask, labels=labels.masked_fill(labels == 0, 99))
+
+
+# training through train.py on a slice of the real data
+
+SEQ2SEQ = ["--model_type", "seq2seq", "--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+           "--load_best_model_at_end", "false", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def slice32(data_dir, tmp_path_factory):
+    return write_cluener_slice(data_dir / "cluener" / "train.json", tmp_path_factory.mktemp("s32") / "train.json", 32)
+
+
+@pytest.fixture(scope="module")
+def seq2seq_bilstm(slice32, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seq2seq-bilstm")
+    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
+            "--num_train_epochs", "40", *SEQ2SEQ]
+    return out, run_train(args)
+
+
+@pytest.fixture(scope="module")
+def seq2seq_bert(slice32, tiny_bert_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seq2seq-bert")
+    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
+            "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3", "--num_train_epochs", "40", *SEQ2SEQ]
+    return out, run_train(args)
+
+
+def test_overfit_32_sentences_char_encoder(seq2seq_bilstm):
+    out, results = seq2seq_bilstm
+    assert results["validation_f1"] >= 0.95, results["validation_f1"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "seq2seq_attn_ner" and config["tag_scheme"] == "BIEO" and config["lstm_hidden_size"] == 128
+
+
+def test_overfit_32_sentences_tiny_bert(seq2seq_bert):
+    out, results = seq2seq_bert
+    assert results["validation_f1"] >= 0.95, results["validation_f1"]
+    assert json.loads((out / "config.json").read_text())["encoder_config"]["hidden_size"] == 64
+
+
+def test_trained_model_writes_only_valid_bieo(seq2seq_bilstm, data_dir):
+    """Greedy and beam output on unseen sentences is always a well-formed BIEO sequence."""
+    folder, _ = seq2seq_bilstm
+    model = Seq2SeqAttnTagger.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    texts = [json.loads(line)["text"] for line in (data_dir / "cluener" / "dev.json").read_text(encoding="utf-8").splitlines()[:64]]
+    for beams in (1, 3):
+        tagged = model.predict_tags(texts, tokenizer, num_beams=beams)
+        assert [len(t) for t in tagged] == [len(t) for t in texts]
+        for tags in tagged:
+            tags_to_spans(tags, "BIEO", strict=True)  # raises on e.g. O I-PER or B-PER E-LOC
+        assert sum(t != "O" for tags in tagged for t in tags) > 0
+
+
+FRESH = """
+import json, sys
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+folder, texts = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+print(json.dumps({"class": type(model).__name__, "module": type(model).__module__,
+                  "greedy": model.predict_tags(texts, tokenizer), "beam": model.predict_tags(texts, tokenizer, num_beams=4)}))
+"""
+
+
+@pytest.mark.parametrize("which", ["seq2seq_bilstm", "seq2seq_bert"])
+def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
+    folder, _ = request.getfixturevalue(which)
+    model = Seq2SeqAttnTagger.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    expected = {"greedy": model.predict_tags(TEXTS, tokenizer), "beam": model.predict_tags(TEXTS, tokenizer, num_beams=4)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["class"] == "Seq2SeqAttnTagger" and got["module"].startswith("transformers_modules")
+    assert got["greedy"] == expected["greedy"] and got["beam"] == expected["beam"]
