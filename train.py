@@ -80,7 +80,7 @@ class ModelArguments:
         metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
                   "so training memories are as noisy as test-time ones; 1: in-sample predictions of the final classifier"},
     )
-    attention_score: str = field(default="additive", metadata={"help": "seq2seq: attention score, dot, general or additive"})
+    attention_score: str = field(default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"})
     feed_encoder_state: bool = field(
         default=True, metadata={"help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 as written)"}
     )
@@ -286,9 +286,10 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
     else:
         model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
         kwargs.update(
-            lstm_hidden_size=model_args.lstm_hidden_size, decoder_hidden_size=2 * model_args.lstm_hidden_size,
-            attention_score=model_args.attention_score, feed_encoder_state=model_args.feed_encoder_state, num_beams=model_args.num_beams,
+            lstm_hidden_size=model_args.lstm_hidden_size, attention_score=model_args.attention_score, feed_encoder_state=model_args.feed_encoder_state, num_beams=model_args.num_beams,
         )
+        if model_args.attention_score == "dot":  # s_{i-1} . h_t: the decoder state as wide as the encoder's
+            kwargs["decoder_hidden_size"] = 2 * model_args.lstm_hidden_size
         char_kwargs = {}
     if model_args.encoder != "bilstm":
         return model_class.from_encoder_pretrained(model_args.encoder, **kwargs)

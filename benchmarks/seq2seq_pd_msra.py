@@ -3,7 +3,7 @@
 splits: People's Daily 1998 (seeded 80/20, test) and MSRA (standard test). Greedy decoding during
 training and for the reported test F1; each finished seq2seq run is then decoded again with a beam.
 
-Both models: windows of up to 128 tokens, batch 32, lr 1e-3 (the seq2seq paper's), Tencent vectors,
+Both models: windows of up to 128 tokens, batch 32 of similar lengths (group_by_length), lr 1e-3 (the seq2seq paper's), Tencent vectors,
 model selection on the 5% of train held out; the CRF model is `benchmarks/baselines.py`'s baseline.
 
     python benchmarks/seq2seq_pd_msra.py [--runs seq2seq-peoples_daily crf-peoples_daily] [--parallel 2]
@@ -29,7 +29,7 @@ from data_scripts.features import tokenize_and_align  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import Seq2SeqAttnTagger  # noqa: E402
 
-COMMON = ["--char_vectors", "tencent", "--max_seq_length", "128", "--per_device_train_batch_size", "32"]
+COMMON = ["--char_vectors", "tencent", "--max_seq_length", "128", "--per_device_train_batch_size", "32", "--train_sampling_strategy", "group_by_length"]
 CRF = ["--num_memory", "0", "--use_self_attention", "false"]
 SEQ2SEQ = ["--model_type", "seq2seq"]
 EPOCHS = {"peoples_daily": "8", "msra": "8"}

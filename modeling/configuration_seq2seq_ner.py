@@ -32,14 +32,18 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
             Character embedding size (200 matches the Tencent character vectors).
         lstm_hidden_size (`int`, defaults to 128):
             BiLSTM encoder hidden size per direction (paper: 128).
-        decoder_hidden_size (`int`, defaults to 256):
-            LSTM decoder hidden size (`s_i` of eqs. 8-10). The paper does not give it; 256 equals
-            the encoder's output, which the `dot` score needs.
+        decoder_hidden_size (`int`, defaults to 128):
+            LSTM decoder hidden size (`s_i` of eqs. 8-10); the paper gives 128 for its LSTMs. The
+            `dot` score needs it equal to the encoder's output, `2 * lstm_hidden_size`.
         tag_embedding_size (`int`, defaults to 64):
             Size of the embedding of the previous tag `y_{i-1}` fed to the decoder.
-        attention_score (`str`, defaults to `"additive"`):
-            `score(s_{i-1}, h_t)` of eq. 8: `"dot"` (`s·h`), `"general"` (`s·W h`) or `"additive"`
-            (`vᵀ tanh(W s + U h)`).
+        attention_score (`str`, defaults to `"general"`):
+            `score(s_{i-1}, h_t)` of eq. 8: `"dot"` (`s·h`), `"general"` (`(W_q s)·(W_k h)`) or
+            `"additive"` (`vᵀ tanh(W_q s + W_k h)`).
+        attention_size (`int`, *optional*, defaults to 64):
+            Width in which `general` and `additive` scores are computed and over which the context
+            is summed (see `DecoderAttention`); `None` sums the full encoder states (`dot` always
+            scores them in full).
         feed_encoder_state (`bool`, defaults to `True`):
             Also give the decoder step `i` the encoder state `h_i` of the character it tags. Eqs.
             9-10 feed only `y_{i-1}`, `s_{i-1}` and the attention context `c_i`; a tagger must emit
@@ -69,9 +73,10 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     char_embedding_size: int = 200
     lstm_hidden_size: int = 128
-    decoder_hidden_size: int = 256
+    decoder_hidden_size: int = 128
     tag_embedding_size: int = 64
-    attention_score: str = "additive"
+    attention_score: str = "general"
+    attention_size: int | None = 64
     feed_encoder_state: bool = True
     num_beams: int = 1
     constrained_decoding: bool = True
@@ -91,6 +96,8 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
             raise ValueError(
                 f"the dot score needs decoder_hidden_size == 2 * lstm_hidden_size ({2 * self.lstm_hidden_size}), got {self.decoder_hidden_size}"
             )
+        if self.attention_score in ("general", "additive") and not self.attention_size:
+            raise ValueError(f"the {self.attention_score} score needs an attention_size")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
         super().__post_init__(**kwargs)

@@ -58,30 +58,45 @@ class Seq2SeqAttnPreTrainedModel(PreTrainedModel):
             init.normal_(module.embeddings.weight, 0.0, 1.0)
 
 
-class AttentionScore(nn.Module):
-    """``a_it = softmax_t(score(s_{i-1}, h_t))`` (eqs. 7-8) with a ``dot``, ``general`` or ``additive`` score."""
+class DecoderAttention(nn.Module):
+    """``a_it = softmax_t(score(s_{i-1}, h_t))`` (eqs. 7-8) and ``c_i = sum_t a_it h_t`` (eq. 6).
 
-    def __init__(self, kind: str, query_size: int, key_size: int):
+    ``score`` is ``dot`` (``s·h``), ``general`` (``(W_q s)·(W_k h)``) or ``additive``
+    (``vᵀ tanh(W_q s + W_k h)``). Everything that depends only on the encoder states (``W_k h``,
+    and the context values) is computed once per sentence by :meth:`prepare`, so each decoder step
+    costs ``O(length x attention_size)``. With ``attention_size`` set, the context is summed over
+    ``W_v h_t`` (``attention_size`` wide), which is the paper's ``c_i`` followed by a linear map: the
+    decoder reads ``c_i`` only through linear layers, so this only bounds their rank, and it makes
+    each step several times cheaper than summing the full ``2 x 128``-wide states.
+    """
+
+    def __init__(self, kind: str, query_size: int, key_size: int, attention_size: int | None):
         super().__init__()
         self.kind = kind
-        if kind == "general":
-            self.key_proj = nn.Linear(key_size, query_size, bias=False)
-        elif kind == "additive":
-            self.key_proj = nn.Linear(key_size, query_size, bias=False)
-            self.query_proj = nn.Linear(query_size, query_size)
-            self.v = nn.Linear(query_size, 1, bias=False)
+        if kind in ("general", "additive"):
+            self.query_proj = nn.Linear(query_size, attention_size, bias=kind == "additive")
+            self.key_proj = nn.Linear(key_size, attention_size, bias=False)
+        if kind == "additive":
+            self.v = nn.Linear(attention_size, 1, bias=False)
+        self.value_proj = nn.Linear(key_size, attention_size, bias=False) if attention_size else None
+        self.output_size = attention_size or key_size
 
-    def prepare(self, keys: torch.Tensor) -> torch.Tensor:
-        """The part of the score that depends only on the encoder states, computed once per sentence."""
-        return keys if self.kind == "dot" else self.key_proj(keys)
+    def prepare(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys ``[batch, length, *]`` and values ``[batch, length, output_size]`` of the encoder states."""
+        keys = hidden if self.kind == "dot" else self.key_proj(hidden)
+        values = hidden if self.value_proj is None else self.value_proj(hidden)
+        return keys, values
 
-    def forward(self, query: torch.Tensor, prepared: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """query ``s_{i-1}`` ``[batch, q]``; prepared keys ``[batch, length, *]``; mask ``[batch, length]`` -> ``a_i`` ``[batch, length]``."""
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """query ``s_{i-1}`` ``[batch, q]``, prepared keys/values, mask ``[batch, length]`` -> context ``[batch, output_size]``, ``a_i`` ``[batch, length]``."""
         if self.kind == "additive":
-            scores = self.v(torch.tanh(prepared + self.query_proj(query)[:, None])).squeeze(-1)
+            scores = self.v(torch.tanh(keys + self.query_proj(query)[:, None])).squeeze(-1)
         else:
-            scores = torch.bmm(prepared, query[:, :, None]).squeeze(-1)
-        return torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)
+            q = query if self.kind == "dot" else self.query_proj(query)
+            scores = torch.bmm(keys, q[:, :, None]).squeeze(-1)
+        weights = torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1)  # eq. 7
+        context = torch.bmm(weights[:, None], values).squeeze(1)  # eq. 6
+        return context, weights
 
 
 class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
@@ -106,9 +121,9 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.encoder = nn.LSTM(embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)  # eqs. 1-5
         encoder_size = 2 * config.lstm_hidden_size
-        self.attention = AttentionScore(config.attention_score, config.decoder_hidden_size, encoder_size)
+        self.attention = DecoderAttention(config.attention_score, config.decoder_hidden_size, encoder_size, config.attention_size)
         self.tag_embeddings = nn.Embedding(config.num_labels + 1, config.tag_embedding_size)  # last row: the start symbol
-        step_size = config.tag_embedding_size + encoder_size * (2 if config.feed_encoder_state else 1)
+        step_size = config.tag_embedding_size + self.attention.output_size + (encoder_size if config.feed_encoder_state else 0)
         self.init_state = nn.Linear(encoder_size, config.decoder_hidden_size)
         self.decoder = nn.LSTMCell(step_size, config.decoder_hidden_size)
         self.classifier = nn.Linear(config.decoder_hidden_size + step_size, config.num_labels)
@@ -146,16 +161,15 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return run_lstm(self.encoder, self.dropout(embedded), attention_mask)
 
     def _start(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
-        """Initial decoder state (from the mean encoder state of the characters) and the prepared attention keys."""
+        """Initial decoder state (from the mean encoder state of the characters) and the prepared attention prepared."""
         chars = character_mask(attention_mask).unsqueeze(-1)
         pooled = (hidden * chars).sum(1) / chars.sum(1).clamp(min=1)
         s0 = torch.tanh(self.init_state(pooled))
-        return (s0, torch.zeros_like(s0)), self.attention.prepare(hidden)
+        return (s0, torch.zeros_like(s0)), (*self.attention.prepare(hidden), attention_mask.bool())
 
-    def _step(self, prev_tags, state, hidden, keys, attention_mask, position: int):
+    def _step(self, prev_tags, state, hidden, prepared, position: int):
         """Decoder step for the character at token ``position``: eqs. 6-11 -> ``(logits, state, a_i)``."""
-        weights = self.attention(state[0], keys, attention_mask.bool())  # eqs. 7-8, with s_{i-1}
-        context = torch.bmm(weights[:, None], hidden).squeeze(1)  # eq. 6
+        context, weights = self.attention(state[0], *prepared)  # eqs. 6-8, with s_{i-1}
         inputs = [self.tag_embeddings(prev_tags), context]
         if self.config.feed_encoder_state:
             inputs.append(hidden[:, position])
@@ -188,10 +202,10 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         Returns ``[batch, characters, num_labels]`` (and the attention with ``output_attentions``)."""
         steps = hidden.shape[1] - 2
         previous = tags[:, :steps].masked_fill(tags[:, :steps] < 0, self.go_id)  # position 0 is [CLS]: the start symbol
-        state, keys = self._start(hidden, attention_mask)
+        state, prepared = self._start(hidden, attention_mask)
         logits, attentions = [], []
         for i in range(steps):
-            step_logits, state, weights = self._step(previous[:, i], state, hidden, keys, attention_mask, i + 1)
+            step_logits, state, weights = self._step(previous[:, i], state, hidden, prepared, i + 1)
             logits.append(step_logits)
             attentions.append(weights)
         return torch.stack(logits, dim=1), (torch.stack(attentions, dim=1) if output_attentions else None)
@@ -236,11 +250,11 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return mask & (can_end[None] | ~last)
 
     def _greedy(self, hidden, attention_mask, num_chars, steps):
-        state, keys = self._start(hidden, attention_mask)
+        state, prepared = self._start(hidden, attention_mask)
         prev = torch.full((hidden.shape[0],), self.go_id, dtype=torch.long, device=hidden.device)
         tags, logits = [], []
         for i in range(steps):
-            step_logits, state, _ = self._step(prev, state, hidden, keys, attention_mask, i + 1)
+            step_logits, state, _ = self._step(prev, state, hidden, prepared, i + 1)
             allowed = self._choose_mask(prev, i, num_chars)
             prev = step_logits.masked_fill(~allowed, torch.finfo(step_logits.dtype).min).argmax(dim=-1)
             tags.append(prev)
@@ -250,7 +264,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
     def _beam_search(self, hidden, attention_mask, num_chars, steps, k):
         batch, num_labels = hidden.shape[0], self.config.num_labels
         hidden, attention_mask, num_chars = (x.repeat_interleave(k, dim=0) for x in (hidden, attention_mask, num_chars))
-        state, keys = self._start(hidden, attention_mask)
+        state, prepared = self._start(hidden, attention_mask)
         prev = torch.full((batch * k,), self.go_id, dtype=torch.long, device=hidden.device)
         scores = torch.full((batch, k), float("-inf"), device=hidden.device)
         scores[:, 0] = 0.0  # one live beam at the start
@@ -259,7 +273,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         history = []  # per step: (chosen tag [batch, k], parent beam [batch, k], step logits [batch, k, num_labels])
         offsets = (torch.arange(batch, device=hidden.device) * k)[:, None]
         for i in range(steps):
-            step_logits, state, _ = self._step(prev, state, hidden, keys, attention_mask, i + 1)
+            step_logits, state, _ = self._step(prev, state, hidden, prepared, i + 1)
             log_probs = torch.log_softmax(step_logits.float(), dim=-1)
             log_probs = log_probs.masked_fill(~self._choose_mask(prev, i, num_chars), float("-inf"))
             log_probs = torch.where((i < num_chars)[:, None], log_probs, done_row)
