@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+import yaml
 from datasets import DatasetDict
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
@@ -34,7 +35,7 @@ from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and
 from data_scripts.memory_data import attach_memories, entity_type_vectors, gold_type_matrices
 from data_scripts.metrics import entity_metrics, multilabel_scores
 from data_scripts.readers import print_summary
-from data_scripts.tag_schemes import tags_to_spans
+from modeling.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
 from modeling.modeling_memory_ner import MemoryNetForEntityTypes
@@ -131,8 +132,7 @@ class NERTrainingArguments(TrainingArguments):
     )
 
 
-# Defaults that differ for a corpus or an encoder, applied only to arguments left at the general
-# default. The 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to
+# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. The 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to
 # learn much; 2e-3 for 30 epochs works (5e-3 suits the plain BiLSTM-CRF but makes the
 # self-attention layer diverge). A pretrained encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate),
 # 2e-4 for the other layers; the BiLSTM learns from scratch at 1e-3.
@@ -146,23 +146,24 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     parser = HfArgumentParser((ModelArguments, DataArguments, NERTrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+        given = set(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
     elif len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
         model_args, data_args, training_args = parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
+        given = set(yaml.safe_load(Path(sys.argv[1]).read_text(encoding="utf-8")) or {})
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+        given = {a[2:].split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--")}
     if model_args.model_type not in ("memory", "seq2seq"):
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
     presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
     if model_args.encoder != "bilstm":
         presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
     presets.insert(0, (f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})))
-    applied: set[str] = set()
     for what, preset in presets:
         for name, value in preset.items():
-            args = next(a for a in (model_args, data_args, training_args) if name in type(a).__dataclass_fields__)
-            if name not in applied and getattr(args, name) == type(args).__dataclass_fields__[name].default:
-                setattr(args, name, value)
-                applied.add(name)
+            if name not in given:  # a flag the user passed always wins; the first preset naming it wins over later ones
+                given.add(name)
+                setattr(next(a for a in (model_args, data_args, training_args) if name in type(a).__dataclass_fields__), name, value)
                 logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
     return model_args, data_args, training_args
 

@@ -15,7 +15,7 @@ import numpy as np
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOBES
 
-from .tag_schemes import spans_to_tags, tags_to_spans
+from modeling.tag_schemes import spans_to_tags, tags_to_spans
 
 
 def _as_bioes(tags: Sequence[str], scheme: str, strict: bool) -> list[str]:

@@ -20,7 +20,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as Seq
 
 from modeling.text_splitting import split_windows
 
-from .tag_schemes import SCHEMES, Span, TagSequenceError, detect_scheme, label_list, spans_to_tags, split_tag, tags_to_spans
+from modeling.tag_schemes import SCHEMES, Span, TagSequenceError, detect_scheme, label_list, spans_to_tags, split_tag, tags_to_spans
 
 
 class DataFormatError(ValueError):

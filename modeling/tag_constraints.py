@@ -11,18 +11,7 @@ from __future__ import annotations
 
 import torch
 
-# per scheme: (begin, inside, end, single) prefixes, and whether an open entity must be closed by ``end``
-_SCHEMES = {
-    "BIO": ("B", "I", "I", "B"),
-    "BIOS": ("B", "I", "I", "S"),
-    "BIOES": ("B", "I", "E", "S"),
-    "BIEO": ("B", "I", "E", "B"),
-    "BMES": ("B", "M", "E", "S"),
-}
-
-
-def _split(label: str) -> tuple[str, str | None]:
-    return ("O", None) if label == "O" else (label[0], label[2:])
+from .tag_schemes import _PREFIXES, split_tag
 
 
 def transition_masks(id2label: dict[int, str], scheme: str) -> tuple[torch.BoolTensor, torch.BoolTensor]:
@@ -34,11 +23,13 @@ def transition_masks(id2label: dict[int, str], scheme: str) -> tuple[torch.BoolT
     one-character entity but an ``I`` must be followed by ``I`` or ``E``.
     """
     scheme = scheme.upper()
-    if scheme not in _SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(_SCHEMES)}")
-    b, i, e, s = _SCHEMES[scheme]
+    if scheme not in _PREFIXES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(_PREFIXES)}")
+    b, i, e, s = _PREFIXES[scheme]
     labels = [id2label[k] for k in range(len(id2label))]
-    parts = [_split(label) for label in labels]
+    parts = [split_tag(label) for label in labels]
+    if any(p != "O" and p not in (b, i, e, s) for p, _ in parts):
+        raise ValueError(f"labels {labels} are not all {scheme} tags")
 
     def open_after(prefix: str) -> bool:
         """Does an entity stay open (needing a continuation) after a tag with this prefix?"""

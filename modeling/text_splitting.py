@@ -54,3 +54,43 @@ def split_windows(
         start = cut
     windows.append((start, n))
     return windows, forced
+
+
+def sentence_pieces(text: Sequence[str]) -> list[tuple[int, int]]:
+    """``[start, end)`` of each sentence: cut after every sentence-final mark (the mark stays with its sentence)."""
+    pieces, start = [], 0
+    for k, ch in enumerate(text):
+        if ch in SENTENCE_END:
+            pieces.append((start, k + 1))
+            start = k + 1
+    if start < len(text):
+        pieces.append((start, len(text)))
+    return pieces
+
+
+def plan_windows(text: Sequence[str], max_len: int, stride: int | None = None) -> list[tuple[int, int, int, int]]:
+    """How the inference pipeline reads a text of any length: ``(start, end, own_start, own_end)`` windows.
+
+    A text that fits is one window. A longer one is cut into its sentences (:func:`sentence_pieces`);
+    a sentence longer than ``max_len`` is read by windows of ``max_len`` characters every ``stride``
+    (default ``max_len // 2``) characters. Every character is *owned* by exactly one window, the
+    one where it lies farthest from an edge: ``[own_start, own_end)``. An entity is taken from the
+    window that owns its middle character, so an entity near a cut is neither lost nor counted twice.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len must be positive, got {max_len}")
+    n = len(text)
+    if n <= max_len:
+        return [(0, n, 0, n)]
+    stride = stride or max(1, max_len // 2)
+    if not 0 < stride <= max_len:
+        raise ValueError(f"stride must be in [1, {max_len}], got {stride}")
+    windows = []
+    for a, b in sentence_pieces(text):
+        if b - a <= max_len:
+            windows.append((a, b, a, b))
+            continue
+        starts = list(range(a, b - max_len, stride)) + [b - max_len]
+        bounds = [a] + [(nxt + (cur + max_len)) // 2 for cur, nxt in zip(starts, starts[1:])] + [b]  # middle of each overlap
+        windows += [(s, s + max_len, bounds[k], bounds[k + 1]) for k, s in enumerate(starts)]
+    return windows

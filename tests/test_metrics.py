@@ -3,7 +3,7 @@
 import random
 
 from data_scripts.metrics import entity_metrics
-from data_scripts.tag_schemes import Span, spans_to_tags, tags_to_spans
+from modeling.tag_schemes import Span, spans_to_tags, tags_to_spans
 
 
 def direct_scores(gold_spans, pred_spans):

@@ -10,7 +10,7 @@ from data_scripts.readers import (
     DataFormatError, PD_PAPER_SPLIT, dataset_spans, parse_peoples_daily_line, print_summary, read_cluener,
     read_column_files, read_peoples_daily_1998, split_long_examples,
 )
-from data_scripts.tag_schemes import Span, spans_to_tags
+from modeling.tag_schemes import Span, spans_to_tags
 
 
 def raw_cluener_entities(path):

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, BertTokenizerFast
 
 from conftest import run_train, write_cluener_slice
-from data_scripts.tag_schemes import SCHEMES, TagSequenceError, label_list, tags_to_spans
+from modeling.tag_schemes import SCHEMES, TagSequenceError, label_list, tags_to_spans
 from modeling import Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.crf import character_mask
 from modeling.tag_constraints import transition_masks

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from data_scripts.tag_schemes import (
+from modeling.tag_schemes import (
     SCHEMES, Span, TagSequenceError, convert_tags, detect_scheme, label_list, spans_to_tags, tags_to_spans,
 )
 

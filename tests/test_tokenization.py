@@ -70,3 +70,16 @@ def test_corpus_vocabulary_without_shared_data(tmp_path):
         assert len(tokens) == len(chars)
         for ch, t in zip(chars, tokens):
             assert t == (SPACE_TOKEN if ch.isspace() else t) and t != "[UNK]"
+
+
+def test_plan_windows_owns_every_character_once():
+    """Long text: sentences first, then overlapping windows; every character owned by exactly one window."""
+    from modeling.text_splitting import plan_windows
+
+    text = "甲" * 150 + "。" + "乙" * 20 + "！" + "丙" * 61
+    windows = plan_windows(text, 62)
+    owned = [k for _, _, a, b in windows for k in range(a, b)]
+    assert owned == list(range(len(text)))
+    assert all(e - s <= 62 and s <= a < b <= e for s, e, a, b in windows)
+    assert (151, 172, 151, 172) in windows  # a sentence that fits is its own window
+    assert plan_windows("短句", 62) == [(0, 2, 0, 2)]
