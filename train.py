@@ -9,7 +9,8 @@
     python train.py args.json   # or args.yaml: the same arguments as a file
 
 Writes to ``--output_dir``: the model (``config.json`` with ``auto_map``, ``model.safetensors``, the
-modeling code) and tokenizer, ``all_results.json``, and the per-type report of each evaluated split.
+modeling code), the ``chinese-ner`` pipeline (``custom_pipelines`` + ``pipeline_ner.py``), the tokenizer,
+``all_results.json``, and the per-type report of each evaluated split.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from data_scripts.memory_data import attach_memories, entity_type_vectors, gold_
 from data_scripts.metrics import entity_metrics, multilabel_scores
 from data_scripts.readers import print_summary
 from modeling.tag_schemes import tags_to_spans
-from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
+from modeling import ChineseNERPipeline, MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
 from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
@@ -413,6 +414,8 @@ def main() -> dict:
         resume = True
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
+    if trainer.is_world_process_zero():  # the pipeline goes with the model: config.custom_pipelines + pipeline_ner.py
+        ChineseNERPipeline(model=trainer.model, tokenizer=tokenizer).save_pretrained(training_args.output_dir)
     results = dict(train_result.metrics)  # train_runtime, train_loss, ...
 
     for split in ("validation", "test"):

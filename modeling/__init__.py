@@ -2,7 +2,7 @@
 
 Importing this package lets ``AutoConfig`` / ``AutoModelForTokenClassification`` build the models
 by ``model_type``; saved folders also carry ``auto_map`` so they load anywhere with
-``trust_remote_code=True``.
+``trust_remote_code=True``. Importing it also registers the ``chinese-ner`` pipeline.
 """
 
 from transformers import AutoConfig, AutoModelForTokenClassification
@@ -11,6 +11,7 @@ from .configuration_memory_ner import MemoryNetConfig
 from .configuration_seq2seq_ner import Seq2SeqAttnConfig
 from .modeling_memory_ner import MemoryNetForTokenClassification
 from .modeling_seq2seq_ner import Seq2SeqAttnTagger
+from .pipeline_ner import TASK as PIPELINE_TASK, ChineseNERPipeline  # registers the "chinese-ner" pipeline
 
 for _config, _model in ((MemoryNetConfig, MemoryNetForTokenClassification), (Seq2SeqAttnConfig, Seq2SeqAttnTagger)):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
@@ -18,4 +19,4 @@ for _config, _model in ((MemoryNetConfig, MemoryNetForTokenClassification), (Seq
     _config.register_for_auto_class()
     _model.register_for_auto_class("AutoModelForTokenClassification")
 
-__all__ = ["MemoryNetConfig", "MemoryNetForTokenClassification", "Seq2SeqAttnConfig", "Seq2SeqAttnTagger"]
+__all__ = ["ChineseNERPipeline", "PIPELINE_TASK", "MemoryNetConfig", "MemoryNetForTokenClassification", "Seq2SeqAttnConfig", "Seq2SeqAttnTagger"]

@@ -41,6 +41,25 @@ def tiny_bert_dir(data_dir, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def memory_run(tmp_path_factory):
+    """A small memory network (n=2, pos_edit) trained by train.py on the embedded sample: (folder, results).
+    Shared by the memory-model, pipeline, push_to_hub and Space tests."""
+    out = tmp_path_factory.mktemp("memory")
+    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "pos_edit", "--num_train_epochs", "6",
+                         "--lstm_hidden_size", "64", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    return out, results
+
+
+@pytest.fixture(scope="session")
+def seq2seq_run(tmp_path_factory):
+    """A small Seq2SeqAttnTagger trained by train.py on the embedded sample: (folder, results)."""
+    out = tmp_path_factory.mktemp("seq2seq-sample")
+    results = run_train(["--output_dir", str(out), "--model_type", "seq2seq", "--num_train_epochs", "4", "--learning_rate", "5e-3",
+                         "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    return out, results
+
+
 def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: list[str] | None = None) -> dict:
     """Run train.py with ``args`` offline; return its all_results.json (fail with the log on error)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}

@@ -16,14 +16,6 @@ from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 from test_model import FRESH, TEXTS
 
 
-@pytest.fixture(scope="module")
-def memory_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("memory")
-    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "pos_edit", "--num_train_epochs", "6",
-                         "--lstm_hidden_size", "64", "--save_strategy", "no", "--load_best_model_at_end", "false"])
-    return out, results
-
-
 def test_bank_travels_with_the_model_and_fresh_process_predictions_match(memory_run, tmp_path):
     folder, _ = memory_run
     config = json.loads((folder / "config.json").read_text())

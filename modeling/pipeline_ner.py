@@ -1,0 +1,166 @@
+"""``chinese-ner``: raw text in, entity spans with offsets into the caller's string out.
+
+A token-classification pipeline for every tagger of this project (``MemoryNetForTokenClassification``,
+``Seq2SeqAttnTagger``), registered with ``PIPELINE_REGISTRY``. ``train.py`` saves it with the model
+(``custom_pipelines`` in ``config.json`` and this file in the folder), so anywhere::
+
+    from transformers import pipeline
+    ner = pipeline("chinese-ner", model="path/or/hub-id", trust_remote_code=True)
+    ner("张伟在北京大学读书。")
+    # [{'entity_group': 'name', 'score': 0.98, 'word': '张伟', 'start': 0, 'end': 2}, ...]
+
+One token per character (:mod:`.char_tokenization`), so a tag's position is a character offset in
+the input. Text longer than the model's window is read by :func:`.text_splitting.plan_windows`
+(its sentences, then stride windows over a sentence that is still too long); an entity is kept
+from the window that owns its middle character, so none is lost or doubled at a cut. Windows of
+one or many texts are batched together (``batch_size``).
+
+``score`` is the mean, over the entity's characters, of the softmax of the model's per-character
+scores at the chosen tag (CRF emissions for the memory network, decoder outputs for the seq2seq
+tagger): a confidence for display and thresholds, not a calibrated probability.
+
+With ``return_memories=True`` (memory network only) each result is a dict with the entities and,
+for each window, the memory sentences retrieved from the model's bank, their entities, and the
+memory attention ``M_j`` (eqs. 4-5 of the memory paper) between the window's and the memory's
+characters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForTokenClassification
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.base import ChunkPipeline
+
+from .char_tokenization import encode_chars
+from .tag_schemes import tags_to_spans
+from .text_splitting import plan_windows
+
+TASK = "chinese-ner"
+
+
+class ChineseNERPipeline(ChunkPipeline):
+    """Entity spans for a string or a list of strings (see the module docstring).
+
+    Call arguments: ``stride`` (characters between stride windows, default half the window),
+    ``num_beams`` (seq2seq tagger), ``return_memories`` (memory network), ``batch_size``.
+    """
+
+    def _sanitize_parameters(self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs):
+        preprocess, forward, postprocess = {}, {}, {}
+        if stride is not None:
+            preprocess["stride"] = stride
+        if num_beams is not None:
+            if not hasattr(self.model, "generate_tags"):
+                raise ValueError(f"num_beams applies to the seq2seq tagger; this model is {type(self.model).__name__} (CRF decoding)")
+            forward["num_beams"] = num_beams
+        if return_memories:
+            if getattr(self.model.config, "num_memory", 0) <= 0:
+                raise ValueError("return_memories=True needs a memory-network model with num_memory > 0")
+            forward["return_memories"] = postprocess["return_memories"] = True
+        return preprocess, forward, postprocess
+
+    def __call__(self, inputs: str | list[str], **kwargs) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Entities of ``inputs`` (a string -> a list of entities; a list of strings -> one list per string)."""
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"{TASK} takes a string or a list of strings, got {type(inputs).__name__}")
+        return super().__call__(inputs, **kwargs)
+
+    # -- one text -> model inputs, one per window -------------------------------------------------
+    def preprocess(self, text: str, stride: int | None = None):
+        window = self.model.config.max_length - 2  # [CLS] and [SEP]
+        plan = plan_windows(text, window, stride) if text else []
+        if not plan:  # an empty text still yields one (empty) chunk so it gets its (empty) answer
+            plan = [(0, 0, 0, 0)]
+        for k, (start, end, own_start, own_end) in enumerate(plan):
+            enc = encode_chars(self.tokenizer, [list(text[start:end])], self.model.config.max_length)
+            yield {
+                "input_ids": torch.tensor(enc["input_ids"]),
+                "attention_mask": torch.tensor(enc["attention_mask"]),
+                "window": (start, end, own_start, own_end),
+                "text": text,
+                "is_last": k == len(plan) - 1,
+            }
+
+    # -- a batch of windows -> tags, confidences (and memories) -----------------------------------
+    def _forward(self, model_inputs: dict, num_beams: int | None = None, return_memories: bool = False) -> dict:
+        input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
+        kwargs: dict[str, Any] = {"return_tags": True}
+        if num_beams is not None:
+            kwargs["num_beams"] = num_beams
+        out: dict[str, Any] = {}
+        if input_ids.shape[1] < 3:  # only empty texts in this batch: nothing to tag
+            out = {"tags": torch.full_like(input_ids, -100), "tag_scores": torch.zeros(input_ids.shape), "lengths": attention_mask.sum(dim=1, keepdim=True)}
+            out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
+            return out
+        if return_memories:
+            memory_ids = self.model.retrieve_memories(input_ids, attention_mask)
+            kwargs.update(memory_ids=memory_ids, output_attentions=True)
+            out["memory_ids"] = memory_ids
+        result = self.model(input_ids, attention_mask=attention_mask, **kwargs)
+        probs = result.logits.float().softmax(-1)
+        tags = result.tags.clamp(min=0)
+        out = {"tags": result.tags, **out}  # a tensor first: the batch is unrolled by its first entry's length
+        out["tag_scores"] = probs.gather(-1, tags.unsqueeze(-1)).squeeze(-1)
+        out["lengths"] = attention_mask.sum(dim=1, keepdim=True)  # [batch, 1], so each window gets a [1, 1] when a batch is unrolled
+        if return_memories:
+            out["memory_attentions"] = result.memory_attentions
+        out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
+        return out
+
+    # -- all windows of one text -> entities --------------------------------------------------------
+    def postprocess(self, all_outputs: list[dict], return_memories: bool = False):
+        id2label, scheme = self.model.config.id2label, self.model.config.tag_scheme
+        text = all_outputs[0]["text"]
+        entities, windows = [], []
+        for out in all_outputs:
+            start, end, own_start, own_end = out["window"]
+            n = int(out["lengths"][0, 0]) - 2
+            tags = [id2label[int(t)] for t in out["tags"][0, 1 : n + 1]]
+            scores = out["tag_scores"][0, 1 : n + 1].tolist()
+            for span in tags_to_spans(tags, scheme, strict=False):
+                a, b = start + span.start, start + span.end
+                if not own_start <= (a + b - 1) // 2 < own_end:
+                    continue  # another window owns this entity's middle
+                entities.append({
+                    "entity_group": span.type,
+                    "score": float(sum(scores[span.start : span.end]) / (span.end - span.start)),
+                    "word": text[a:b],
+                    "start": a,
+                    "end": b,
+                })
+            if return_memories and n > 0:
+                windows.append(self._memories_of(out, start, end, n))
+        entities.sort(key=lambda e: (e["start"], e["end"]))
+        if return_memories:
+            return {"entities": entities, "windows": windows}
+        return entities
+
+    def _memories_of(self, out: dict, start: int, end: int, n: int) -> dict:
+        """The window's memory sentences (text, tags, entities) and the attention of its characters on theirs."""
+        bank, id2label, scheme = self.model.memory_bank, self.model.config.id2label, self.model.config.tag_scheme
+        ids = out["memory_ids"][0]
+        memory_input_ids, memory_mask, memory_labels = bank.gather(ids.unsqueeze(0))
+        texts = bank.texts(memory_input_ids[0], memory_mask[0])
+        memories = []
+        for j, memory_text in enumerate(texts):
+            m = len(memory_text)
+            tags = [id2label[int(t)] for t in memory_labels[0, j, 1 : m + 1]]
+            attention = out["memory_attentions"][0, j, 1 : n + 1, 1 : m + 1]
+            memories.append({
+                "bank_index": int(ids[j]),
+                "text": memory_text,
+                "tags": tags,
+                "entities": [{"entity_group": s.type, "word": memory_text[s.start : s.end], "start": s.start, "end": s.end}
+                             for s in tags_to_spans(tags, scheme, strict=False)],
+                "attention": attention.tolist(),  # [window characters, memory characters]; M_j without the [CLS]/[SEP] columns
+            })
+        return {"start": start, "end": end, "memories": memories}
+
+
+PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ChineseNERPipeline, pt_model=AutoModelForTokenClassification, type="text")
+
+__all__ = ["ChineseNERPipeline", "TASK"]

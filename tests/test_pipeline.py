@@ -1,0 +1,180 @@
+"""The ``chinese-ner`` pipeline: offsets into the caller's string, long text, batching, memories, loading anywhere."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from transformers import BertTokenizerFast
+
+from conftest import ROOT
+from data_scripts.sample import SAMPLE_DIR
+from modeling import PIPELINE_TASK, ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger
+from modeling.text_splitting import SENTENCE_END, plan_windows
+
+MIXED = [
+    "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。",
+    "我在北京 iPhone 15 发布会上见到了张三😀，ＡＢＣ公司的李四也在。",
+    "  \t上海市\n浦东新区的陆家嘴金融中心，2024年。",
+    "",
+]
+
+
+def load(folder, cls):
+    return ChineseNERPipeline(model=cls.from_pretrained(folder).eval(), tokenizer=BertTokenizerFast.from_pretrained(folder))
+
+
+@pytest.fixture(scope="module")
+def memory_ner(memory_run):
+    return load(memory_run[0], MemoryNetForTokenClassification)
+
+
+@pytest.fixture(scope="module")
+def seq2seq_ner(seq2seq_run):
+    return load(seq2seq_run[0], Seq2SeqAttnTagger)
+
+
+@pytest.fixture(scope="module")
+def dev_sentences():
+    """The embedded sample's sentences (train and dev, the trained models' own domain) that are one
+    sentence each (no sentence mark inside), ending with 。."""
+    out = []
+    for split in ("train", "dev"):
+        for line in (SAMPLE_DIR / f"{split}.json").read_text(encoding="utf-8").splitlines():
+            text = json.loads(line)["text"].rstrip("。")
+            if text and not any(ch in SENTENCE_END for ch in text) and len(text) <= 60:
+                out.append(text + "。")
+    return out
+
+
+def check_entities(text, entities):
+    for e in entities:
+        assert set(e) == {"entity_group", "score", "word", "start", "end"}
+        assert text[e["start"] : e["end"]] == e["word"] and e["word"]
+        assert 0.0 <= e["score"] <= 1.0
+    spans = [(e["start"], e["end"]) for e in entities]
+    assert spans == sorted(spans)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "overlapping or duplicated entities"
+
+
+def shifted(entities, offset):
+    return [{**e, "start": e["start"] + offset, "end": e["end"] + offset} for e in entities]
+
+
+def key(entities):
+    return [(e["entity_group"], e["start"], e["end"], e["word"], round(e["score"], 5)) for e in entities]
+
+
+@pytest.mark.parametrize("which", ["memory_ner", "seq2seq_ner"])
+def test_offsets_round_trip_on_mixed_text(which, request):
+    ner = request.getfixturevalue(which)
+    found = 0
+    for text in MIXED:
+        entities = ner(text)
+        check_entities(text, entities)
+        found += len(entities)
+    assert found > 0, "the trained model found no entity at all"
+    assert ner("") == []
+
+
+@pytest.mark.parametrize("which", ["memory_ner", "seq2seq_ner"])
+def test_list_input_equals_one_by_one(which, request, dev_sentences):
+    ner = request.getfixturevalue(which)
+    texts = MIXED + dev_sentences[:40]
+    one_by_one = [ner(t) for t in texts]
+    assert [key(x) for x in ner(texts, batch_size=8)] == [key(x) for x in one_by_one]
+    assert [key(x) for x in ner(texts)] == [key(x) for x in one_by_one]
+
+
+def test_a_5000_character_text_loses_no_entity(memory_ner, dev_sentences):
+    sentences, length = [], 0
+    for s in dev_sentences * 3:
+        sentences.append(s)
+        length += len(s)
+        if length >= 5000:
+            break
+    text = "".join(sentences)
+    assert len(text) >= 5000
+
+    expected, offset = [], 0
+    for s, entities in zip(sentences, memory_ner(sentences, batch_size=16)):
+        expected += shifted(entities, offset)
+        offset += len(s)
+    got = memory_ner(text, batch_size=16)
+    check_entities(text, got)
+    assert len(expected) > 100
+    assert key(got) == key(expected)
+
+
+def test_a_sentence_longer_than_the_window_is_read_by_stride_windows(memory_ner, dev_sentences):
+    """One "sentence" of ~1,700 characters (clauses joined by ，) is read by overlapping windows.
+    Each window, tagged on its own, must give back exactly the entities it owns (middle character in
+    its owned range): none lost at a cut, none counted twice where windows overlap."""
+    text = "，".join(s.rstrip("。") for s in dev_sentences[:40]) + "。"
+    window = memory_ner.model.config.max_length - 2
+    assert len(text) > 8 * window
+    for stride in (None, window // 3):  # the default (half a window) and one that does not divide the window
+        plan = plan_windows(text, window, stride)
+        assert len(plan) > 2 * len(text) // window - 2
+        got = memory_ner(text, stride=stride, batch_size=8)
+        check_entities(text, got)
+        owned, across_a_cut = [], 0
+        for (start, end, own_start, own_end), alone in zip(plan, memory_ner([text[a:b] for a, b, _, _ in plan], batch_size=8)):
+            for e in shifted(alone, start):
+                if own_start <= (e["start"] + e["end"] - 1) // 2 < own_end:
+                    owned.append(e)
+                    across_a_cut += any(e["start"] < cut < e["end"] for _, cut, _, _ in plan)
+        assert key(got) == key(sorted(owned, key=lambda e: (e["start"], e["end"])))
+        assert len(got) >= 10
+        assert across_a_cut >= 1, "no entity crossed a window's end: the test did not exercise the merge"
+
+
+def test_memories_and_their_attention(memory_ner, dev_sentences):
+    window = memory_ner.model.config.max_length - 2
+    k = next(k for k in range(1, len(dev_sentences)) if len("".join(dev_sentences[:k])) > window)
+    text = "".join(dev_sentences[:k])
+    out = memory_ner(text, return_memories=True)
+    assert key(out["entities"]) == key(memory_ner(text))
+    assert len(out["windows"]) == k  # the text is longer than a window: one window per sentence
+    for window in out["windows"]:
+        n = window["end"] - window["start"]
+        assert len(window["memories"]) == 2  # num_memory of the trained model
+        for memory in window["memories"]:
+            assert len(memory["tags"]) == len(memory["text"]) > 0
+            for e in memory["entities"]:
+                assert memory["text"][e["start"] : e["end"]] == e["word"]
+            attention = memory["attention"]
+            assert len(attention) == n and all(len(row) == len(memory["text"]) for row in attention)
+            assert all(0.0 < sum(row) <= 1.0 + 1e-5 for row in attention)
+
+
+def test_bad_arguments_get_clear_errors(memory_ner, seq2seq_ner):
+    with pytest.raises(ValueError, match="num_beams applies to the seq2seq tagger"):
+        memory_ner("张三", num_beams=4)
+    with pytest.raises(ValueError, match="return_memories=True needs a memory-network model"):
+        seq2seq_ner("张三", return_memories=True)
+    with pytest.raises(TypeError, match="a string or a list of strings"):
+        memory_ner(42)
+    assert key(seq2seq_ner(MIXED[0], num_beams=3)) is not None
+
+
+def test_saved_folder_declares_the_pipeline_and_loads_in_a_fresh_offline_process(memory_run, memory_ner, tmp_path):
+    folder, _ = memory_run
+    config = json.loads((folder / "config.json").read_text())
+    assert config["custom_pipelines"][PIPELINE_TASK]["impl"] == "pipeline_ner.ChineseNERPipeline"
+    assert (folder / "pipeline_ner.py").exists()
+    script = (
+        "import json, sys\n"
+        "from transformers import pipeline\n"
+        f"ner = pipeline({PIPELINE_TASK!r}, model=sys.argv[1], trust_remote_code=True)\n"
+        "print(sys.modules[type(ner).__module__].__file__)\n"
+        "print(json.dumps(ner(json.loads(sys.argv[2])), ensure_ascii=False))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
+    proc = subprocess.run([sys.executable, "-c", script, str(folder), json.dumps(MIXED)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    module_file, answer = proc.stdout.strip().splitlines()[-2:]
+    assert not module_file.startswith(str(ROOT)), module_file  # the folder's copy of the code, not this checkout's
+    assert [key(x) for x in json.loads(answer)] == [key(x) for x in memory_ner(MIXED)]
