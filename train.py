@@ -143,6 +143,11 @@ PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
 MODEL_PRESETS = {"seq2seq": {"tag_scheme": "BIEO", "lstm_hidden_size": 128}}
 
 
+# the Trainer settings all_results.json records next to the model and data arguments
+TRAINING_SETTINGS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay", "warmup_steps",
+                     "lr_scheduler_type", "seed", "metric_for_best_model", "train_sampling_strategy")
+
+
 def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     parser = HfArgumentParser((ModelArguments, DataArguments, NERTrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
@@ -436,6 +441,10 @@ def main() -> dict:
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
         results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
         results["char_vectors"] = model_args.char_vectors
+        results["arguments"] = {  # what push_to_hub.py's model card reports as the training settings
+            **dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
+            **{k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v) for k in TRAINING_SETTINGS},
+        }
         if uses_memory:
             results["memory"] = {"num_memory": model.config.num_memory, "method": model.config.memory_method, **retrieval_report}
         if type_report is not None:
