@@ -1,0 +1,118 @@
+"""The Gradio Space on 127.0.0.1 with a small trained memory model: a real browser, bad input, 20 concurrent requests."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+SENTENCE = "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。"  # from the embedded sample's training set
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def space_url(memory_run, tmp_path_factory):
+    folder, _ = memory_run
+    port = free_port()
+    log = tmp_path_factory.mktemp("space") / "app.log"
+    env = {**os.environ, "NER_MODEL": str(folder), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the Space exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail(f"the Space did not answer on {url}:\n{log.read_text()[-3000:]}")
+                time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def client(space_url):
+    from gradio_client import Client
+
+    return Client(space_url, verbose=False)
+
+
+def test_in_a_real_browser(space_url, tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(space_url)
+        page.locator("#input-text textarea").fill(SENTENCE)
+        page.locator("#submit").click()
+        expect(page.locator("#status")).to_contain_text("entities in 32 characters", timeout=60_000)
+        entities = page.locator("#entities")
+        for word, label in (("林晓梅", "name"), ("青禾科技", "company")):
+            expect(entities).to_contain_text(word)
+            expect(entities).to_contain_text(label)
+        expect(page.locator("#entity-table")).to_contain_text("青禾科技")
+        expect(page.locator("#memories li.memory")).to_have_count(2)  # the test model retrieves 2 memories
+        expect(page.locator("#memories mark.ent").first).to_be_visible()
+        expect(page.locator("#heatmap img, #heatmap canvas, #heatmap svg").first).to_be_visible(timeout=30_000)
+        shot = tmp_path / "space.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SPACE_SCREENSHOT"):  # keep a copy outside pytest's temp dir
+        shutil.copy(shot, os.environ["SPACE_SCREENSHOT"])
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("", "it is empty"),
+    (" \n\t ", "it is empty"),
+    ("测" * 20_001, "this demo tags up to 20,000"),
+    ("测试文本，" * 2_000, "in 10,000 characters"),
+    ("😀👍🏽 好的！", "in 7 characters"),
+    ("iPhone 15 Pro 在 2024 年 9 月发布，价格 7999 元。", "characters"),
+    ("北京\x00\x07上海\x1b[31m", "3 control characters kept in place"),
+])
+def test_bad_input_gets_a_message_or_a_result(client, text, expect):
+    status, highlighted, table, memories, _ = client.predict(text, api_name="/tag")
+    assert expect in status, status
+    if "⚠️" not in status:
+        rebuilt = "".join(piece["token"] for piece in highlighted)
+        assert rebuilt == text  # every character comes back, entities at their offsets
+        for word, _, start, end, _ in table["data"]:
+            assert text[start:end] == word
+
+
+def test_20_concurrent_requests_all_answered(client):
+    texts = [SENTENCE[i:] + f"第{i}次。" for i in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda t: client.predict(t, api_name="/tag"), texts))
+    assert len(answers) == 20
+    for text, (status, highlighted, table, _, _) in zip(texts, answers):
+        assert "⚠️" not in status and f"in {len(text)} characters" in status, status
+        assert "".join(piece["token"] for piece in highlighted) == text
