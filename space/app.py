@@ -2,9 +2,10 @@
 
 The model is ``NER_MODEL`` (a Hub model id or a local folder written by train.py / push_to_hub.py),
 loaded with ``pipeline("chinese-ner", trust_remote_code=True)``, so the Space needs none of the
-repository's code. Without ``NER_MODEL``, inside a checkout of the repository, a small demo model
-is trained once on the embedded sample corpus (about a minute on a CPU, offline) into
-``space/demo-model/``.
+repository's code. Without ``NER_MODEL``, inside a checkout of the repository, it uses the model
+the README's main command writes (``python train.py``: the memory network on the embedded sample
+corpus, ``outputs/sample-bilstm/``), and runs that command first if the folder is missing (about
+a minute on a CPU, offline).
 
     python space/app.py                                    # http://127.0.0.1:7860
     NER_MODEL=outputs/cluener-bilstm python space/app.py
@@ -26,7 +27,8 @@ from matplotlib.figure import Figure
 from transformers import pipeline
 
 HERE = Path(__file__).resolve().parent
-DEMO_MODEL = HERE / "demo-model"
+REPO = HERE.parent
+DEMO_MODEL = REPO / "outputs" / "sample-bilstm"  # where `python train.py` (no arguments) writes
 MAX_CHARS = 20_000
 MAX_MEMORY_WINDOWS = 3  # memory panels shown (a long text has one window per sentence)
 EXAMPLES = [
@@ -39,17 +41,16 @@ CJK_FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans SC", "SimHei"
 
 
 def model_location() -> str:
-    """``NER_MODEL``, else the offline demo model (trained here on first use)."""
+    """``NER_MODEL``, else the README's sample model (trained here on first use)."""
     name = os.environ.get("NER_MODEL", "").strip()
     if name:
         return name
     if not (DEMO_MODEL / "config.json").exists():
-        train = HERE.parent / "train.py"
+        train = REPO / "train.py"
         if not train.exists():
             sys.exit("Set NER_MODEL to a Hub model id or a model folder (there is no train.py here to build the offline demo model).")
-        print(f"NER_MODEL is not set: training the demo model on the embedded sample corpus into {DEMO_MODEL} (about a minute) ...", flush=True)
-        subprocess.run([sys.executable, str(train), "--output_dir", str(DEMO_MODEL), "--save_strategy", "no",
-                        "--load_best_model_at_end", "false", "--report_to", "none"], check=True)
+        print(f"NER_MODEL is not set and {DEMO_MODEL} does not exist: running `python train.py` (the embedded sample corpus, about a minute) ...", flush=True)
+        subprocess.run([sys.executable, str(train)], cwd=REPO, check=True)
     return str(DEMO_MODEL)
 
 

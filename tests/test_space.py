@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "_artifacts"
 SENTENCE = "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。"  # from the embedded sample's training set
 
 
@@ -85,8 +86,8 @@ def test_in_a_real_browser(space_url, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
-    if os.environ.get("SPACE_SCREENSHOT"):  # keep a copy outside pytest's temp dir
-        shutil.copy(shot, os.environ["SPACE_SCREENSHOT"])
+    ARTIFACTS.mkdir(exist_ok=True)  # a copy outside pytest's temp dir, to look at after CI (git-ignored)
+    shutil.copy(shot, ARTIFACTS / "space.png")
 
 
 @pytest.mark.parametrize("text,expect", [
