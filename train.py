@@ -171,6 +171,8 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
                 given.add(name)
                 setattr(next(a for a in (model_args, data_args, training_args) if name in type(a).__dataclass_fields__), name, value)
                 logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
+    if "output_dir" not in given:  # TrainingArguments' own default is "trainer_output"
+        training_args.output_dir = f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
     return model_args, data_args, training_args
 
 
@@ -311,8 +313,6 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
 def main() -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args()
-    if training_args.output_dir is None:
-        training_args.output_dir = f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
     logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARN)
     if training_args.label_names is None:  # not memory_labels, which Trainer would take for labels too
         training_args.label_names = ["labels"]

@@ -67,7 +67,7 @@ def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: l
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         pytest.fail(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    out = Path(args[args.index("--output_dir") + 1])
+    out = Path(args[args.index("--output_dir") + 1]) if "--output_dir" in args else cwd / "outputs" / "sample-bilstm"  # train.py's default
     results = json.loads((out / "all_results.json").read_text())
     results["_stdout"], results["_stderr"] = proc.stdout, proc.stderr
     return results

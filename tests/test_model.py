@@ -181,12 +181,13 @@ def test_main_command_runs_without_shared_data(tmp_path, monkeypatch):
     """The README's main command, without ../shared/data: the embedded sample corpus, a vocabulary built
     from it, and the default model (memory network, category retrieval, self-attention) learns it."""
     monkeypatch.setenv("NER_DATA_DIR", str(tmp_path / "nowhere"))
-    results = run_train(["--output_dir", str(tmp_path / "out")])
+    results = run_train([], cwd=tmp_path)  # no arguments at all, as in the README
+    out = tmp_path / "outputs" / "sample-bilstm"  # where the README (and the Space's default) expect it
     assert results["memory"]["num_memory"] == 4 and results["memory"]["method"] == "category"
     assert results["validation_f1"] >= 0.6, results["validation_f1"]  # ~0.8; a diverging default scores ~0.2
-    vocab = (tmp_path / "out" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    vocab = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert vocab[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"] and "京" in vocab
-    assert "validation_f1" in results and (tmp_path / "out" / "model.safetensors").exists()
+    assert "validation_f1" in results and (out / "model.safetensors").exists() and (out / "pipeline_ner.py").exists()
 
 
 def test_arguments_from_a_yaml_file(tmp_path):
