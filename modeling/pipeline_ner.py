@@ -49,6 +49,8 @@ class ChineseNERPipeline(ChunkPipeline):
     """
 
     def _sanitize_parameters(self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{TASK} got unexpected arguments {sorted(kwargs)} (it takes stride, num_beams, return_memories, batch_size)")
         preprocess, forward, postprocess = {}, {}, {}
         if stride is not None:
             preprocess["stride"] = stride

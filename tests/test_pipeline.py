@@ -156,6 +156,8 @@ def test_bad_arguments_get_clear_errors(memory_ner, seq2seq_ner):
         seq2seq_ner("张三", return_memories=True)
     with pytest.raises(TypeError, match="a string or a list of strings"):
         memory_ner(42)
+    with pytest.raises(TypeError, match=r"unexpected arguments \['aggregation_strategy'\]"):
+        memory_ner("张三", aggregation_strategy="simple")  # the stock token-classification option does not apply
     assert key(seq2seq_ner(MIXED[0], num_beams=3)) is not None
 
 
