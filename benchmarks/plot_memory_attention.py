@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Heat map of the memory attention M_j (paper eqs. 3-5, figures 6-7) of one sentence against its memories.
 
-The model retrieves the memories itself (with its own method and saved bank), tags the sentence,
-and returns M_j. One panel per memory: rows are the sentence's characters (with the predicted tag),
+The ``chinese-ner`` pipeline retrieves the memories (the model's own method and saved bank), tags
+the sentence and returns M_j (``return_memories=True``). One panel per memory: rows are the sentence's characters (with the predicted tag),
 columns the memory's characters (with its gold tag).
 
     python benchmarks/plot_memory_attention.py benchmarks/runs/memory-category-s1 -o benchmarks/memory_attention.png
@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
@@ -30,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_scripts.features import default_data_dir  # noqa: E402
 from data_scripts.readers import read_cluener  # noqa: E402
-from modeling import MemoryNetForTokenClassification  # noqa: E402
+from modeling import ChineseNERPipeline, MemoryNetForTokenClassification  # noqa: E402
 from modeling.char_tokenization import encode_chars  # noqa: E402
+from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
 CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "SimHei", "Microsoft YaHei")
 
@@ -78,22 +80,18 @@ def main() -> None:
     model = MemoryNetForTokenClassification.from_pretrained(args.model_dir).eval()
     if model.config.num_memory == 0:
         sys.exit(f"{args.model_dir} has num_memory=0: it has no memory attention to draw")
-    tokenizer = BertTokenizerFast.from_pretrained(args.model_dir)
+    ner = ChineseNERPipeline(model=model, tokenizer=BertTokenizerFast.from_pretrained(args.model_dir))
     font = use_cjk_font()
     text = args.sentence or default_sentence(args.dev_index)
-    chars = list(text)[: model.config.max_length - 2]
-    enc = encode_chars(tokenizer, [chars], model.config.max_length)
-    input_ids, attention_mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
-
-    with torch.no_grad():
-        memory_ids = model.retrieve_memories(input_ids, attention_mask)
-        out = model(input_ids, attention_mask=attention_mask, memory_ids=memory_ids, output_attentions=True)
-    tags = [model.config.id2label[t] for t in out.tags[0, 1 : len(chars) + 1].tolist()]
-    attention = out.memory_attentions[0]  # [n, len_s, len_a]
+    text = text[: model.config.max_length - 2]  # one window
+    out = ner(text, return_memories=True)  # the pipeline retrieves, tags and returns M_j per memory
+    chars = list(text)
+    tags = spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in out["entities"]], len(chars), model.config.tag_scheme)
+    memories = out["windows"][0]["memories"]
     bank = model.memory_bank
     types = model.config.entity_types
 
-    n = attention.shape[0]
+    n = len(memories)
     cols = 2 if n > 1 else 1
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, (0.24 * len(chars) + 1.6) * rows + 0.6), squeeze=False)
@@ -101,17 +99,16 @@ def main() -> None:
         if j >= n:
             ax.axis("off")
             continue
-        idx = int(memory_ids[0, j])
-        length = int(bank.lengths[idx])
-        mem_chars = bank.texts(bank.input_ids[idx : idx + 1, :length], torch.ones(1, length, dtype=torch.long))[0]
-        mem_tags = [model.config.id2label[t] for t in bank.labels[idx, 1 : length - 1].tolist()]
-        weights = attention[j, 1 : len(chars) + 1, 1 : length - 1].numpy()  # characters only: [CLS]/[SEP] get zero weight
+        memory = memories[j]
+        weights = np.array(memory["attention"])  # [sentence characters, memory characters]
         ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
         ax.set_yticks(range(len(chars)), [f"{c} {short(t)}" for c, t in zip(chars, tags)], fontsize=7)
-        ax.set_xticks(range(len(mem_chars)), [f"{c}\n{short(t)}" if t != "O" else c for c, t in zip(mem_chars, mem_tags)], fontsize=6,
-                      rotation=0)
-        mem_types = [t for t, on in zip(types, bank.types[idx].tolist()) if on]
-        ax.set_title(f"memory {j + 1}: bank sentence {idx} (types: {', '.join(mem_types) or 'none'})", fontsize=9)
+        ax.set_xticks(range(len(memory["text"])), [f"{c}\n{short(t)}" if t != "O" else c for c, t in zip(memory["text"], memory["tags"])],
+                      fontsize=6, rotation=0)
+        mem_types = [t for t, on in zip(types, bank.types[memory["bank_index"]].tolist()) if on]
+        ax.set_title(f"memory {j + 1}: bank sentence {memory['bank_index']} (types: {', '.join(mem_types) or 'none'})", fontsize=9)
+    enc = encode_chars(ner.tokenizer, [chars], model.config.max_length)
+    input_ids, attention_mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
     predicted = [t for t, on in zip(types, model.predict_entity_types(input_ids, attention_mask)[0].tolist()) if on] if model.type_classifier else None
     subtitle = f"retrieval: {model.config.memory_method}" + (f", predicted types: {', '.join(predicted) or 'none'}" if predicted is not None else "")
     fig.suptitle(f"Memory attention M_j (eqs. 3-5) of 「{text}」\n{subtitle}", fontsize=11)
