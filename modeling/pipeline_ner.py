@@ -7,7 +7,7 @@ A token-classification pipeline for every tagger of this project (``MemoryNetFor
     from transformers import pipeline
     ner = pipeline("chinese-ner", model="path/or/hub-id", trust_remote_code=True)
     ner("张伟在北京大学读书。")
-    # [{'entity_group': 'name', 'score': 0.98, 'word': '张伟', 'start': 0, 'end': 2}, ...]
+    # [{'entity_group': ..., 'score': ..., 'word': ..., 'start': ..., 'end': ...}, ...]
 
 One token per character (:mod:`.char_tokenization`), so a tag's position is a character offset in
 the input. Text longer than the model's window is read by :func:`.text_splitting.plan_windows`
@@ -95,21 +95,17 @@ class ChineseNERPipeline(ChunkPipeline):
             kwargs["num_beams"] = num_beams
         out: dict[str, Any] = {}
         if input_ids.shape[1] < 3:  # only empty texts in this batch: nothing to tag
-            out = {"tags": torch.full_like(input_ids, -100), "tag_scores": torch.zeros(input_ids.shape), "lengths": attention_mask.sum(dim=1, keepdim=True)}
-            out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
-            return out
-        if return_memories:
-            memory_ids = self.model.retrieve_memories(input_ids, attention_mask)
-            kwargs.update(memory_ids=memory_ids, output_attentions=True)
-            out["memory_ids"] = memory_ids
-        result = self.model(input_ids, attention_mask=attention_mask, **kwargs)
-        probs = result.logits.float().softmax(-1)
-        tags = result.tags.clamp(min=0)
-        out = {"tags": result.tags, **out}  # a tensor first: the batch is unrolled by its first entry's length
-        out["tag_scores"] = probs.gather(-1, tags.unsqueeze(-1)).squeeze(-1)
+            out["tags"], out["tag_scores"] = torch.full_like(input_ids, -100), torch.zeros(input_ids.shape)
+        else:
+            if return_memories:
+                kwargs.update(memory_ids=self.model.retrieve_memories(input_ids, attention_mask), output_attentions=True)
+            result = self.model(input_ids, attention_mask=attention_mask, **kwargs)
+            probs = result.logits.float().softmax(-1)
+            out["tags"] = result.tags  # a tensor first: the batch is unrolled by its first entry's length
+            out["tag_scores"] = probs.gather(-1, result.tags.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            if return_memories:
+                out["memory_ids"], out["memory_attentions"] = kwargs["memory_ids"], result.memory_attentions
         out["lengths"] = attention_mask.sum(dim=1, keepdim=True)  # [batch, 1], so each window gets a [1, 1] when a batch is unrolled
-        if return_memories:
-            out["memory_attentions"] = result.memory_attentions
         out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
         return out
 
