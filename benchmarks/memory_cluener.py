@@ -8,7 +8,7 @@ predicted out of fold (the default) or in sample by the final classifier; memory
 8 epochs instead of the paper's 20 (the BiLSTM-CRF baselines peak at epoch 9-10 of 20, with the
 learning rate already half-decayed); pass `-- --num_train_epochs 20` for the paper's schedule.
 
-    python benchmarks/memory_cluener.py [--groups baseline category] [--parallel 2]
+    python benchmarks/memory_cluener.py [--groups baseline category] [--seeds 1 2] [--parallel 2]
     python benchmarks/memory_cluener.py --table-only
 """
 
@@ -58,12 +58,14 @@ def table(groups: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--seeds", nargs="+", type=int, help="run only these of each group's seeds")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
     if not args.table_only:
-        runs = {name: a + args.extra for g in args.groups for name, a in run_names(g).items()}
+        runs = {name: a + args.extra for g in args.groups for name, a in run_names(g).items()
+                if not args.seeds or int(name.rsplit("-s", 1)[1]) in args.seeds}
         # interleave seeds so that every group has a result early: baseline-s1, category-s1, ..., then seeds 2 and 3
         runs = dict(sorted(runs.items(), key=lambda kv: int(kv[0].rsplit("-s", 1)[1])))
         run_all(runs, args.parallel, "memory runs")
