@@ -28,7 +28,7 @@ import torch
 import transformers
 import yaml
 from datasets import DatasetDict
-from transformers import DataCollatorForTokenClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
@@ -77,9 +77,6 @@ class ModelArguments:
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
     )
     type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
-    type_classifier_token_loss_weight: float = field(
-        default=1.0, metadata={"help": "category retrieval: weight of the type classifier's character-level loss (0: sentence labels only)"}
-    )
     type_classifier_folds: int = field(
         default=2,
         metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
@@ -208,18 +205,17 @@ def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, traini
         init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
 
     def type_metrics(eval_pred) -> dict:
-        gold = eval_pred.label_ids[0]  # (entity_types, labels)
-        scores = multilabel_scores(gold, (eval_pred.predictions > 0).astype(int), config.entity_types)
+        scores = multilabel_scores(eval_pred.label_ids, (eval_pred.predictions > 0).astype(int), config.entity_types)
         return {"f1": scores["micro"]["f1"], "precision": scores["micro"]["precision"], "recall": scores["micro"]["recall"]}
 
     args = dataclasses.replace(
-        training_args, output_dir=str(output_dir), num_train_epochs=epochs, label_names=["entity_types", "labels"], save_total_limit=1,
+        training_args, output_dir=str(output_dir), num_train_epochs=epochs, label_names=["entity_types"], save_total_limit=1,
     )
     if eval_ds is None:
         args = dataclasses.replace(args, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     trainer = Trainer(
         model=clf, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=DataCollatorForTokenClassification(tokenizer), compute_metrics=type_metrics,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
         optimizers=(build_optimizer(clf, args, args.learning_rate), None),
     )
     trainer.train()
@@ -244,7 +240,7 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
     """
     config = model.config
     clf_features = DatasetDict({
-        split: ds.select_columns(["input_ids", "attention_mask", "labels"]).add_column("entity_types", gold_types[split].tolist())
+        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", gold_types[split].tolist())
         for split, ds in features.items() if split in gold_types
     })
     out_dir = Path(training_args.output_dir) / "type_classifier"
@@ -292,7 +288,6 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
         kwargs.update(
             use_self_attention=model_args.use_self_attention, num_memory=model_args.num_memory,
             memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
-            type_classifier_token_loss_weight=model_args.type_classifier_token_loss_weight,
         )
         if char_vectors:
             kwargs["label_type_size"] = char_vectors[1].shape[1]

@@ -59,10 +59,6 @@ class MemoryNetConfig(PreTrainedConfig):
             the memories are encoded without gradient: the encoder still learns from the input
             sentence and, through `s`, from the memory attention (eq. 3), and a training step costs
             about half as much. The paper does not say which it did; see `benchmarks/RESULTS.md`.
-        type_classifier_token_loss_weight (`float`, defaults to 1.0):
-            `category` retrieval: weight of the entity-type classifier's character-level loss (is
-            this character inside an entity of type t, from the NER tags) next to its sentence-level
-            multi-label loss; 0 trains it on the sentence labels alone.
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
             Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`).
     """
@@ -88,7 +84,6 @@ class MemoryNetConfig(PreTrainedConfig):
     memory_method: str = "pos_edit"
     label_type_size: int = 200
     memory_gradient: bool = False
-    type_classifier_token_loss_weight: float = 1.0
     memory_bank_size: int = 0
     memory_bank_length: int = 0
     memory_pos_length: int = 0

@@ -99,10 +99,8 @@ class MemoryAttention(nn.Module):
 class EntityTypeClassifier(nn.Module):
     """Multi-label classifier of the entity types a sentence contains (section 2.1, ``category`` retrieval).
 
-    Its own encoder (the paper trains a separate BERT multi-label model) gives every character one
-    logit per entity type, "this character is inside an entity of type t"; a sentence's logit for
-    t is the largest of its characters'. So the classifier can be trained on where the entities
-    are (character labels from the NER tags), not only on which types occur.
+    Its own encoder (the paper trains a separate BERT multi-label model), max-pooled over the
+    characters, then one logit per entity type.
     """
 
     def __init__(self, config: MemoryNetConfig):
@@ -111,15 +109,12 @@ class EntityTypeClassifier(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))
 
-    def forward(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, return_token_logits: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Sentence logits ``[batch, num_types]`` (and the characters' ``[batch, len, num_types]``)."""
-        token_logits = self.classifier(self.dropout(self.encoder(input_ids, attention_mask=attention_mask)))
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids, attention_mask=attention_mask)
         chars = character_mask(attention_mask)
-        chars[:, 0] |= ~chars.any(dim=1)  # an input without characters is classified from its [CLS]
-        logits = token_logits.masked_fill(~chars[..., None], torch.finfo(token_logits.dtype).min).max(dim=1).values
-        return (logits, token_logits) if return_token_logits else logits
+        chars[:, 0] |= ~chars.any(dim=1)  # an input without characters pools its [CLS]
+        pooled = hidden.masked_fill(~chars[..., None], torch.finfo(hidden.dtype).min).max(dim=1).values
+        return self.classifier(self.dropout(pooled))
 
 
 class SelfAttentionBlock(nn.Module):
@@ -355,37 +350,18 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
         self.type_classifier = EntityTypeClassifier(config)
         self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, entity_types=None, labels=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, entity_types=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
         r"""
         entity_types (`torch.LongTensor` of shape `(batch_size, num_types)`, *optional*):
             0/1 gold entity types; the loss is computed only when they are given.
-        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            NER tag ids (`-100` where there is no character): with `entity_types`, adds the
-            character-level loss weighted by `config.type_classifier_token_loss_weight`.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        logits, token_logits = self.type_classifier(input_ids, attention_mask, return_token_logits=True)
+        logits = self.type_classifier(input_ids, attention_mask)
         loss = None
         if entity_types is not None:
             loss = nn.functional.binary_cross_entropy_with_logits(logits, entity_types.float())
-            weight = self.config.type_classifier_token_loss_weight
-            if labels is not None and weight > 0:
-                loss = loss + weight * self.token_type_loss(token_logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def token_type_loss(self, token_logits: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
-        """BCE of every character's type logits against its gold type (none for ``O``), from the NER tags."""
-        types = self.config.entity_types
-        type_of_label = torch.tensor(
-            [types.index(self.config.id2label[i].split("-", 1)[1]) if self.config.id2label[i] != "O" else -1 for i in range(len(self.config.id2label))],
-            device=labels.device,
-        )
-        chars = labels != -100
-        char_types = type_of_label[labels[chars]]
-        targets = torch.zeros(len(char_types), len(types), device=labels.device)
-        targets[char_types >= 0, char_types[char_types >= 0]] = 1.0
-        return nn.functional.binary_cross_entropy_with_logits(token_logits[chars], targets)
 
 
 __all__ = ["MemoryNetForEntityTypes", "MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]

@@ -13,7 +13,6 @@ from transformers import BertTokenizerFast
 from conftest import run_train
 from data_scripts.collator import DataCollatorForMemoryNER
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
-from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 from test_model import FRESH, TEXTS
 
 
@@ -86,32 +85,6 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     enc = tokenizer([list("我在北京工作")], is_split_into_words=True, return_tensors="pt")
     assert model.predict_entity_types(enc["input_ids"], enc["attention_mask"]).shape == (1, 10)
     assert model.predict_tags(["我在北京工作"], tokenizer)[0].__len__() == 6  # memories by predicted category
-
-
-def test_type_classifier_pools_character_logits_and_learns_from_character_types():
-    """Sentence logit of a type = max of its characters' (never [CLS], [SEP] or padding); the
-    character loss targets each character's entity type from its NER tag, none for O."""
-    torch.manual_seed(0)
-    id2label = dict(enumerate(["B-LOC", "B-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]))
-    config = MemoryNetConfig(id2label=id2label, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=2,
-                             memory_method="category", hidden_dropout_prob=0.0)
-    model = MemoryNetForEntityTypes(config).eval()
-    input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 7, 3, 0, 0]])
-    mask = (input_ids != 0).long()
-    labels = torch.tensor([[-100, 0, 2, 6, -100], [-100, 4, -100, -100, -100]])  # B-LOC I-LOC S-PER / O
-    entity_types = torch.tensor([[1, 1], [0, 0]])  # config.entity_types == ["LOC", "PER"]
-    sentence, chars = model.type_classifier(input_ids, mask, return_token_logits=True)
-    assert torch.equal(sentence[0], chars[0, 1:4].max(dim=0).values) and torch.equal(sentence[1], chars[1, 1])
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    char_targets = torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 0]])  # the four characters, in order
-    char_logits = torch.cat([chars[0, 1:4], chars[1, 1:2]])
-    for weight in (0.0, 1.0, 0.5):
-        config.type_classifier_token_loss_weight = weight
-        loss = model(input_ids, attention_mask=mask, entity_types=entity_types, labels=labels).loss
-        expected = bce(sentence, entity_types.float()) + weight * bce(char_logits, char_targets)
-        assert torch.allclose(loss, expected)
-    assert torch.allclose(model(input_ids, attention_mask=mask, entity_types=entity_types).loss, bce(sentence, entity_types.float()))
-    assert model(input_ids, attention_mask=mask).loss is None
 
 
 def test_num_memory_zero_is_the_plain_encoder_crf():
