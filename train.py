@@ -39,7 +39,7 @@ from data_scripts.readers import print_summary
 from modeling.tag_schemes import tags_to_spans
 from modeling import ChineseNERPipeline, MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
-from modeling.modeling_memory_ner import MemoryNetForEntityTypes, entity_types_from_logits
+from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
 logger = logging.getLogger("train")
 
@@ -77,9 +77,6 @@ class ModelArguments:
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
     )
     type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
-    type_threshold: float | None = field(
-        default=None, metadata={"help": "category retrieval: type classifier decision threshold; default: the best on the out-of-fold predictions (0.5 without folds)"}
-    )
     type_classifier_folds: int = field(
         default=2,
         metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
@@ -232,13 +229,6 @@ def type_folds(texts: list[str], k: int, seed: int) -> np.ndarray:
     return np.array([fold_of[t] for t in texts])
 
 
-def tune_type_threshold(gold: np.ndarray, logits: np.ndarray, at_least_one: bool, types: list[str]) -> float:
-    """The decision threshold (0.05, 0.10, ..., 0.95) with the best micro F1 on the out-of-fold predictions."""
-    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
-    f1 = [multilabel_scores(gold, entity_types_from_logits(torch.as_tensor(logits), t, at_least_one).numpy(), types)["micro"]["f1"] for t in grid]
-    return float(grid[int(np.argmax(f1))])
-
-
 def train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors):
     """The multi-label entity-type classifier for ``category`` retrieval (section 2.1).
 
@@ -247,8 +237,6 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
     training sentences' types are predicted out of fold (``--type_classifier_folds``): by
     classifiers that did not see them, so the tagger learns from memories retrieved with the same
     kind of errors it will meet at test time, not from in-sample predictions that are nearly gold.
-    Those out-of-fold predictions also pick the decision threshold (``config.type_threshold``);
-    when every training sentence has an entity, a sentence gets at least its most probable type.
     """
     config = model.config
     clf_features = DatasetDict({
@@ -259,7 +247,8 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
     trainer = fit_type_classifier(config, clf_features["train"], clf_features["validation"], tokenizer, model_args, training_args,
                                   char_vectors, out_dir, model_args.type_classifier_epochs)
     logits = {split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions for split, ds in features.items()}
-    config.type_at_least_one = bool(gold_types["train"].any(axis=1).all())  # every training sentence has an entity
+    report = multilabel_scores(gold_types["validation"], (logits["validation"] > 0).astype(np.uint8), config.entity_types)
+    train_report = None
     k = model_args.type_classifier_folds
     if k > 1:
         folds = type_folds(["".join(t) for t in raw["train"]["tokens"]], k, training_args.seed)
@@ -271,19 +260,10 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
             )
             held_out_inputs = features["train"].select(held_out).select_columns(["input_ids", "attention_mask"])
             logits["train"][held_out] = fold_trainer.predict(held_out_inputs).predictions
-    if model_args.type_threshold is not None:
-        config.type_threshold = model_args.type_threshold
-    elif k > 1:
-        config.type_threshold = tune_type_threshold(gold_types["train"], logits["train"], config.type_at_least_one, config.entity_types)
-    predicted = {
-        split: entity_types_from_logits(torch.as_tensor(l), config.type_threshold, config.type_at_least_one).numpy().astype(np.uint8)
-        for split, l in logits.items()
-    }
-    report = multilabel_scores(gold_types["validation"], predicted["validation"], config.entity_types)
-    train_report = multilabel_scores(gold_types["train"], predicted["train"], config.entity_types) if k > 1 else None
+        train_report = multilabel_scores(gold_types["train"], (logits["train"] > 0).astype(np.uint8), config.entity_types)
+    predicted = {split: (l > 0).astype(np.uint8) for split, l in logits.items()}
     if trainer.is_world_process_zero():
-        print(f"\n== entity-type classifier on validation (multi-label, per type; threshold {config.type_threshold:g}"
-              f"{', at least one type per sentence' if config.type_at_least_one else ''})")
+        print("\n== entity-type classifier on validation (multi-label, per type)")
         print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
         for name, r in report.items():
             print(f"{name:<14}{100 * r['precision']:>8.2f}{100 * r['recall']:>8.2f}{100 * r['f1']:>8.2f}{r['support']:>9}")
@@ -467,8 +447,6 @@ def main() -> dict:
         }
         if uses_memory:
             results["memory"] = {"num_memory": model.config.num_memory, "method": model.config.memory_method, **retrieval_report}
-            if model.type_classifier is not None:
-                results["memory"].update(type_threshold=model.config.type_threshold, type_at_least_one=model.config.type_at_least_one)
         if type_report is not None:
             results["type_classifier_validation"] = type_report
         if train_type_report is not None:

@@ -59,12 +59,6 @@ class MemoryNetConfig(PreTrainedConfig):
             the memories are encoded without gradient: the encoder still learns from the input
             sentence and, through `s`, from the memory attention (eq. 3), and a training step costs
             about half as much. The paper does not say which it did; see `benchmarks/RESULTS.md`.
-        type_threshold (`float`, defaults to 0.5):
-            `category` retrieval: probability above which the entity-type classifier predicts a
-            type. `train.py` picks it on the training sentences' out-of-fold predictions.
-        type_at_least_one (`bool`, defaults to `False`):
-            `category` retrieval: when no type passes `type_threshold`, predict the most probable
-            one. `train.py` sets it when every training sentence has an entity (CLUENER).
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
             Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`).
     """
@@ -90,8 +84,6 @@ class MemoryNetConfig(PreTrainedConfig):
     memory_method: str = "pos_edit"
     label_type_size: int = 200
     memory_gradient: bool = False
-    type_threshold: float = 0.5
-    type_at_least_one: bool = False
     memory_bank_size: int = 0
     memory_bank_length: int = 0
     memory_pos_length: int = 0
@@ -108,8 +100,6 @@ class MemoryNetConfig(PreTrainedConfig):
             )
         if self.memory_method not in ("pos_edit", "category", "gold_category", "random"):
             raise ValueError(f"unknown memory_method {self.memory_method!r}")
-        if not 0.0 < self.type_threshold < 1.0:
-            raise ValueError(f"type_threshold must be a probability in (0, 1), got {self.type_threshold}")
         if self.num_memory < 0:
             raise ValueError(f"num_memory must be >= 0, got {self.num_memory}")
         super().__post_init__(**kwargs)

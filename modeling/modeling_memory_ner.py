@@ -117,17 +117,6 @@ class EntityTypeClassifier(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
-def entity_types_from_logits(logits: torch.Tensor, threshold: float = 0.5, at_least_one: bool = False) -> torch.LongTensor:
-    """The classifier's decision, ``[batch, num_types]`` 0/1: types whose probability passes
-    ``threshold``, or, with ``at_least_one``, the most probable type when none does."""
-    probs = torch.sigmoid(logits.float())
-    types = (probs > threshold).long()
-    if at_least_one:
-        empty = types.sum(dim=-1) == 0
-        types[empty, probs[empty].argmax(dim=-1)] = 1
-    return types
-
-
 class SelfAttentionBlock(nn.Module):
     """Multi-head self-attention over the fused features (eqs. 8-10), with a residual projection."""
 
@@ -257,16 +246,15 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         return torch.as_tensor(ids, device=input_ids.device)
 
     @torch.no_grad()
-    def predict_entity_types(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.LongTensor:
-        """``[batch, num_types]`` 0/1: the entity types the classifier predicts for each input
-        (``config.type_threshold`` and ``config.type_at_least_one``, see :func:`entity_types_from_logits`)."""
+    def predict_entity_types(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, threshold: float = 0.5) -> torch.LongTensor:
+        """``[batch, num_types]`` 0/1: the entity types the classifier predicts for each input."""
         if self.type_classifier is None:
             raise ValueError("this model has no entity-type classifier (it is trained with memory_method='category')")
         was_training = self.type_classifier.training
         self.type_classifier.eval()
-        logits = self.type_classifier(input_ids, attention_mask)
+        probs = torch.sigmoid(self.type_classifier(input_ids, attention_mask))
         self.type_classifier.train(was_training)
-        return entity_types_from_logits(logits, self.config.type_threshold, self.config.type_at_least_one)
+        return (probs > threshold).long()
 
     def _encode_memories(self, memory_input_ids, memory_attention_mask, memory_ids=None) -> torch.Tensor:
         """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).
@@ -376,4 +364,4 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-__all__ = ["entity_types_from_logits", "MemoryNetForEntityTypes", "MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]
+__all__ = ["MemoryNetForEntityTypes", "MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]

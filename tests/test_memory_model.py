@@ -13,7 +13,6 @@ from transformers import BertTokenizerFast
 from conftest import run_train
 from data_scripts.collator import DataCollatorForMemoryNER
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
-from modeling.modeling_memory_ner import entity_types_from_logits
 from test_model import FRESH, TEXTS
 
 
@@ -77,8 +76,6 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "category", "--num_train_epochs", "2",
                          "--type_classifier_epochs", "3", "--lstm_hidden_size", "32", "--save_strategy", "no", "--load_best_model_at_end", "false"])
     report = results["type_classifier_validation"]
-    assert results["memory"]["type_at_least_one"] is True  # every sample sentence has an entity
-    assert 0.05 <= results["memory"]["type_threshold"] <= 0.95  # picked on the out-of-fold predictions
     assert set(report) == {"address", "book", "company", "game", "government", "movie", "name", "organization", "position", "scene", "micro"}
     assert "entity-type classifier on validation" in results["_stdout"]
     model, info = MemoryNetForTokenClassification.from_pretrained(out, output_loading_info=True)
@@ -88,15 +85,6 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     enc = tokenizer([list("我在北京工作")], is_split_into_words=True, return_tensors="pt")
     assert model.predict_entity_types(enc["input_ids"], enc["attention_mask"]).shape == (1, 10)
     assert model.predict_tags(["我在北京工作"], tokenizer)[0].__len__() == 6  # memories by predicted category
-
-
-def test_type_decision_threshold_and_at_least_one():
-    logits = torch.logit(torch.tensor([[0.9, 0.4, 0.2], [0.3, 0.1, 0.2], [0.6, 0.7, 0.05]]))
-    assert entity_types_from_logits(logits).tolist() == [[1, 0, 0], [0, 0, 0], [1, 1, 0]]
-    assert entity_types_from_logits(logits, 0.35).tolist() == [[1, 1, 0], [0, 0, 0], [1, 1, 0]]
-    assert entity_types_from_logits(logits, 0.5, at_least_one=True).tolist() == [[1, 0, 0], [1, 0, 0], [1, 1, 0]]
-    with pytest.raises(ValueError, match="type_threshold"):
-        MemoryNetConfig(type_threshold=1.5)
 
 
 def test_num_memory_zero_is_the_plain_encoder_crf():
