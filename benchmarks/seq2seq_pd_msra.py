@@ -41,7 +41,8 @@ RUNS = {
     for corpus in ("peoples_daily", "msra") for model in MODELS
 }
 # seq2seq16ep: twice the epochs, since the 8-epoch run was still improving at its last epoch (a
-# 256-wide encoder, the CRF's, was tried too: 3.7x slower per step, ~3.5 h on one core; not run)
+# 256-wide encoder, the CRF's, was started too: about twice as slow per step in its first minutes,
+# too long for one session, so it was stopped)
 RUNS["seq2seq16ep-peoples_daily"] = [*SEQ2SEQ, "--dataset", "peoples_daily", *COMMON, "--num_train_epochs", "16"]
 
 
