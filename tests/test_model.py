@@ -234,3 +234,22 @@ def test_unlabelled_test_split_gets_cluener_format_predictions(data_dir, tmp_pat
         for etype, surfaces in p["label"].items():
             for surface, spans in surfaces.items():
                 assert all(p["text"][a : b + 1] == surface for a, b in spans)
+
+
+def test_training_seed_does_not_move_the_data_split(monkeypatch, tmp_path):
+    """--seed changes initialisation and batch order only: People's Daily's 80/20 split and the
+    held-out share of train come from --split_seed, so runs with different seeds share a test set."""
+    import train
+
+    seen = []
+
+    def fake_load_corpus(name, data_dir, scheme, max_chars, source_scheme, validation_ratio, seed, *files):
+        seen.append(seed)
+        raise KeyboardInterrupt  # stop main() here
+
+    monkeypatch.setattr(train, "load_corpus", fake_load_corpus)
+    for argv, expected in ((["--seed", "7"], 42), (["--seed", "7", "--split_seed", "3"], 3)):
+        monkeypatch.setattr(sys, "argv", ["train.py", "--dataset", "peoples_daily", "--output_dir", str(tmp_path), *argv])
+        with pytest.raises(KeyboardInterrupt):
+            train.main()
+    assert seen == [42, 3]
