@@ -6,14 +6,18 @@ training and for the reported test F1; each finished seq2seq run is then decoded
 Both models: windows of up to 128 tokens, batch 32 of similar lengths (group_by_length), lr 1e-3 (the seq2seq paper's), Tencent vectors,
 model selection on the 5% of train held out; the CRF model is `benchmarks/baselines.py`'s baseline.
 
-    python benchmarks/seq2seq_pd_msra.py [--runs seq2seq-peoples_daily crf-peoples_daily] [--parallel 2]
-    python benchmarks/seq2seq_pd_msra.py --table-only [--beams 4]
+    python benchmarks/seq2seq_pd_msra.py [--runs seq2seq-peoples_daily crf-peoples_daily] [--seeds 43 44] [--parallel 2]
+    python benchmarks/seq2seq_pd_msra.py --table-only [--beams 4] [--seeds 42 43 44]
+
+Run names are MODEL-CORPUS for train.py's default seed (42) and MODEL-CORPUS-sSEED for the others;
+every seed is scored on the same test split (train.py's --split_seed stays 42).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -46,6 +50,19 @@ RUNS = {
 RUNS["seq2seq16ep-peoples_daily"] = [*SEQ2SEQ, "--dataset", "peoples_daily", *COMMON, "--num_train_epochs", "16"]
 
 
+DEFAULT_SEED = 42
+
+
+def run_name(base: str, seed: int) -> str:
+    return base if seed == DEFAULT_SEED else f"{base}-s{seed}"
+
+
+def parse_name(name: str) -> tuple[str, str, int]:
+    """``seq2seq16ep-peoples_daily-s43`` -> ``("seq2seq16ep", "peoples_daily", 43)``."""
+    model, corpus, *seed = name.split("-")
+    return model, corpus, int(seed[0][1:]) if seed else DEFAULT_SEED
+
+
 def beam_scores(name: str, beams: int, batch_size: int = 64) -> dict:
     """Test F1 of a finished seq2seq run decoded with ``beams`` (cached in the run folder)."""
     folder = RUNS_DIR / name
@@ -56,7 +73,7 @@ def beam_scores(name: str, beams: int, batch_size: int = 64) -> dict:
     from transformers import BertTokenizerFast
 
     tokenizer = BertTokenizerFast.from_pretrained(folder)
-    corpus = name.split("-", 1)[1]
+    corpus = parse_name(name)[1]
     test = load_corpus(corpus, scheme=model.config.tag_scheme, max_chars=model.config.max_length - 2)["test"]
     enc = tokenize_and_align({"tokens": test["tokens"], "ner_tags": test["ner_tags"]}, tokenizer, model.config.max_length)
     names = test.features["ner_tags"].feature.names
@@ -75,34 +92,46 @@ def beam_scores(name: str, beams: int, batch_size: int = 64) -> dict:
 
 
 def table(names: list[str], beams: int) -> str:
-    rows = [f"| model | corpus | test sentences | P | R | F1 (greedy / Viterbi) | F1 (beam {beams}) | best epoch | wall (min) | paper |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [f"| model | corpus | seed | test sentences | P | R | F1 (greedy / Viterbi) | F1 (beam {beams}) | best epoch | wall (min) | paper |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    f1s: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
     for name in names:
-        model, corpus = name.split("-", 1)
+        model, corpus, seed = parse_name(name)
         paper = PAPER[("crf" if model == "crf" else "seq2seq", corpus)]
         res = results(name)
         if res is None:
-            rows.append(f"| {model} | {corpus} | – | – | – | (not run) | – | – | – | {paper} |")
+            rows.append(f"| {model} | {corpus} | {seed} | – | – | – | (not run) | – | – | – | {paper} |")
             continue
-        beam = f"{100 * beam_scores(name, beams)['f1']:.2f}" if model != "crf" else "–"
+        beam = 100 * beam_scores(name, beams)["f1"] if model != "crf" else None
+        f1s.setdefault((model, corpus), []).append((100 * res["test_f1"], beam))
         epoch = f"{res['best_epoch']:.0f}" if res["best_epoch"] else "–"
         wall = f"{res['wall_minutes']:.1f}" if res["wall_minutes"] else "–"
-        rows.append(f"| {model} | {corpus} | {res['test_examples']} | {100 * res['test_precision']:.2f} | {100 * res['test_recall']:.2f} | "
-                    f"**{100 * res['test_f1']:.2f}** | {beam} | {epoch} | {wall} | {paper} |")
+        rows.append(f"| {model} | {corpus} | {seed} | {res['test_examples']} | {100 * res['test_precision']:.2f} | {100 * res['test_recall']:.2f} | "
+                    f"**{100 * res['test_f1']:.2f}** | {'–' if beam is None else f'{beam:.2f}'} | {epoch} | {wall} | {paper} |")
+    for (model, corpus), scores in f1s.items():
+        if len(scores) > 1:
+            rows.append(f"| {model}, mean ± std | {corpus} | {len(scores)} seeds | | | | **{mean_std([g for g, _ in scores])}** | "
+                        f"{'–' if scores[0][1] is None else mean_std([b for _, b in scores])} | | | |")
     return "\n".join(rows)
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED], help="train.py --seed of each run (the test split stays the same)")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--beams", type=int, default=4, help="beam width of the second decoding of the seq2seq runs")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
+    runs = {run_name(base, seed): [*RUNS[base], "--seed", str(seed), *args.extra] for seed in args.seeds for base in args.runs}
     if not args.table_only:
-        run_all({name: RUNS[name] + args.extra for name in args.runs}, args.parallel, "seq2seq vs CRF runs")
-    print(table(args.runs, args.beams))
+        run_all(runs, args.parallel, "seq2seq vs CRF runs")
+    print(table(list(runs), args.beams))
 
 
 if __name__ == "__main__":
