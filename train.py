@@ -76,6 +76,11 @@ class ModelArguments:
     memory_gradient: bool = field(
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
     )
+    type_classifier_kind: str = field(
+        default="pooled",
+        metadata={"help": "category retrieval: the entity-type classifier, pooled (a multi-label classifier, the paper's) or tagger "
+                  "(an encoder-CRF tagger whose decoded entities give the types)"},
+    )
     type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
     type_classifier_folds: int = field(
         default=2,
@@ -209,18 +214,22 @@ def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, traini
     elif char_vectors:
         init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
 
+    tagger = config.type_classifier_kind == "tagger"
+
     def type_metrics(eval_pred) -> dict:
-        scores = multilabel_scores(eval_pred.label_ids, (eval_pred.predictions > 0).astype(int), config.entity_types)
+        gold = eval_pred.label_ids[0] if tagger else eval_pred.label_ids  # the tagger's labels: (entity_types, tags)
+        scores = multilabel_scores(gold, (eval_pred.predictions > 0).astype(int), config.entity_types)
         return {"f1": scores["micro"]["f1"], "precision": scores["micro"]["precision"], "recall": scores["micro"]["recall"]}
 
     args = dataclasses.replace(
-        training_args, output_dir=str(output_dir), num_train_epochs=epochs, label_names=["entity_types"], save_total_limit=1,
+        training_args, output_dir=str(output_dir), num_train_epochs=epochs, save_total_limit=1,
+        label_names=["entity_types", "labels"] if tagger else ["entity_types"],
     )
     if eval_ds is None:
         args = dataclasses.replace(args, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
     trainer = Trainer(
         model=clf, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
+        data_collator=DataCollatorForTokenClassification(tokenizer) if tagger else DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
         optimizers=(build_optimizer(clf, args, args.learning_rate), None),
     )
     trainer.train()
@@ -244,8 +253,9 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
     kind of errors it will meet at test time, not from in-sample predictions that are nearly gold.
     """
     config = model.config
+    columns = ["input_ids", "attention_mask"] + (["labels"] if config.type_classifier_kind == "tagger" else [])
     clf_features = DatasetDict({
-        split: ds.select_columns(["input_ids", "attention_mask"]).add_column("entity_types", gold_types[split].tolist())
+        split: ds.select_columns(columns).add_column("entity_types", gold_types[split].tolist())
         for split, ds in features.items() if split in gold_types
     })
     out_dir = Path(training_args.output_dir) / "type_classifier"
@@ -293,6 +303,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
         kwargs.update(
             use_self_attention=model_args.use_self_attention, num_memory=model_args.num_memory,
             memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
+            type_classifier_kind=model_args.type_classifier_kind,
         )
         if char_vectors:
             kwargs["label_type_size"] = char_vectors[1].shape[1]

@@ -24,6 +24,8 @@ GROUPS = {
     "baseline": (["--num_memory", "0"], [1, 2, 3]),  # the same model without memory (self-attention kept)
     "category": (["--num_memory", "4", "--memory_method", "category"], [1, 2, 3]),  # training queries' types out of fold (default)
     "category_in_sample": (["--num_memory", "4", "--memory_method", "category", "--type_classifier_folds", "1"], [1, 2, 3]),
+    # the query types from an encoder-CRF tagger (its Viterbi entities' types) instead of the pooled multi-label classifier
+    "category_tagger": (["--num_memory", "4", "--memory_method", "category", "--type_classifier_kind", "tagger"], [1, 2, 3]),
     "pos_edit": (["--num_memory", "4", "--memory_method", "pos_edit"], [1]),
     "gold_category": (["--num_memory", "4", "--memory_method", "gold_category"], [1]),
     "random": (["--num_memory", "4", "--memory_method", "random"], [1]),

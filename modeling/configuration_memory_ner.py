@@ -51,6 +51,10 @@ class MemoryNetConfig(PreTrainedConfig):
         memory_method (`str`, defaults to `"pos_edit"`):
             How memories are retrieved when the caller gives none: `pos_edit`, `category`,
             `gold_category` or `random` (see `retrieval.py`).
+        type_classifier_kind (`str`, defaults to `"pooled"`):
+            The entity-type classifier of `category` retrieval. `"pooled"`: the encoder max-pooled
+            over the characters, one logit per type (a multi-label classifier, as the paper's); `"tagger"`:
+            an encoder-CRF tagger trained on the NER tags, whose decoded tags give the types.
         label_type_size (`int`, defaults to 200):
             Size of the entity-type part of a label embedding (the pretrained vectors' size; the paper
             used 300-d word vectors); the position bits (B, I, O, S, ...) come on top.
@@ -82,6 +86,7 @@ class MemoryNetConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     num_memory: int = 0
     memory_method: str = "pos_edit"
+    type_classifier_kind: str = "pooled"
     label_type_size: int = 200
     memory_gradient: bool = False
     memory_bank_size: int = 0
@@ -100,6 +105,8 @@ class MemoryNetConfig(PreTrainedConfig):
             )
         if self.memory_method not in ("pos_edit", "category", "gold_category", "random"):
             raise ValueError(f"unknown memory_method {self.memory_method!r}")
+        if self.type_classifier_kind not in ("pooled", "tagger"):
+            raise ValueError(f"type_classifier_kind must be 'pooled' or 'tagger', got {self.type_classifier_kind!r}")
         if self.num_memory < 0:
             raise ValueError(f"num_memory must be >= 0, got {self.num_memory}")
         super().__post_init__(**kwargs)

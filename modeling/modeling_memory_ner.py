@@ -99,17 +99,45 @@ class MemoryAttention(nn.Module):
 class EntityTypeClassifier(nn.Module):
     """Multi-label classifier of the entity types a sentence contains (section 2.1, ``category`` retrieval).
 
-    Its own encoder (the paper trains a separate BERT multi-label model), max-pooled over the
-    characters, then one logit per entity type.
+    It has its own encoder (the paper trains a separate BERT multi-label model). With
+    ``config.type_classifier_kind="pooled"`` the encoder is max-pooled over the characters and
+    scored with one logit per entity type; with ``"tagger"`` it is an encoder-CRF tagger trained on
+    the NER tags, and a type is present when a Viterbi-decoded tag carries it. Either way
+    ``forward`` returns ``[batch, num_types]`` logits (the tagger's are ``±TAGGER_LOGIT``).
     """
+
+    TAGGER_LOGIT = 10.0
 
     def __init__(self, config: MemoryNetConfig):
         super().__init__()
+        self.kind = config.type_classifier_kind
         self.encoder = build_encoder(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))
+        types = config.entity_types
+        if self.kind == "pooled":
+            self.classifier = nn.Linear(self.encoder.output_size, len(types))
+        else:
+            self.classifier = nn.Linear(self.encoder.output_size, config.num_labels)
+            self.crf = CRFHead(config.num_labels)
+            tag_types = torch.zeros(config.num_labels, len(types))
+            for tag, label in config.id2label.items():
+                if label != "O":
+                    tag_types[int(tag), types.index(label.split("-", 1)[1])] = 1
+            self.register_buffer("tag_types", tag_types, persistent=False)  # [num_labels, num_types]
+
+    def emissions(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Tagger kind: per-token tag scores ``[batch, length, num_labels]`` for its CRF."""
+        return self.classifier(self.dropout(self.encoder(input_ids, attention_mask=attention_mask)))
+
+    def types_from_emissions(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Tagger kind: ``±TAGGER_LOGIT`` per type, positive when a decoded tag has that type."""
+        tags = self.crf.decode(emissions, attention_mask)
+        present = self.tag_types[tags.clamp(min=0)].masked_fill((tags < 0)[..., None], 0).amax(dim=1)
+        return (2 * present - 1) * self.TAGGER_LOGIT
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.kind == "tagger":
+            return self.types_from_emissions(self.emissions(input_ids, attention_mask), attention_mask)
         hidden = self.encoder(input_ids, attention_mask=attention_mask)
         chars = character_mask(attention_mask)
         chars[:, 0] |= ~chars.any(dim=1)  # an input without characters pools its [CLS]
@@ -339,7 +367,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
 
 class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
-    """The entity-type classifier alone, for its own training run (multi-label, BCE loss).
+    """The entity-type classifier alone, for its own training run (BCE loss, or the CRF's for the tagger kind).
 
     ``train.py`` trains it first, uses it to retrieve memories by ``category``, and copies it into
     ``MemoryNetForTokenClassification.type_classifier`` so inference needs no gold labels.
@@ -350,17 +378,30 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
         self.type_classifier = EntityTypeClassifier(config)
         self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, entity_types=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(self, input_ids, attention_mask=None, entity_types=None, labels=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
         r"""
         entity_types (`torch.LongTensor` of shape `(batch_size, num_types)`, *optional*):
-            0/1 gold entity types; the loss is computed only when they are given.
+            0/1 gold entity types: the loss of the `pooled` classifier (binary cross-entropy).
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Gold tag ids aligned with `input_ids`: the loss of the `tagger` kind (CRF negative
+            log-likelihood). A loss is computed only when its gold labels are given.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        logits = self.type_classifier(input_ids, attention_mask)
-        loss = None
-        if entity_types is not None:
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, entity_types.float())
+        clf = self.type_classifier
+        loss = logits = None
+        if clf.kind == "tagger":
+            if entity_types is not None and labels is None:
+                raise ValueError("the tagger kind of entity-type classifier trains on the NER tags: pass labels")
+            emissions = clf.emissions(input_ids, attention_mask)
+            if labels is not None:
+                loss = clf.crf(emissions, attention_mask, labels)
+            if not self.training:  # Viterbi only where predictions are read
+                logits = clf.types_from_emissions(emissions, attention_mask)
+        else:
+            logits = clf(input_ids, attention_mask)
+            if entity_types is not None:
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, entity_types.float())
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

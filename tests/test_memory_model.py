@@ -146,3 +146,34 @@ def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir,
     proc = subprocess.run([sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
+
+
+def test_tagger_type_classifier_reads_types_off_its_viterbi_tags():
+    """``type_classifier_kind="tagger"``: trained by its CRF on the NER tags; a type is predicted exactly when a decoded tag carries it."""
+    from modeling.modeling_memory_ner import MemoryNetForEntityTypes
+
+    torch.manual_seed(0)
+    labels = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]
+    config = MemoryNetConfig(id2label=dict(enumerate(labels)), vocab_size=50, char_embedding_size=8, lstm_hidden_size=8,
+                             num_memory=2, memory_method="category", type_classifier_kind="tagger")
+    model = MemoryNetForEntityTypes(config)
+    input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 7, 3, 0, 0]])
+    mask = (input_ids != 0).long()
+    tags = torch.tensor([[-100, 1, 3, 4, -100], [-100, 5, -100, -100, -100]])
+    out = model(input_ids, mask, entity_types=torch.tensor([[0, 1], [1, 0]]), labels=tags)
+    assert out.logits is None and out.loss.item() > 0  # training: the CRF loss, no decoding
+    with pytest.raises(ValueError, match="pass labels"):
+        model(input_ids, mask, entity_types=torch.tensor([[0, 1], [1, 0]]))
+    model.eval()
+    clf = model.type_classifier
+    decoded = clf.crf.decode(clf.emissions(input_ids, mask), mask)
+    expected = [[int(any(t >= 0 and labels[t].endswith(name) for t in row.tolist())) for name in config.entity_types] for row in decoded]
+    logits = model(input_ids, mask).logits
+    assert ((logits > 0).long().tolist()) == expected and set(logits.abs().flatten().tolist()) == {clf.TAGGER_LOGIT}
+    with torch.no_grad():  # force the path: the first sentence is all S-PER, the second O
+        clf.classifier.weight.zero_()
+        clf.classifier.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 50.0]))
+        clf.crf.crf.transitions.zero_(), clf.crf.crf.start_transitions.zero_(), clf.crf.crf.end_transitions.zero_()
+        assert model(input_ids, mask).logits.gt(0).long().tolist() == [[0, 1], [0, 1]]
+        clf.classifier.bias.copy_(torch.tensor([0, 0, 0, 0, 50.0, 0, 0]))
+        assert model(input_ids, mask).logits.gt(0).long().tolist() == [[0, 0], [0, 0]]
