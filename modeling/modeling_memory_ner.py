@@ -54,6 +54,8 @@ class MemoryNetPreTrainedModel(PreTrainedModel):
             init.uniform_(module.crf.start_transitions, -0.1, 0.1)
             init.uniform_(module.crf.end_transitions, -0.1, 0.1)
             init.uniform_(module.crf.transitions, -0.1, 0.1)
+        elif isinstance(module, EntityTypeClassifier) and module.kind == "tagger":
+            init.copy_(module.tag_types, module.tag_type_matrix(self.config))
         elif isinstance(module, MemoryNetForTokenClassification) and module.label_embeddings is not None:
             module.reset_label_embeddings()
         elif isinstance(module, CharBiLSTMEncoder):
@@ -113,17 +115,23 @@ class EntityTypeClassifier(nn.Module):
         self.kind = config.type_classifier_kind
         self.encoder = build_encoder(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        types = config.entity_types
         if self.kind == "pooled":
-            self.classifier = nn.Linear(self.encoder.output_size, len(types))
+            self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))
         else:
             self.classifier = nn.Linear(self.encoder.output_size, config.num_labels)
             self.crf = CRFHead(config.num_labels)
-            tag_types = torch.zeros(config.num_labels, len(types))
-            for tag, label in config.id2label.items():
-                if label != "O":
-                    tag_types[int(tag), types.index(label.split("-", 1)[1])] = 1
-            self.register_buffer("tag_types", tag_types, persistent=False)  # [num_labels, num_types]
+            # derived from the config, not saved: set again by ``_init_weights`` when loaded with from_pretrained
+            self.register_buffer("tag_types", self.tag_type_matrix(config), persistent=False)
+
+    @staticmethod
+    def tag_type_matrix(config: MemoryNetConfig) -> torch.Tensor:
+        """``[num_labels, num_types]`` 0/1: which entity type each tag of ``config.id2label`` carries."""
+        types = config.entity_types
+        matrix = torch.zeros(config.num_labels, len(types))
+        for tag, label in config.id2label.items():
+            if label != "O":
+                matrix[int(tag), types.index(label.split("-", 1)[1])] = 1
+        return matrix
 
     def emissions(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Tagger kind: per-token tag scores ``[batch, length, num_labels]`` for its CRF."""

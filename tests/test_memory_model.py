@@ -148,7 +148,7 @@ def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir,
     assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
 
 
-def test_tagger_type_classifier_reads_types_off_its_viterbi_tags():
+def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
     """``type_classifier_kind="tagger"``: trained by its CRF on the NER tags; a type is predicted exactly when a decoded tag carries it."""
     from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
@@ -170,6 +170,9 @@ def test_tagger_type_classifier_reads_types_off_its_viterbi_tags():
     expected = [[int(any(t >= 0 and labels[t].endswith(name) for t in row.tolist())) for name in config.entity_types] for row in decoded]
     logits = model(input_ids, mask).logits
     assert ((logits > 0).long().tolist()) == expected and set(logits.abs().flatten().tolist()) == {clf.TAGGER_LOGIT}
+    model.save_pretrained(tmp_path)  # the tag -> type table is rebuilt on load, not left uninitialised
+    loaded = MemoryNetForEntityTypes.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.type_classifier.tag_types, clf.tag_types) and torch.equal(loaded(input_ids, mask).logits, logits)
     with torch.no_grad():  # force the path: the first sentence is all S-PER, the second O
         clf.classifier.weight.zero_()
         clf.classifier.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 50.0]))
