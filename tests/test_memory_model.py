@@ -173,7 +173,7 @@ def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
     model.save_pretrained(tmp_path)  # the tag -> type table is rebuilt on load, not left uninitialised
     loaded = MemoryNetForEntityTypes.from_pretrained(tmp_path).eval()
     assert torch.equal(loaded.type_classifier.tag_types, clf.tag_types) and torch.equal(loaded(input_ids, mask).logits, logits)
-    with torch.no_grad():  # force the path: the first sentence is all S-PER, the second O
+    with torch.no_grad():  # force the path: every character S-PER (both sentences have PER), then every character O (no types)
         clf.classifier.weight.zero_()
         clf.classifier.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 50.0]))
         clf.crf.crf.transitions.zero_(), clf.crf.crf.start_transitions.zero_(), clf.crf.crf.end_transitions.zero_()
