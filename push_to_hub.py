@@ -28,13 +28,15 @@ import yaml
 
 CHECK_SENTENCE = "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。"
 
-# how each corpus of train.py is named in the card (Hub dataset ids where one is the same corpus)
+# how each corpus of train.py is named in the card: title, model-index dataset type, Hub dataset id of
+# the same corpus (None when the Hub has none: CLUENER is not there, and the Hub's peoples_daily_ner is
+# a different, pre-split release, not the raw January 1998 corpus split 80/20 here), note
 DATASETS = {
-    "cluener": ("CLUENER2020", "cluener2020", "the CLUE fine-grained NER set: 10 entity types, 10,748 training sentences; scores are on its dev set"),
-    "msra": ("MSRA NER", "msra_ner", "SIGHAN 2006 MSRA: PER / LOC / ORG; standard train / test"),
-    "peoples_daily": ("People's Daily 1998 (January)", "peoples_daily_1998", "PKU-annotated People's Daily, January 1998: PER / LOC / ORG read from the POS tags (nr / ns / nt); seeded 80/20 split"),
-    "sample": ("embedded sample", "sample", "the small original sample shipped with the code (a smoke test, not a benchmark)"),
-    "files": ("own files", "custom", "files given to train.py"),
+    "cluener": ("CLUENER2020", "cluener2020", None, "the CLUE fine-grained NER set: 10 entity types, 10,748 training sentences; scores are on its dev set"),
+    "msra": ("MSRA NER", "levow/msra_ner", "levow/msra_ner", "SIGHAN 2006 MSRA: PER / LOC / ORG; standard train / test"),
+    "peoples_daily": ("People's Daily 1998 (January)", "peoples_daily_1998", None, "PKU-annotated People's Daily, January 1998: PER / LOC / ORG read from the POS tags (nr / ns / nt); seeded 80/20 split"),
+    "sample": ("embedded sample", "sample", None, "the small original sample shipped with the code (a smoke test, not a benchmark)"),
+    "files": ("own files", "custom", None, "files given to train.py"),
 }
 MODELS = {
     "memory_ner": ("MemoryNetForTokenClassification", "the associated memory network: each sentence is tagged together with "
@@ -77,12 +79,12 @@ def evaluated_splits(results: dict) -> list[str]:
 
 def model_index(name: str, results: dict, model_type: str) -> list[dict]:
     corpus = results.get("dataset", "files")
-    title, dataset_id, _ = DATASETS.get(corpus, DATASETS["files"])
+    title, dataset_type, _, _ = DATASETS.get(corpus, DATASETS["files"])
     entries = []
     for split in evaluated_splits(results):
         entries.append({
             "task": {"type": "token-classification", "name": "Named Entity Recognition"},
-            "dataset": {"name": title, "type": dataset_id, "split": split},
+            "dataset": {"name": title, "type": dataset_type, "split": split},
             "metrics": [
                 {"type": metric, "value": round(100 * results[f"{split}_{metric}"], 2),
                  "name": f"{split} {metric} (strict entity-level, %)"}
@@ -98,7 +100,7 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
     class_name, summary = MODELS.get(model_type, (config.get("architectures", ["?"])[0], ""))
     summary = summary.format(num_memory=config.get("num_memory"))
     corpus = results.get("dataset", "files")
-    title, dataset_id, corpus_note = DATASETS.get(corpus, DATASETS["files"])
+    title, _, hub_dataset, corpus_note = DATASETS.get(corpus, DATASETS["files"])
     args = results.get("arguments", {})
     entity_types = sorted({label.split("-", 1)[1] for label in config.get("id2label", {}).values() if "-" in label})
     tags = ["token-classification", "ner", "chinese", "custom_code", "memory-network" if model_type == "memory_ner" else "seq2seq"]
@@ -108,7 +110,7 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
         "library_name": "transformers",
         "pipeline_tag": "token-classification",
         "tags": tags,
-        "datasets": [dataset_id],
+        **({"datasets": [hub_dataset]} if hub_dataset else {}),  # only ids that exist on the Hub
         "metrics": ["f1", "precision", "recall"],
         "model-index": model_index(repo_name, results, model_type),
     }

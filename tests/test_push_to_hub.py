@@ -65,3 +65,16 @@ def test_a_folder_that_is_not_a_trained_model_gets_a_clear_error(tmp_path):
     assert "is not a model folder written by train.py" in proc.stderr
     proc = push([tmp_path])
     assert proc.returncode == 2 and "give --repo_id to upload, or --dry-run" in proc.stderr
+
+
+@pytest.mark.parametrize("corpus,hub_ids,index_type", [("msra", ["levow/msra_ner"], "levow/msra_ner"), ("cluener", None, "cluener2020"),
+                                                      ("peoples_daily", None, "peoples_daily_1998"), ("sample", None, "sample")])
+def test_card_lists_only_hub_datasets_that_are_the_same_corpus(corpus, hub_ids, index_type):
+    sys.path.insert(0, str(ROOT))
+    from push_to_hub import model_card
+
+    config = {"model_type": "memory_ner", "num_memory": 4, "tag_scheme": "BIOS", "id2label": {"0": "O", "1": "B-PER"}}
+    results = {"dataset": corpus, "validation_f1": 0.5, "validation_precision": 0.5, "validation_recall": 0.5}
+    meta = front_matter(model_card("someone/x", config, results, "apache-2.0"))
+    assert meta.get("datasets") == hub_ids  # a made-up id would be a dead link on the model page
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == index_type
