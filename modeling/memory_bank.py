@@ -26,6 +26,7 @@ class MemoryBank(nn.Module):
         self.register_buffer("lengths", torch.zeros(size, dtype=torch.long))
         self.register_buffer("types", torch.zeros(size, num_types, dtype=torch.uint8))
         self.register_buffer("pos", torch.zeros(size, pos_length, dtype=torch.int32))
+        self._pos_strings: tuple[torch.Tensor, int, list[str]] | None = None  # (pos buffer, its version, decoded)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -71,7 +72,14 @@ class MemoryBank(nn.Module):
         return out
 
     def pos_strings(self) -> list[str]:
-        return ["".join(chr(c) for c in row if c) for row in self.pos.tolist()]
+        """The bank's POS strings, decoded once and reused until the ``pos`` buffer is replaced or
+        written to (``fill``, ``load_state_dict``, ``from_pretrained``); decoding all of them takes
+        longer than tagging a sentence, so raw-input retrieval must not repeat it per call."""
+        cached = self._pos_strings
+        if cached is None or cached[0] is not self.pos or cached[1] != self.pos._version:
+            decoded = ["".join(chr(c) for c in row if c) for row in self.pos.tolist()]
+            self._pos_strings = cached = (self.pos, self.pos._version, decoded)
+        return cached[2]
 
     def gather(self, memory_ids: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
         """Memories ``[batch, n]`` (bank indices) -> ``memory_input_ids``, ``memory_attention_mask``,

@@ -51,6 +51,25 @@ def test_cached_bank_encodings_equal_fresh_ones(memory_run):
     assert len(model._memory_cache) == 0  # weights may change: the cache is dropped
 
 
+def test_bank_pos_strings_are_decoded_once_and_follow_the_buffer():
+    """Raw-input retrieval reads the bank's POS strings on every call: they are decoded once, and
+    decoded again whenever the buffer changes (fill, load_state_dict)."""
+    from modeling.memory_bank import MemoryBank
+
+    bank = MemoryBank(size=2, length=4, pos_length=3, num_types=1)
+    bank.fill([[2, 5, 3], [2, 6, 3]], [[-100, 0, -100]] * 2, [[0], [1]], ["ab", "c"])
+    first = bank.pos_strings()
+    assert first == ["ab", "c"] and bank.pos_strings() is first  # not decoded again
+    bank.fill([[2, 5, 3], [2, 6, 3]], [[-100, 0, -100]] * 2, [[0], [1]], ["x", "yz"])
+    assert bank.pos_strings() == ["x", "yz"]
+    other = MemoryBank(size=2, length=4, pos_length=3, num_types=1)
+    other.fill([[2, 5, 3], [2, 6, 3]], [[-100, 0, -100]] * 2, [[0], [1]], ["p", "q"])
+    bank.load_state_dict(other.state_dict())
+    assert bank.pos_strings() == ["p", "q"]
+    bank.load_state_dict(MemoryBank(size=2, length=4, pos_length=3, num_types=1).state_dict(), assign=True)  # a new tensor
+    assert bank.pos_strings() == ["", ""]
+
+
 def test_collator_shapes_and_masks(memory_run):
     folder, _ = memory_run
     model = MemoryNetForTokenClassification.from_pretrained(folder)
