@@ -44,6 +44,36 @@ def test_pos_edit_is_nearest_first_and_deterministic():
     assert np.array_equal(mem, rank_memories("pos_edit", 5, pos, BANK_TYPES, q))
 
 
+def test_ties_at_the_last_place_go_to_the_lowest_bank_index():
+    """Of many bank sentences tied on every key, the n picked are the lowest indices, in order."""
+    rng = np.random.default_rng(0)
+    pos = ["ab"] * 40 + ["abcd"] * 40  # 40 at POS distance 0 from the query, 40 at distance 2, shuffled below
+    types = np.array([[1, 0]] * 80)
+    perm = rng.permutation(80)
+    pos, types = [pos[i] for i in perm], types[perm]
+    nearest = sorted(i for i, p in enumerate(pos) if p == "ab")
+    for method, query_types in (("pos_edit", None), ("category", np.array([[1, 0]])), ("gold_category", np.array([[1, 0]]))):
+        mem = rank_memories(method, 4, pos, types, ["ab"], query_types)[0]
+        assert list(mem) == nearest[:4], method
+
+
+def test_category_ranking_equals_sorting_the_whole_bank_by_its_keys():
+    """Category ranking computes POS distances only for the best type keys; on random banks (many ties)
+    it picks what sorting every bank sentence by (|Ys - Yt|, |Yt|, POS distance, index) picks."""
+    rng = np.random.default_rng(1)
+    alphabet = "abc"
+    bank_pos = ["".join(rng.choice(list(alphabet), rng.integers(1, 6))) for _ in range(200)]
+    bank_types = (rng.random((200, 4)) < 0.3).astype(np.int64)
+    query_pos = ["".join(rng.choice(list(alphabet), rng.integers(1, 6))) for _ in range(30)]
+    query_types = (rng.random((30, 4)) < 0.3).astype(np.int64)
+    exclude = list(rng.integers(-1, 200, 30))
+    mem = rank_memories("category", 5, bank_pos, bank_types, query_pos, query_types, exclude=exclude)
+    d = pos_distances(query_pos, bank_pos)
+    for i in range(30):
+        keys = sorted((j == exclude[i], int((query_types[i] & (1 - bank_types[j])).sum()), int(bank_types[j].sum()), d[i, j], j) for j in range(200))
+        assert list(mem[i]) == [k[-1] for k in keys[:5]]
+
+
 def test_random_is_seeded():
     pos = bank_pos()
     a = rank_memories("random", 3, pos, BANK_TYPES, pos, seed=1, exclude=list(range(6)))
