@@ -87,15 +87,16 @@ def _smallest(keys: np.ndarray, n: int) -> np.ndarray:
     """Per row, the column indices of the ``n`` smallest keys, ascending, ties by column index.
 
     ``argpartition`` alone would keep an arbitrary subset of the keys tied with the n-th smallest;
-    every column at most that key is kept and sorted stably instead.
+    every column at most that key is kept and sorted by (key, column) instead.
     """
     n = min(n, keys.shape[1])
-    cutoff = np.partition(keys, n - 1, axis=1)[:, n - 1]
-    out = np.empty((len(keys), n), dtype=np.int64)
-    for row, (row_keys, limit) in enumerate(zip(keys, cutoff)):
-        candidates = np.flatnonzero(row_keys <= limit)  # ascending column index
-        out[row] = candidates[np.argsort(row_keys[candidates], kind="stable")[:n]]
-    return out
+    # the n-th smallest key of each row
+    cutoff = np.take_along_axis(keys, np.argpartition(keys, n - 1, axis=1)[:, n - 1 : n], axis=1)
+    rows, cols = np.nonzero(keys <= cutoff)  # each row's candidates (at least n), row by row
+    order = np.lexsort((cols, keys[rows, cols], rows))
+    counts = np.bincount(rows, minlength=len(keys))
+    starts = np.cumsum(counts) - counts
+    return cols[order][starts[:, None] + np.arange(n)]
 
 
 def rank_memories(
