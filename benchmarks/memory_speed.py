@@ -82,15 +82,18 @@ def main() -> None:
     enc = {s: tokenize_and_align({"tokens": raw[s]["tokens"], "ner_tags": raw[s]["ner_tags"]}, tokenizer, 64) for s in ("train", "dev")}
     common = dict(id2label=dict(enumerate(names)), vocab_size=len(tokenizer), use_self_attention=not args.no_self_attention)
     base = MemoryNetForTokenClassification(MemoryNetConfig(**common)).eval()
-    mem = MemoryNetForTokenClassification(MemoryNetConfig(num_memory=args.num_memory, **common)).eval()
-    mem.set_memory_bank(enc["train"]["input_ids"], enc["train"]["labels"], types["train"], bank_pos, tokenizer.get_vocab())
+
+    def memory_model(**config_kwargs) -> MemoryNetForTokenClassification:
+        model = MemoryNetForTokenClassification(MemoryNetConfig(num_memory=args.num_memory, **config_kwargs, **common)).eval()
+        model.set_memory_bank(enc["train"]["input_ids"], enc["train"]["labels"], types["train"], bank_pos, tokenizer.get_vocab())
+        return model
+
+    mem = memory_model()
     dev_memories = rank_memories("pos_edit", args.num_memory, bank_pos, types["train"], dev_pos)
     train_memories = rank_memories("pos_edit", args.num_memory, bank_pos, types["train"], bank_pos, None, list(range(len(bank_pos))))
-    end_to_end = {}  # memory models that retrieve by category inside the call, one per type-classifier kind
-    for kind in ("pooled", "tagger"):
-        model = MemoryNetForTokenClassification(MemoryNetConfig(num_memory=args.num_memory, memory_method="category", type_classifier_kind=kind, **common)).eval()
-        model.set_memory_bank(enc["train"]["input_ids"], enc["train"]["labels"], types["train"], bank_pos, tokenizer.get_vocab())
-        end_to_end[f"memory, end to end ({kind} type classifier)"] = model
+    end_to_end = {  # memory models that retrieve by category inside the call, one per type-classifier kind
+        f"memory, end to end ({kind} type classifier)": memory_model(memory_method="category", type_classifier_kind=kind) for kind in ("pooled", "tagger")
+    }
 
     # 2. inference latency: the models alternate for --rounds rounds; the median ratio to the baseline of each round is reported
     n = min(args.sentences, len(texts["dev"]))
