@@ -56,6 +56,8 @@ for _corpus in ("peoples_daily", "msra"):
 # 8 epochs on MSRA: its 4-epoch runs were all still improving at their last epoch
 RUNS["seq2seq8ep-msra"] = [*SEQ2SEQ, "--dataset", "msra", *COMMON, "--num_train_epochs", "8"]
 RUNS["crf128_8ep-msra"] = [*RUNS["crf128-msra"][:-1], "8"]
+# 16 epochs on People's Daily: the same schedule as seq2seq16ep, so that the two compare epoch for epoch
+RUNS["crf128_16ep-peoples_daily"] = [*RUNS["crf128-peoples_daily"][:-1], "16"]
 
 
 DEFAULT_SEED = 42
