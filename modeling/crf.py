@@ -7,6 +7,9 @@ Wraps ``torchcrf.CRF`` (pytorch-crf) and takes care of its pitfalls:
 * an input with no character still gets one (ignored) step, so the batch never breaks;
 * labels of ``-100`` (padding) are never looked up as tag indices;
 * scores are computed in float32 even under fp16/bf16 autocast.
+
+Besides the loss and Viterbi, :meth:`CRFHead.marginals` gives each character's tag probabilities
+under the CRF (forward-backward), the confidence the pipeline reports for CRF taggers.
 """
 
 from __future__ import annotations
@@ -61,4 +64,19 @@ class CRFHead(nn.Module):
         for row, path in enumerate(self.crf.decode(em, mask=mask)):
             n = int(char_mask[row].sum())
             out[row, 1 : n + 1] = torch.tensor(path[:n], dtype=torch.long, device=emissions.device)
+        return out
+
+    @torch.no_grad()
+    def marginals(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """p(y_i = k | x) under eq. 11 for every character i and tag k, ``[batch, length, num_tags]``
+        aligned with the input (zeros off characters). Forward-backward done by autograd: the marginals
+        are the gradient of the log partition function (pytorch-crf's forward algorithm) with respect
+        to the emissions."""
+        with torch.enable_grad(), torch.autocast(device_type=emissions.device.type, enabled=False):
+            em, mask, char_mask = self._crf_inputs(emissions.detach(), attention_mask)
+            em = em.clone().requires_grad_(True)
+            log_z = self.crf._compute_normalizer(em.transpose(0, 1), mask.transpose(0, 1))
+            (grad,) = torch.autograd.grad(log_z.sum(), em)
+        out = torch.zeros(emissions.shape, dtype=torch.float32, device=emissions.device)
+        out[:, 1:] = grad * char_mask.unsqueeze(-1)
         return out

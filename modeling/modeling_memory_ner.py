@@ -265,6 +265,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         self._memory_cache.clear()
         return super().load_state_dict(*args, **kwargs)
 
+    def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The CRF's marginal tag probabilities of each character (``CRFHead.marginals``)."""
+        return self.crf.marginals(logits, attention_mask)
+
     @torch.no_grad()
     def retrieve_memories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, method: str | None = None) -> torch.LongTensor:
         """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``."""

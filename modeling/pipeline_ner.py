@@ -15,9 +15,10 @@ the input. Text longer than the model's window is read by :func:`.text_splitting
 from the window that owns its middle character, so none is lost or doubled at a cut. Windows of
 one or many texts are batched together (``batch_size``).
 
-``score`` is the mean, over the entity's characters, of the softmax of the model's per-character
-scores at the chosen tag (CRF emissions for the memory network, decoder outputs for the seq2seq
-tagger): a confidence for display and thresholds, not a calibrated probability.
+``score`` is the mean, over the entity's characters, of the model's probability of the chosen tag
+(``tag_probabilities``): the CRF's marginal p(y_i | x) for the memory network, the decoder's softmax
+(given its own previous tags) for the seq2seq tagger. A confidence for display and thresholds; it
+has not been calibrated.
 
 With ``return_memories=True`` (memory network only) each result is a dict with the entities and,
 for each window, the memory sentences retrieved from the model's bank, their entities, and the
@@ -100,7 +101,7 @@ class ChineseNERPipeline(ChunkPipeline):
             if return_memories:
                 kwargs.update(memory_ids=self.model.retrieve_memories(input_ids, attention_mask), output_attentions=True)
             result = self.model(input_ids, attention_mask=attention_mask, **kwargs)
-            probs = result.logits.float().softmax(-1)
+            probs = self.model.tag_probabilities(result.logits, attention_mask)
             out["tags"] = result.tags  # a tensor first: the batch is unrolled by its first entry's length
             out["tag_scores"] = probs.gather(-1, result.tags.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             if return_memories:

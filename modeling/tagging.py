@@ -2,7 +2,7 @@
 
 A model mixes this in and returns Viterbi / decoder tags from ``forward(..., return_tags=True)``
 (``[batch, length]`` ids aligned with ``input_ids``, ``-100`` off characters); the pipeline, the
-Space and the benchmarks only use these two methods, whichever model it is.
+Space and the benchmarks only use these methods, whichever model it is.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ from .crf import character_mask
 
 
 class TaggerMixin:
+    def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each position's probability of every tag, ``[batch, length, num_tags]``, from ``forward``'s
+        logits: their softmax here; a CRF tagger overrides this with the CRF's marginals."""
+        return logits.float().softmax(-1)
+
     @torch.no_grad()
     def decode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[list[int]]:
         """Tag ids for each input's characters (the list has one id per character)."""

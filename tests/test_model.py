@@ -58,6 +58,34 @@ def test_crf_rejects_bad_labels_with_a_clear_error():
         model(input_ids, attention_mask=attention_mask, labels=too_big)
 
 
+def test_crf_marginals_equal_summing_over_every_tag_sequence():
+    """p(y_i = k | x) from CRFHead.marginals vs exp(-NLL) of every complete tag sequence, summed by hand."""
+    import itertools
+
+    model = tiny_model(num_labels=4)
+    crf = model.crf
+    with torch.no_grad():
+        for p in (crf.crf.transitions, crf.crf.start_transitions, crf.crf.end_transitions):
+            p.copy_(torch.randn_like(p))
+    input_ids, attention_mask, _ = batch()
+    emissions = 2 * torch.randn(3, 5, 4)
+    marginals = crf.marginals(emissions, attention_mask)
+    assert marginals.shape == (3, 5, 4)
+    for row, n in enumerate([3, 1, 0]):
+        expected = torch.zeros(5, 4)
+        for seq in itertools.product(range(4), repeat=n):
+            labels = torch.full((1, 5), -100)
+            labels[0, 1 : n + 1] = torch.tensor(seq, dtype=torch.long)
+            with torch.no_grad():
+                prob = torch.exp(-crf(emissions[row : row + 1], attention_mask[row : row + 1], labels))
+            for i, tag in enumerate(seq):
+                expected[1 + i, tag] += prob
+        torch.testing.assert_close(marginals[row], expected, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(marginals[0, 1:4].sum(-1), torch.ones(3)) and (marginals[2] == 0).all()
+    # the memory network reports them as its tag probabilities (the pipeline's entity scores)
+    assert torch.equal(model.tag_probabilities(emissions, attention_mask), marginals)
+
+
 def test_crf_runs_in_float32_under_autocast():
     model = tiny_model()
     input_ids, attention_mask, labels = batch()

@@ -63,7 +63,13 @@ def shifted(entities, offset):
 
 
 def key(entities):
-    return [(e["entity_group"], e["start"], e["end"], e["word"], round(e["score"], 5)) for e in entities]
+    return [(e["entity_group"], e["start"], e["end"], e["word"]) for e in entities]
+
+
+def assert_same_entities(got, expected):
+    """The same entities, with scores equal up to the float noise of batching and padding."""
+    assert key(got) == key(expected)
+    assert [e["score"] for e in got] == pytest.approx([e["score"] for e in expected], abs=1e-4)
 
 
 @pytest.mark.parametrize("which", ["memory_ner", "seq2seq_ner"])
@@ -83,8 +89,10 @@ def test_list_input_equals_one_by_one(which, request, dev_sentences):
     ner = request.getfixturevalue(which)
     texts = MIXED + dev_sentences[:40]
     one_by_one = [ner(t) for t in texts]
-    assert [key(x) for x in ner(texts, batch_size=8)] == [key(x) for x in one_by_one]
-    assert [key(x) for x in ner(texts)] == [key(x) for x in one_by_one]
+    for batched in (ner(texts, batch_size=8), ner(texts)):
+        assert len(batched) == len(one_by_one)
+        for got, expected in zip(batched, one_by_one):
+            assert_same_entities(got, expected)
 
 
 def test_a_5000_character_text_loses_no_entity(memory_ner, dev_sentences):
@@ -104,7 +112,7 @@ def test_a_5000_character_text_loses_no_entity(memory_ner, dev_sentences):
     got = memory_ner(text, batch_size=16)
     check_entities(text, got)
     assert len(expected) > 100
-    assert key(got) == key(expected)
+    assert_same_entities(got, expected)
 
 
 def test_a_sentence_longer_than_the_window_is_read_by_stride_windows(memory_ner, dev_sentences):
@@ -125,7 +133,7 @@ def test_a_sentence_longer_than_the_window_is_read_by_stride_windows(memory_ner,
                 if own_start <= (e["start"] + e["end"] - 1) // 2 < own_end:
                     owned.append(e)
                     across_a_cut += any(e["start"] < cut < e["end"] for _, cut, _, _ in plan)
-        assert key(got) == key(sorted(owned, key=lambda e: (e["start"], e["end"])))
+        assert_same_entities(got, sorted(owned, key=lambda e: (e["start"], e["end"])))
         assert len(got) >= 10
         assert across_a_cut >= 1, "no entity crossed a window's end: the test did not exercise the merge"
 
@@ -135,7 +143,7 @@ def test_memories_and_their_attention(memory_ner, dev_sentences):
     k = next(k for k in range(1, len(dev_sentences)) if len("".join(dev_sentences[:k])) > window)
     text = "".join(dev_sentences[:k])
     out = memory_ner(text, return_memories=True)
-    assert key(out["entities"]) == key(memory_ner(text))
+    assert_same_entities(out["entities"], memory_ner(text))
     assert len(out["windows"]) == k  # the text is longer than a window: one window per sentence
     for window in out["windows"]:
         n = window["end"] - window["start"]
@@ -158,7 +166,7 @@ def test_bad_arguments_get_clear_errors(memory_ner, seq2seq_ner):
         memory_ner(42)
     with pytest.raises(TypeError, match=r"unexpected arguments \['aggregation_strategy'\]"):
         memory_ner("张三", aggregation_strategy="simple")  # the stock token-classification option does not apply
-    assert key(seq2seq_ner(MIXED[0], num_beams=3)) is not None
+    check_entities(MIXED[0], seq2seq_ner(MIXED[0], num_beams=3))  # beams are a decoding option of the seq2seq tagger
 
 
 def test_saved_folder_declares_the_pipeline_and_loads_in_a_fresh_offline_process(memory_run, memory_ner, tmp_path):
@@ -179,4 +187,7 @@ def test_saved_folder_declares_the_pipeline_and_loads_in_a_fresh_offline_process
     assert proc.returncode == 0, proc.stderr[-3000:]
     module_file, answer = proc.stdout.strip().splitlines()[-2:]
     assert not module_file.startswith(str(ROOT)), module_file  # the folder's copy of the code, not this checkout's
-    assert [key(x) for x in json.loads(answer)] == [key(x) for x in memory_ner(MIXED)]
+    answer = json.loads(answer)
+    assert len(answer) == len(MIXED)
+    for got, expected in zip(answer, memory_ner(MIXED)):
+        assert_same_entities(got, expected)
