@@ -61,8 +61,7 @@ def main() -> None:
     raw = read_cluener(data / "cluener", splits=("train", "dev"))
     texts = {s: ["".join(t) for t in raw[s]["tokens"]] for s in ("train", "dev")}
     names = raw["train"].features["ner_tags"].feature.names
-    entity_types = sorted({n.split("-", 1)[1] for n in names if n != "O"})
-    types = gold_type_matrices(raw, "BIOS", entity_types)
+    types = gold_type_matrices(raw, "BIOS", MemoryNetConfig(id2label=dict(enumerate(names))).entity_types)  # the models' type order
     rows = []
 
     # 1. retrieval, cold
