@@ -34,8 +34,9 @@ def main() -> None:
         ev_x, f1, tr_x, loss = history(run)
         ax_f1.plot(ev_x, f1, marker="o", ms=3, label=run.name)
         ax_loss.plot(tr_x, loss, marker="o", ms=3, label=run.name)
-    ax_f1.set(xlabel="epoch", ylabel="dev entity F1 (%)", title=f"{args.title}: dev F1")
-    ax_loss.set(xlabel="epoch", ylabel="training loss (CRF NLL / sentence)", title=f"{args.title}: training loss")
+    fig.suptitle(args.title)  # one title over both panels: a long one does not run into the other panel's
+    ax_f1.set(xlabel="epoch", ylabel="dev entity F1 (%)", title="dev F1")
+    ax_loss.set(xlabel="epoch", ylabel="training loss (CRF NLL / sentence)", title="training loss")
     for ax in (ax_f1, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
