@@ -1,5 +1,6 @@
 """CRF pitfalls, overfitting small slices of CLUENER, save -> fresh offline process, resume, torchrun."""
 
+import itertools
 import json
 import os
 import shutil
@@ -60,8 +61,6 @@ def test_crf_rejects_bad_labels_with_a_clear_error():
 
 def test_crf_marginals_equal_summing_over_every_tag_sequence():
     """p(y_i = k | x) from CRFHead.marginals vs exp(-NLL) of every complete tag sequence, summed by hand."""
-    import itertools
-
     model = tiny_model(num_labels=4)
     crf = model.crf
     with torch.no_grad():
