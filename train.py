@@ -91,6 +91,9 @@ class ModelArguments:
     feed_encoder_state: bool = field(
         default=True, metadata={"help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 as written)"}
     )
+    scheduled_sampling_prob: float = field(
+        default=0.0, metadata={"help": "seq2seq: in training, feed the decoder its own previous choice instead of the gold tag with this probability (0: pure teacher forcing, the paper's)"}
+    )
     num_beams: int = field(default=1, metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"})
     encoder_learning_rate: float | None = field(
         default=None,
@@ -312,6 +315,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
         model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
         kwargs.update(
             lstm_hidden_size=model_args.lstm_hidden_size, attention_score=model_args.attention_score, feed_encoder_state=model_args.feed_encoder_state, num_beams=model_args.num_beams,
+            scheduled_sampling_prob=model_args.scheduled_sampling_prob,
         )
         if model_args.attention_score == "dot":  # s_{i-1} . h_t: the decoder state as wide as the encoder's
             kwargs["decoder_hidden_size"] = 2 * model_args.lstm_hidden_size

@@ -58,6 +58,10 @@ RUNS["seq2seq8ep-msra"] = [*SEQ2SEQ, "--dataset", "msra", *COMMON, "--num_train_
 RUNS["crf128_8ep-msra"] = [*RUNS["crf128-msra"][:-1], "8"]
 # 16 epochs on People's Daily: the same schedule as seq2seq16ep, so that the two compare epoch for epoch
 RUNS["crf128_16ep-peoples_daily"] = [*RUNS["crf128-peoples_daily"][:-1], "16"]
+# scheduled sampling: the seq2seq16ep run whose decoder is fed its own previous choice instead of the
+# gold tag with probability 0.25 / 0.5 in training (config.scheduled_sampling_prob; 0 = teacher forcing)
+for _p in ("25", "50"):
+    RUNS[f"seq2seq16ep_ss{_p}-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--scheduled_sampling_prob", f"0.{_p}"]
 
 
 DEFAULT_SEED = 42

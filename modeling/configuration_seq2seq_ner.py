@@ -49,6 +49,13 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
             9-10 feed only `y_{i-1}`, `s_{i-1}` and the attention context `c_i`; a tagger must emit
             exactly one tag per character, and without `h_i` the attention has to learn that
             alignment by itself. `False` is the paper's decoder as written.
+        scheduled_sampling_prob (`float`, defaults to 0.0):
+            Training only: the probability, drawn per sentence and decoder step, that step `i` is fed
+            the decoder's own choice at step `i-1` (its best allowed tag, as greedy inference picks it)
+            instead of the gold tag `y_{i-1}` (scheduled sampling, Bengio et al. 2015, at a constant
+            rate). 0 is pure teacher forcing, the paper's training. A decoder trained only on gold
+            histories has never seen its own mistakes, and at inference one wrong tag changes every
+            later input.
         num_beams (`int`, defaults to 1):
             Beam width at inference; 1 is greedy decoding. `generate_tags(num_beams=...)` overrides it.
         constrained_decoding (`bool`, defaults to `True`):
@@ -78,6 +85,7 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
     attention_score: str = "general"
     attention_size: int | None = 64
     feed_encoder_state: bool = True
+    scheduled_sampling_prob: float = 0.0
     num_beams: int = 1
     constrained_decoding: bool = True
     hidden_dropout_prob: float = 0.1
@@ -98,6 +106,8 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
             )
         if self.attention_score in ("general", "additive") and not self.attention_size:
             raise ValueError(f"the {self.attention_score} score needs an attention_size")
+        if not 0.0 <= self.scheduled_sampling_prob <= 1.0:
+            raise ValueError(f"scheduled_sampling_prob must be in [0, 1], got {self.scheduled_sampling_prob}")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
         super().__post_init__(**kwargs)

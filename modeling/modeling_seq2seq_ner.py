@@ -199,13 +199,23 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
     def teacher_forced_logits(self, hidden, attention_mask, tags: torch.LongTensor, output_attentions: bool = False):
         """Scores of every step given the previous tags ``tags`` (aligned with ``input_ids``, ``-100``
         off characters): step ``i`` is fed ``tags[:, i - 1]``, the start symbol for the first character.
+        In training with ``config.scheduled_sampling_prob = p > 0``, each step is instead fed, with
+        probability ``p``, the decoder's own best allowed tag at the previous step.
         Returns ``[batch, characters, num_labels]`` (and the attention with ``output_attentions``)."""
         steps = hidden.shape[1] - 2
         previous = tags[:, :steps].masked_fill(tags[:, :steps] < 0, self.go_id)  # position 0 is [CLS]: the start symbol
+        own_prob = self.config.scheduled_sampling_prob if self.training else 0.0
+        num_chars = attention_mask.sum(dim=1) - 2
         state, prepared = self._start(hidden, attention_mask)
         logits, attentions = [], []
+        fed = previous[:, 0]
         for i in range(steps):
-            step_logits, state, weights = self._step(previous[:, i], state, hidden, prepared, i + 1)
+            if i > 0 and own_prob > 0:  # scheduled sampling: the decoder's own choice after what step i-1 was fed
+                own = self._best_allowed(logits[-1].detach(), fed, i - 1, num_chars)
+                fed = torch.where(torch.rand(own.shape, device=own.device) < own_prob, own, previous[:, i])
+            elif i > 0:
+                fed = previous[:, i]
+            step_logits, state, weights = self._step(fed, state, hidden, prepared, i + 1)
             logits.append(step_logits)
             attentions.append(weights)
         return torch.stack(logits, dim=1), (torch.stack(attentions, dim=1) if output_attentions else None)
@@ -249,14 +259,18 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         last = (num_chars - 1 == position)[:, None]
         return mask & (can_end[None] | ~last)
 
+    def _best_allowed(self, step_logits, prev_tags, position, num_chars) -> torch.LongTensor:
+        """The greedy choice at character ``position``: the best-scoring tag allowed after ``prev_tags``."""
+        allowed = self._choose_mask(prev_tags, position, num_chars)
+        return step_logits.masked_fill(~allowed, torch.finfo(step_logits.dtype).min).argmax(dim=-1)
+
     def _greedy(self, hidden, attention_mask, num_chars, steps):
         state, prepared = self._start(hidden, attention_mask)
         prev = torch.full((hidden.shape[0],), self.go_id, dtype=torch.long, device=hidden.device)
         tags, logits = [], []
         for i in range(steps):
             step_logits, state, _ = self._step(prev, state, hidden, prepared, i + 1)
-            allowed = self._choose_mask(prev, i, num_chars)
-            prev = step_logits.masked_fill(~allowed, torch.finfo(step_logits.dtype).min).argmax(dim=-1)
+            prev = self._best_allowed(step_logits, prev, i, num_chars)
             tags.append(prev)
             logits.append(step_logits)
         return torch.stack(tags, dim=1), torch.stack(logits, dim=1)

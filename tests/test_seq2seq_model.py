@@ -73,6 +73,38 @@ def test_teacher_forcing_feeds_the_gold_labels_shifted_by_one():
         assert fed[b, 1:n].tolist() == labels[b, 1:n].tolist()  # step i gets the gold tag of character i-1
 
 
+def test_scheduled_sampling_feeds_the_decoders_own_choices():
+    """p = 1: every step after the first is fed the previous step's greedy choice, so training logits
+    equal greedy decoding's and do not depend on the gold tags; 0 < p < 1 mixes gold and own choices."""
+    ids, mask, labels = toy_batch(seed=5, lengths=(7, 5, 2))
+    chars = character_mask(mask)
+    model = tiny_model(seed=6, scheduled_sampling_prob=1.0, hidden_dropout_prob=0.0).train()
+    other = labels.masked_fill(labels >= 0, LABELS.index("E-PER"))  # E-PER after E-PER: a history decoding never takes
+    with torch.no_grad():
+        out, out_other = model(ids, attention_mask=mask, labels=labels), model(ids, attention_mask=mask, labels=other)
+        greedy_tags, greedy_logits = model.generate_tags(ids, mask, num_beams=1)
+        assert torch.allclose(out.logits[chars], greedy_logits[chars], atol=1e-6)
+        assert torch.equal(out.logits, out_other.logits)
+        assert not torch.equal(out.loss, out_other.loss)
+
+        model.config.scheduled_sampling_prob = 0.5
+        fed = []
+        hook = model.tag_embeddings.register_forward_hook(lambda module, args, out: fed.append(args[0].clone()))
+        torch.manual_seed(0)
+        model(ids, attention_mask=mask, labels=other)
+        hook.remove()
+    fed = torch.stack(fed, dim=1)[:, 1:]  # what steps 2.. were given
+    prev_chars = chars[:, 1:-1][:, :-1] & chars[:, 2:-1] if chars.shape[1] > 3 else chars[:, 1:2]
+    from_gold = (fed == other[:, 1:-2])[prev_chars]
+    assert 0 < int(from_gold.sum()) < int(prev_chars.sum())  # some steps read the gold tag, some their own choice
+
+    model.eval()  # evaluation is pure teacher forcing whatever p: the loss stays the paper's
+    with torch.no_grad():
+        tf_logits, _ = model.teacher_forced_logits(model.encode(ids, mask), mask, labels)
+        model.config.scheduled_sampling_prob = 0.0
+        assert torch.equal(tf_logits, model.teacher_forced_logits(model.encode(ids, mask), mask, labels)[0])
+
+
 def test_inference_never_reads_the_gold_labels():
     model = tiny_model()
     ids, mask, labels = toy_batch()
