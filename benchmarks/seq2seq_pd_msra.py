@@ -77,28 +77,33 @@ def parse_name(name: str) -> tuple[str, str, int]:
     return model, corpus, int(seed[0][1:]) if seed else DEFAULT_SEED
 
 
-def beam_scores(name: str, beams: int, batch_size: int = 64) -> dict:
-    """Test F1 of a finished seq2seq run decoded with ``beams`` (cached in the run folder)."""
-    folder = RUNS_DIR / name
-    cache = folder / f"test_beam{beams}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
-    model = Seq2SeqAttnTagger.from_pretrained(folder).eval()
+def test_batches(name: str, model: Seq2SeqAttnTagger, batch_size: int = 64):
+    """The run's test split in batches: ``(input_ids, attention_mask, labels, gold tag names)``."""
     from transformers import BertTokenizerFast
 
-    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(RUNS_DIR / name)
     corpus = parse_name(name)[1]
     test = load_corpus(corpus, scheme=model.config.tag_scheme, max_chars=model.config.max_length - 2)["test"]
     enc = tokenize_and_align({"tokens": test["tokens"], "ner_tags": test["ner_tags"]}, tokenizer, model.config.max_length)
     names = test.features["ner_tags"].feature.names
-    gold, pred = [], []
-    for i in tqdm(range(0, len(test), batch_size), desc=f"{name}: beam {beams}"):
-        rows = enc["input_ids"][i : i + batch_size]
+    for i in tqdm(range(0, len(test), batch_size), desc=name):
+        rows, labels = enc["input_ids"][i : i + batch_size], enc["labels"][i : i + batch_size]
         width = max(len(r) for r in rows)
         ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        for tags, chars in zip(model.decode(ids, (ids != tokenizer.pad_token_id).long(), num_beams=beams), test["ner_tags"][i : i + batch_size]):
-            pred.append([model.config.id2label[t] for t in tags])
-            gold.append([names[t] for t in chars])
+        labels = torch.tensor([row + [-100] * (width - len(row)) for row in labels])
+        yield ids, (ids != tokenizer.pad_token_id).long(), labels, [[names[t] for t in chars] for chars in test["ner_tags"][i : i + batch_size]]
+
+
+def beam_scores(name: str, beams: int) -> dict:
+    """Test F1 of a finished seq2seq run decoded with ``beams`` (cached in the run folder)."""
+    cache = RUNS_DIR / name / f"test_beam{beams}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    model = Seq2SeqAttnTagger.from_pretrained(RUNS_DIR / name).eval()
+    gold, pred = [], []
+    for ids, mask, _, gold_tags in test_batches(name, model):
+        gold += gold_tags
+        pred += [[model.config.id2label[t] for t in tags] for tags in model.decode(ids, mask, num_beams=beams)]
     scores = entity_metrics(gold, pred, model.config.tag_scheme)
     out = {k: scores[k] for k in ("precision", "recall", "f1")}
     cache.write_text(json.dumps(out, indent=2))
