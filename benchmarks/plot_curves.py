@@ -28,16 +28,23 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="output folders of train.py runs")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/curves.png"))
     parser.add_argument("--title", default="char BiLSTM-CRF")
+    parser.add_argument("--no-loss", action="store_true", help="dev F1 only (runs whose losses are not on one scale, e.g. CRF and seq2seq)")
     args = parser.parse_args()
-    fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    if args.no_loss:
+        fig, ax_f1 = plt.subplots(figsize=(6.5, 4))
+        axes = [ax_f1]
+    else:
+        fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+        axes = [ax_f1, ax_loss]
+        ax_loss.set(xlabel="epoch", ylabel="training loss (CRF NLL / sentence)", title="training loss")
     for run in args.runs:
         ev_x, f1, tr_x, loss = history(run)
         ax_f1.plot(ev_x, f1, marker="o", ms=3, label=run.name)
-        ax_loss.plot(tr_x, loss, marker="o", ms=3, label=run.name)
+        if not args.no_loss:
+            ax_loss.plot(tr_x, loss, marker="o", ms=3, label=run.name)
     fig.suptitle(args.title)  # one title over both panels: a long one does not run into the other panel's
     ax_f1.set(xlabel="epoch", ylabel="dev entity F1 (%)", title="dev F1")
-    ax_loss.set(xlabel="epoch", ylabel="training loss (CRF NLL / sentence)", title="training loss")
-    for ax in (ax_f1, ax_loss):
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
