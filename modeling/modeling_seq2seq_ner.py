@@ -161,7 +161,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return run_lstm(self.encoder, self.dropout(embedded), attention_mask)
 
     def _start(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
-        """Initial decoder state (from the mean encoder state of the characters) and the prepared attention prepared."""
+        """Initial decoder state (from the mean encoder state of the characters) and the attention's prepared keys, values and mask."""
         chars = character_mask(attention_mask).unsqueeze(-1)
         pooled = (hidden * chars).sum(1) / chars.sum(1).clamp(min=1)
         s0 = torch.tanh(self.init_state(pooled))
