@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_scripts.corpora import load_corpus  # noqa: E402
+from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
 # table 2 (People's Daily): representation -> type -> (P, R), in per cent
 TABLE_2 = {
@@ -36,7 +37,7 @@ def gold_counts(max_chars: int = 126) -> Counter:
     """Entities per type in this repo's People's Daily test split (the benchmark's 128-token windows)."""
     test = load_corpus("peoples_daily", scheme="BIOS", max_chars=max_chars)["test"]
     names = test.features["ner_tags"].feature.names
-    return Counter(names[t][2:] for tags in test["ner_tags"] for t in tags if names[t][0] in "BS")
+    return Counter(span.type for tags in test["ner_tags"] for span in tags_to_spans([names[t] for t in tags], "BIOS"))
 
 
 def overall(rows: dict[str, tuple[float, float]], gold: Counter) -> tuple[float, float, float]:
