@@ -65,6 +65,9 @@ RUNS["crf128_16ep-msra"] = [*RUNS["crf128-msra"][:-1], "16"]
 # gold tag with probability 0.25 / 0.5 in training (config.scheduled_sampling_prob; 0 = teacher forcing)
 for _p in ("25", "50"):
     RUNS[f"seq2seq16ep_ss{_p}-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--scheduled_sampling_prob", f"0.{_p}"]
+# the decoder of eqs. 9-10 as written: no encoder state h_i of the character being tagged, so the
+# attention alone has to find it (config.feed_encoder_state; this repo's default feeds h_i)
+RUNS["seq2seq16ep_attnonly-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--feed_encoder_state", "false"]
 
 
 DEFAULT_SEED = 42
