@@ -68,6 +68,9 @@ for _p in ("25", "50"):
 # the decoder of eqs. 9-10 as written: no encoder state h_i of the character being tagged, so the
 # attention alone has to find it (config.feed_encoder_state; this repo's default feeds h_i)
 RUNS["seq2seq16ep_attnonly-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--feed_encoder_state", "false"]
+# the additive score (vᵀ tanh(W_q s + W_k h)) instead of general, with and without h_i
+RUNS["seq2seq16ep_additive-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--attention_score", "additive"]
+RUNS["seq2seq16ep_attnonly_additive-peoples_daily"] = [*RUNS["seq2seq16ep_attnonly-peoples_daily"], "--attention_score", "additive"]
 
 
 DEFAULT_SEED = 42
