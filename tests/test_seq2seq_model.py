@@ -134,6 +134,24 @@ def test_beam_width_one_equals_greedy(score):
     assert not torch.equal(model.generate_tags(ids, mask, num_beams=1)[0], torch.full_like(ids, -100))
 
 
+@pytest.mark.parametrize("feed_encoder_state", [True, False])
+def test_teacher_forcing_on_the_greedy_tags_replays_greedy_decoding(feed_encoder_state):
+    """Fed the decoder's own greedy tags, teacher forcing takes the same steps: the same scores, and
+    attention weights (eq. 7) that sum to 1 over each sentence's tokens and are 0 on padding."""
+    model = tiny_model(seed=7, feed_encoder_state=feed_encoder_state)
+    ids, mask, _ = toy_batch(seed=8, lengths=(6, 3, 1))
+    with torch.no_grad():
+        tags, greedy_logits = model.generate_tags(ids, mask, num_beams=1)
+        logits, attention = model.teacher_forced_logits(model.encode(ids, mask), mask, tags, output_attentions=True)
+    chars = character_mask(mask)[:, 1:-1]
+    assert torch.allclose(logits[chars], greedy_logits[:, 1:-1][chars], atol=1e-6)
+    assert attention.shape == (3, ids.shape[1] - 2, ids.shape[1])
+    assert torch.allclose(attention[chars].sum(-1), torch.ones(int(chars.sum())))
+    assert (attention.masked_select(~mask.bool()[:, None, :].expand_as(attention)) == 0).all()
+    c = model.config  # the decoder of eqs. 9-10 as written reads y_{i-1} and c_i only; the default adds h_i
+    assert model.decoder.input_size == c.tag_embedding_size + c.attention_size + (2 * c.lstm_hidden_size if feed_encoder_state else 0)
+
+
 @torch.no_grad()
 def sequence_log_prob(model, ids, mask, tags) -> float:
     """log p(tags | input) under the decoder, scored with teacher forcing."""
