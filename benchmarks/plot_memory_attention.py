@@ -57,6 +57,14 @@ def use_cjk_font() -> str:
     sys.exit(f"no font with Chinese characters found (looked for {', '.join(CJK_FONTS)}): apt-get install fonts-wqy-microhei")
 
 
+def save_figure(fig, output: str, what: str) -> None:
+    """Lay out ``fig``, write it to ``output`` (creating its folder) and say so."""
+    fig.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=130)
+    print(f"wrote {output} ({what})")
+
+
 def default_sentence(index: int | None) -> str:
     """CLUENER dev sentence ``index``, or by default the first short one with three or more entities."""
     dev = read_cluener(default_data_dir() / "cluener", splits=("dev",))["dev"]
@@ -112,10 +120,7 @@ def main() -> None:
     predicted = [t for t, on in zip(types, model.predict_entity_types(input_ids, attention_mask)[0].tolist()) if on] if model.type_classifier else None
     subtitle = f"retrieval: {model.config.memory_method}" + (f", predicted types: {', '.join(predicted) or 'none'}" if predicted is not None else "")
     fig.suptitle(f"Memory attention M_j (eqs. 3-5) of 「{text}」\n{subtitle}", fontsize=11)
-    fig.tight_layout()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.output, dpi=130)
-    print(f"wrote {args.output} ({n} memories, font {font})")
+    save_figure(fig, args.output, f"{n} memories, font {font}")
     print("sentence:", " ".join(f"{c}/{t}" for c, t in zip(chars, tags)))
 
 

@@ -26,8 +26,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from transformers import BertTokenizerFast  # noqa: E402
 
-from plot_memory_attention import short, use_cjk_font  # noqa: E402
+from plot_memory_attention import save_figure, short, use_cjk_font  # noqa: E402
 from runner import RUNS_DIR  # noqa: E402
 from seq2seq_pd_msra import test_batches  # noqa: E402
 
@@ -53,20 +54,18 @@ def attention_stats(model: Seq2SeqAttnTagger, name: str, limit: int) -> dict:
     and its two neighbours, and the share of steps whose largest weight is on the tagged character."""
     own = near = top = steps = 0.0
     sentences = 0
-    with torch.no_grad():
-        for ids, mask, _, _ in test_batches(name, model):
-            _, attention = replay(model, ids, mask)
-            lengths = (mask.sum(1) - 2).tolist()
-            for b, n in enumerate(lengths):
-                a = attention[b, :n]  # [characters, tokens]; character i is token i + 1
-                idx = torch.arange(n)
-                own += a[idx, idx + 1].sum().item()
-                near += (a[idx, idx] + a[idx, idx + 1] + a[idx, idx + 2]).sum().item()
-                top += (a.argmax(dim=-1) == idx + 1).sum().item()
-                steps += n
-                sentences += 1
-                if sentences >= limit:
-                    return {"sentences": sentences, "own": own / steps, "near": near / steps, "top": top / steps}
+    for ids, mask, _, _ in test_batches(name, model):
+        _, attention = replay(model, ids, mask)
+        for b, n in enumerate((mask.sum(1) - 2).tolist()[: limit - sentences]):
+            a = attention[b, :n]  # [characters, tokens]; character i is token i + 1
+            idx = torch.arange(n)
+            own += a[idx, idx + 1].sum().item()
+            near += (a[idx, idx] + a[idx, idx + 1] + a[idx, idx + 2]).sum().item()
+            top += (a.argmax(dim=-1) == idx + 1).sum().item()
+            steps += n
+            sentences += 1
+        if sentences >= limit:
+            break
     return {"sentences": sentences, "own": own / steps, "near": near / steps, "top": top / steps}
 
 
@@ -102,8 +101,6 @@ def main() -> None:
     font = use_cjk_font()
     tokenizer_name = args.runs[0]
     ids, mask, gold = pick_sentence(tokenizer_name, models[tokenizer_name], args.index)
-    from transformers import BertTokenizerFast
-
     tokens = BertTokenizerFast.from_pretrained(RUNS_DIR / tokenizer_name).convert_ids_to_tokens(ids[0].tolist())
     chars = tokens[1:-1]
     fig, axes = plt.subplots(1, len(models), figsize=(0.26 * len(tokens) * len(models) + 2.5, 0.24 * len(chars) + 2.2), squeeze=False)
@@ -116,10 +113,7 @@ def main() -> None:
         wrong = sum(p != g for p, g in zip(predicted, gold))
         ax.set_title(f"{name}\nfeed_encoder_state={model.config.feed_encoder_state}, {wrong} of {len(chars)} tags wrong", fontsize=9)
     fig.suptitle("Seq2seq decoder attention a_it (eq. 7), greedy decoding: rows = decoder steps (character, predicted tag), columns = input tokens", fontsize=10)
-    fig.tight_layout()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.output, dpi=130)
-    print(f"wrote {args.output} (font {font})")
+    save_figure(fig, args.output, f"font {font}")
     print("gold:", " ".join(f"{c}/{t}" for c, t in zip(chars, gold)))
 
 
