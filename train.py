@@ -33,7 +33,7 @@ from transformers import DataCollatorForTokenClassification, DataCollatorWithPad
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
-from data_scripts.memory_data import attach_memories, entity_type_vectors, gold_type_matrices
+from data_scripts.memory_data import attach_memories, blend_gold_types, entity_type_vectors, gold_type_matrices
 from data_scripts.metrics import entity_metrics, multilabel_scores
 from data_scripts.readers import print_summary
 from modeling.tag_schemes import tags_to_spans
@@ -86,6 +86,12 @@ class ModelArguments:
         default=2,
         metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
                   "so training memories are as noisy as test-time ones; 1: in-sample predictions of the final classifier"},
+    )
+    oracle_type_share: float = field(
+        default=0.0,
+        metadata={"help": "category retrieval, analysis only: replace the predicted entity types of this share of the sentences "
+                  "(every split, drawn with --seed) by the gold ones before retrieval; between category (0) and gold_category (1). "
+                  "The saved model tags raw text with its classifier's types alone"},
     )
     attention_score: str = field(default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"})
     feed_encoder_state: bool = field(
@@ -174,6 +180,8 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         given = {a[2:].split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--")}
     if model_args.model_type not in ("memory", "seq2seq"):
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
+    if model_args.oracle_type_share and (model_args.model_type != "memory" or model_args.memory_method != "category" or not model_args.num_memory):
+        parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
     presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
     if model_args.encoder != "bilstm":
         presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
@@ -394,11 +402,17 @@ def main() -> dict:
 
     # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
     collator = DataCollatorForTokenClassification(tokenizer)
-    type_report = train_type_report = predicted_types = None
+    type_report = train_type_report = predicted_types = retrieval_type_report = None
     if uses_memory:
         gold_types = gold_type_matrices(raw, data_args.tag_scheme, model.config.entity_types)
     if memory_model and model.type_classifier is not None:  # category retrieval: first the entity-type classifier
         predicted_types, type_report, train_type_report = train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors)
+        if model_args.oracle_type_share:
+            predicted_types = blend_gold_types(predicted_types, gold_types, model_args.oracle_type_share, training_args.seed)
+            retrieval_type_report = {split: multilabel_scores(gold_types[split], types, model.config.entity_types)["micro"]
+                                     for split, types in predicted_types.items() if split in gold_types}
+            logger.info("retrieval types: %s of each split's type sets replaced by gold; micro F1 %s", model_args.oracle_type_share,
+                        {split: round(100 * r["f1"], 2) for split, r in retrieval_type_report.items()})
     if uses_memory:
         with training_args.main_process_first(desc="retrieving memories"):
             features, retrieval_report = attach_memories(
@@ -471,6 +485,8 @@ def main() -> dict:
             results["type_classifier_validation"] = type_report
         if train_type_report is not None:
             results["type_classifier_train_out_of_fold"] = train_type_report
+        if retrieval_type_report is not None:  # --oracle_type_share: the blended type sets retrieval used
+            results["retrieval_types_micro"] = retrieval_type_report
         Path(training_args.output_dir, "all_results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")

@@ -36,8 +36,11 @@ GROUPS = {
     # gradients through the memories' encodings too (the paper encodes s and a_j with one trained encoder;
     # the default detaches the memories, 1.4x a baseline step against 2.5x)
     "category_memgrad": (["--num_memory", "4", "--memory_method", "category", "--memory_gradient", "true"], [1]),
+    # between category and gold_category: 25% / 50% of every split's predicted type sets replaced by the gold ones
+    "category_oracle25": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.25"], [1]),
+    "category_oracle50": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.5"], [1]),
 }
-EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "category_memgrad")  # not run by default
+EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "category_memgrad", "category_oracle25", "category_oracle50")  # not run by default
 
 
 def run_names(group: str) -> dict[str, list[str]]:
@@ -59,6 +62,9 @@ def table(groups: list[str]) -> str:
         oof = [100 * r["type_classifier_train_out_of_fold"]["micro"]["f1"] for r in found if "type_classifier_train_out_of_fold" in r]
         if oof:
             clf_cell += f" ({statistics.mean(oof):.2f})"
+        blended = [100 * r["retrieval_types_micro"]["validation"]["f1"] for r in found if "retrieval_types_micro" in r]
+        if blended:  # --oracle_type_share: what retrieval used
+            clf_cell += f"; blended with gold: {statistics.mean(blended):.2f}"
         wall = statistics.mean(r["wall_minutes"] or 0 for r in found)
         per_seed = ", ".join(f"{x:.2f}" for x in f1)
         rows.append(f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {per_seed} | {clf_cell} | {wall:.0f} |")

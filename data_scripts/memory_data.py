@@ -30,6 +30,26 @@ def gold_type_matrices(raw: DatasetDict, scheme: str, entity_types: list[str]) -
     return {split: type_matrix(dataset_spans(ds, scheme), entity_types) for split, ds in raw.items() if "ner_tags" in ds.column_names}
 
 
+def blend_gold_types(predicted: dict[str, np.ndarray], gold: dict[str, np.ndarray], share: float, seed: int) -> dict[str, np.ndarray]:
+    """An analysis oracle between ``category`` and ``gold_category``: in every split, the predicted
+    type sets of ``round(share * rows)`` rows, drawn with ``seed``, are replaced by the gold ones.
+
+    The other rows keep the classifier's errors, so the blend has the classifier's kind of mistakes
+    at a lower rate: how good would a type classifier have to be for the memories to pay off?
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the share of gold type sets must be within [0, 1], got {share}")
+    out = {}
+    for i, (split, types) in enumerate(sorted(predicted.items())):
+        if split not in gold:
+            raise ValueError(f"split {split} has predicted entity types but no gold ones to blend in")
+        blended = types.copy()
+        rows = np.random.default_rng([seed, i]).permutation(len(types))[: round(share * len(types))]
+        blended[rows] = gold[split][rows]
+        out[split] = blended
+    return out
+
+
 def attach_memories(
     raw: DatasetDict,
     features: DatasetDict,

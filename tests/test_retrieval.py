@@ -99,3 +99,21 @@ def test_cache(tmp_path):
     first, _, cached = cache.get_or_compute(key, lambda: calls.append(1) or np.arange(4))
     again, seconds, cached_again = cache.get_or_compute(key, lambda: calls.append(1) or np.arange(4))
     assert not cached and cached_again and calls == [1] and np.array_equal(first, again)
+
+
+def test_blending_gold_into_predicted_types():
+    from data_scripts.memory_data import blend_gold_types
+
+    rng = np.random.default_rng(0)
+    gold = {"train": rng.integers(0, 2, (40, 3)), "validation": rng.integers(0, 2, (10, 3))}
+    predicted = {split: 1 - g for split, g in gold.items()}  # every row wrong, so replaced rows are easy to count
+    assert all((b == predicted[s]).all() for s, b in blend_gold_types(predicted, gold, 0.0, seed=1).items())
+    assert all((b == gold[s]).all() for s, b in blend_gold_types(predicted, gold, 1.0, seed=1).items())
+    half = blend_gold_types(predicted, gold, 0.5, seed=1)
+    assert [(half[s] == gold[s]).all(axis=1).sum() for s in ("train", "validation")] == [20, 5]
+    assert all(((half[s] == gold[s]).all(axis=1) | (half[s] == predicted[s]).all(axis=1)).all() for s in half)  # whole rows
+    assert all((half[s] == blend_gold_types(predicted, gold, 0.5, seed=1)[s]).all() for s in half)  # seeded
+    assert not all((half[s] == blend_gold_types(predicted, gold, 0.5, seed=2)[s]).all() for s in half)
+    assert (predicted["train"] == 1 - gold["train"]).all()  # the input is left alone
+    with pytest.raises(ValueError, match="within"):
+        blend_gold_types(predicted, gold, 1.5, seed=1)
