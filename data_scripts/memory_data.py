@@ -36,15 +36,17 @@ def blend_gold_types(predicted: dict[str, np.ndarray], gold: dict[str, np.ndarra
 
     The other rows keep the classifier's errors, so the blend has the classifier's kind of mistakes
     at a lower rate: how good would a type classifier have to be for the memories to pay off?
+    Splits without gold types (CLUENER's unlabelled test) keep the predicted ones.
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"the share of gold type sets must be within [0, 1], got {share}")
     out = {}
-    for i, (split, types) in enumerate(sorted(predicted.items())):
-        if split not in gold:
-            raise ValueError(f"split {split} has predicted entity types but no gold ones to blend in")
+    for split, types in predicted.items():
+        if split not in gold:  # an unlabelled split (CLUENER's test) keeps the classifier's types
+            out[split] = types
+            continue
         blended = types.copy()
-        rows = np.random.default_rng([seed, i]).permutation(len(types))[: round(share * len(types))]
+        rows = np.random.default_rng([seed, *split.encode()]).permutation(len(types))[: round(share * len(types))]
         blended[rows] = gold[split][rows]
         out[split] = blended
     return out

@@ -115,5 +115,7 @@ def test_blending_gold_into_predicted_types():
     assert all((half[s] == blend_gold_types(predicted, gold, 0.5, seed=1)[s]).all() for s in half)  # seeded
     assert not all((half[s] == blend_gold_types(predicted, gold, 0.5, seed=2)[s]).all() for s in half)
     assert (predicted["train"] == 1 - gold["train"]).all()  # the input is left alone
+    unlabelled = blend_gold_types({**predicted, "test": np.ones((5, 3), dtype=int)}, gold, 0.5, seed=1)
+    assert (unlabelled["test"] == 1).all() and all((unlabelled[s] == half[s]).all() for s in half)  # no gold: kept as predicted
     with pytest.raises(ValueError, match="within"):
         blend_gold_types(predicted, gold, 1.5, seed=1)
