@@ -38,7 +38,7 @@ GROUPS = {
     "category_memgrad": (["--num_memory", "4", "--memory_method", "category", "--memory_gradient", "true"], [1]),
     # between category and gold_category: 25% / 50% of every split's predicted type sets replaced by the gold ones
     "category_oracle25": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.25"], [1]),
-    "category_oracle50": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.5"], [1]),
+    "category_oracle50": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.5"], [1, 2]),
 }
 EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "category_memgrad", "category_oracle25", "category_oracle50")  # not run by default
 
