@@ -33,7 +33,14 @@ def run_one(name: str, args: list[str], threads: int) -> float:
 
 
 def run_all(runs: dict[str, list[str]], parallel: int, desc: str) -> None:
-    """Run several configurations, ``parallel`` at a time, each with ``cores // parallel`` threads."""
+    """Run several configurations, ``parallel`` at a time, each with ``cores // parallel`` threads.
+
+    A run whose folder already has ``all_results.json`` is finished and skipped (its log and
+    results are kept); delete the folder to run it again."""
+    finished = [name for name in runs if (RUNS_DIR / name / "all_results.json").exists()]
+    if finished:
+        print(f"skipped, already finished (delete the folder to rerun): {', '.join(finished)}")
+        runs = {name: args for name, args in runs.items() if name not in finished}
     threads = max(1, (os.cpu_count() or 2) // parallel)
     with ThreadPoolExecutor(parallel) as pool, tqdm(total=len(runs), desc=desc, unit="run") as bar:
         futures = [pool.submit(run_one, name, args, threads) for name, args in runs.items()]
