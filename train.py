@@ -182,6 +182,8 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
     if model_args.oracle_type_share and (model_args.model_type != "memory" or model_args.memory_method != "category" or not model_args.num_memory):
         parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
+    if not 0.0 <= model_args.oracle_type_share <= 1.0:
+        parser.error(f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}")
     presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
     if model_args.encoder != "bilstm":
         presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
