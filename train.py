@@ -28,7 +28,7 @@ import torch
 import transformers
 import yaml
 from datasets import DatasetDict
-from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
@@ -80,6 +80,12 @@ class ModelArguments:
         default="pooled",
         metadata={"help": "category retrieval: the entity-type classifier, pooled (a multi-label classifier, the paper's) or tagger "
                   "(an encoder-CRF tagger whose decoded entities give the types)"},
+    )
+    type_classifier_encoder: str | None = field(
+        default=None,
+        metadata={"help": "category retrieval: the entity-type classifier's encoder, 'bilstm' or a transformers model id / local folder "
+                  "(the paper's classifier is BERT-based); default: the tagger's --encoder. It reads the tagger's input ids: "
+                  "both need one vocabulary (the Chinese BERT one by default)"},
     )
     type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
     type_classifier_folds: int = field(
@@ -182,6 +188,8 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
     if model_args.oracle_type_share and (model_args.model_type != "memory" or model_args.memory_method != "category" or not model_args.num_memory):
         parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
+    if model_args.type_classifier_encoder and (model_args.model_type != "memory" or model_args.memory_method != "category" or not model_args.num_memory):
+        parser.error("--type_classifier_encoder is the encoder of category retrieval's entity-type classifier: it needs --memory_method category")
     if not 0.0 <= model_args.oracle_type_share <= 1.0:
         parser.error(f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}")
     presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
@@ -199,13 +207,16 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     return model_args, data_args, training_args
 
 
+ENCODER_PREFIXES = ("encoder.", "type_classifier.encoder.")  # the tagger's encoder, and the type classifier's own in its training run
+
+
 def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArguments, encoder_lr: float) -> torch.optim.Optimizer:
     """AdamW with two learning rates: the encoder's and the other layers' (paper: 3e-5 / 2e-4)."""
     groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
     for name, param in model.named_parameters():
         if param.requires_grad:
             decay = param.ndim > 1 and "norm" not in name.lower()
-            groups[(name.startswith("encoder."), decay)].append(param)
+            groups[(name.startswith(ENCODER_PREFIXES), decay)].append(param)
     param_groups = [
         {"params": params, "lr": encoder_lr if is_encoder else args.learning_rate, "weight_decay": args.weight_decay if decay else 0.0}
         for (is_encoder, decay), params in groups.items()
@@ -222,10 +233,14 @@ def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, traini
     With ``eval_ds`` it is evaluated every epoch and the best epoch kept, as the tagger is;
     without (the out-of-fold classifiers) it trains for ``epochs`` and keeps the last weights."""
     clf = MemoryNetForEntityTypes(config)
-    if config.encoder_type == "transformers":
-        clf.type_classifier.encoder = load_pretrained_encoder(model_args.encoder)
+    encoder = model_args.type_classifier_encoder or model_args.encoder
+    if encoder != "bilstm":
+        clf.type_classifier.encoder = load_pretrained_encoder(encoder)
     elif char_vectors:
         init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
+    # a pretrained classifier encoder trains at the paper's 3e-5 (or the tagger's --encoder_learning_rate when it is the same encoder)
+    encoder_lr = (model_args.encoder_learning_rate if encoder == model_args.encoder else None) or (3e-5 if encoder != "bilstm" else training_args.learning_rate)
+    logger.info("entity-type classifier: %s (%s), lr encoder %g / other layers %g", config.type_classifier_kind, encoder, encoder_lr, training_args.learning_rate)
 
     tagger = config.type_classifier_kind == "tagger"
 
@@ -243,7 +258,7 @@ def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, traini
     trainer = Trainer(
         model=clf, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=DataCollatorForTokenClassification(tokenizer) if tagger else DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
-        optimizers=(build_optimizer(clf, args, args.learning_rate), None),
+        optimizers=(build_optimizer(clf, args, encoder_lr), None),
     )
     trainer.train()
     return trainer
@@ -304,6 +319,19 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
     return predicted, report, train_report
 
 
+def type_classifier_encoder_kwargs(encoder: str | None, tokenizer) -> dict:
+    """Config of an entity-type classifier whose encoder differs from the tagger's (``--type_classifier_encoder``)."""
+    if not encoder:
+        return {}
+    if encoder == "bilstm":
+        return {"type_classifier_encoder_type": "bilstm"}
+    config = AutoConfig.from_pretrained(encoder)
+    if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
+        raise ValueError(f"--type_classifier_encoder {encoder}: its {config.vocab_size} token embeddings do not cover the tokenizer's "
+                         f"{len(tokenizer)} tokens; the classifier reads the tagger's input ids, so both need one vocabulary")
+    return {"type_classifier_encoder_type": "transformers", "type_classifier_encoder_config": config.to_dict()}
+
+
 def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None):
     """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char embeddings."""
     kwargs = {
@@ -318,6 +346,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
             memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
             type_classifier_kind=model_args.type_classifier_kind,
         )
+        kwargs.update(type_classifier_encoder_kwargs(model_args.type_classifier_encoder, tokenizer))
         if char_vectors:
             kwargs["label_type_size"] = char_vectors[1].shape[1]
         char_kwargs = {"lstm_hidden_size": model_args.lstm_hidden_size, "lstm_num_layers": model_args.lstm_num_layers}
@@ -330,9 +359,11 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
         if model_args.attention_score == "dot":  # s_{i-1} . h_t: the decoder state as wide as the encoder's
             kwargs["decoder_hidden_size"] = 2 * model_args.lstm_hidden_size
         char_kwargs = {}
+    # the BiLSTM's sizes (also those of a BiLSTM type classifier beside a pretrained tagger)
+    kwargs.update(vocab_size=len(tokenizer), char_embedding_size=model_args.char_embedding_size, **char_kwargs)
     if model_args.encoder != "bilstm":
         return model_class.from_encoder_pretrained(model_args.encoder, **kwargs)
-    config = config_class(encoder_type="bilstm", vocab_size=len(tokenizer), char_embedding_size=model_args.char_embedding_size, **char_kwargs, **kwargs)
+    config = config_class(encoder_type="bilstm", **kwargs)
     model = model_class(config)
     if char_vectors:
         stats = init_char_embeddings(model.get_input_embeddings(), tokenizer.get_vocab(), *char_vectors)
@@ -368,8 +399,9 @@ def main() -> dict:
     label_names = raw["train"].features["ner_tags"].feature.names
 
     # 2. tokenizer: one token per character
-    tokenizer, tokenizer_source = load_tokenizer(
-        model_args.tokenizer_name or (model_args.encoder if pretrained_encoder else None),
+    pretrained = [e for e in (model_args.encoder, model_args.type_classifier_encoder) if e and e != "bilstm"]
+    tokenizer, tokenizer_source = load_tokenizer(  # a pretrained encoder's: the tagger's, else the type classifier's
+        model_args.tokenizer_name or next(iter(pretrained), None),
         raw["train"]["tokens"], training_args.output_dir,
     )
     tokenizer.model_max_length = data_args.max_seq_length  # saved with the model: its window in tokens

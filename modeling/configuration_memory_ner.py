@@ -55,6 +55,15 @@ class MemoryNetConfig(PreTrainedConfig):
             The entity-type classifier of `category` retrieval. `"pooled"`: the encoder max-pooled
             over the characters, one logit per type (a multi-label classifier, as the paper's); `"tagger"`:
             an encoder-CRF tagger trained on the NER tags, whose decoded tags give the types.
+        type_classifier_encoder_type (`str`, *optional*):
+            Encoder of the entity-type classifier, `"bilstm"` or `"transformers"`; `None` (the
+            default): the same kind as the tagger's, `encoder_type`. The classifier always has its own
+            weights; this lets a BiLSTM tagger retrieve with a pretrained classifier (the paper's
+            classifier is BERT-based, section 3.3) or the other way round. It reads the tagger's
+            `input_ids`, so both must share one vocabulary.
+        type_classifier_encoder_config (`PreTrainedConfig` or `dict`, *optional*):
+            Configuration of the classifier's transformers encoder when it differs from the tagger's;
+            `None` with a `"transformers"` classifier: `encoder_config`.
         label_type_size (`int`, defaults to 200):
             Size of the entity-type part of a label embedding (the pretrained vectors' size; the paper
             used 300-d word vectors); the position bits (B, I, O, S, ...) come on top.
@@ -68,7 +77,10 @@ class MemoryNetConfig(PreTrainedConfig):
     """
 
     model_type = "memory_ner"
-    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True)}
+    sub_configs_defaults = {
+        "encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
+        "type_classifier_encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
+    }
 
     encoder_type: str = "bilstm"
     encoder_config: PreTrainedConfig | dict | None = None
@@ -87,6 +99,8 @@ class MemoryNetConfig(PreTrainedConfig):
     num_memory: int = 0
     memory_method: str = "pos_edit"
     type_classifier_kind: str = "pooled"
+    type_classifier_encoder_type: str | None = None
+    type_classifier_encoder_config: PreTrainedConfig | dict | None = None
     label_type_size: int = 200
     memory_gradient: bool = False
     memory_bank_size: int = 0
@@ -107,9 +121,21 @@ class MemoryNetConfig(PreTrainedConfig):
             raise ValueError(f"unknown memory_method {self.memory_method!r}")
         if self.type_classifier_kind not in ("pooled", "tagger"):
             raise ValueError(f"type_classifier_kind must be 'pooled' or 'tagger', got {self.type_classifier_kind!r}")
+        if self.type_classifier_encoder_type not in (None, *ENCODER_TYPES):
+            raise ValueError(f"type_classifier_encoder_type must be one of {ENCODER_TYPES} (or None: the tagger's), got {self.type_classifier_encoder_type!r}")
+        if self.type_classifier_encoder[0] == "transformers" and self.type_classifier_encoder[1] is None:
+            raise ValueError('a "transformers" type classifier needs type_classifier_encoder_config (or the tagger\'s encoder_config)')
         if self.num_memory < 0:
             raise ValueError(f"num_memory must be >= 0, got {self.num_memory}")
         super().__post_init__(**kwargs)
+
+    @property
+    def type_classifier_encoder(self) -> tuple[str, PreTrainedConfig | None]:
+        """Encoder type and transformers config of the entity-type classifier (the tagger's unless set apart)."""
+        encoder_type = self.type_classifier_encoder_type or self.encoder_type
+        if encoder_type != "transformers":
+            return encoder_type, None
+        return encoder_type, self.type_classifier_encoder_config or self.encoder_config
 
     @property
     def entity_types(self) -> list[str]:

@@ -79,9 +79,12 @@ def _auto_model(config_or_path, pretrained: bool) -> nn.Module:
         return load(config_or_path)
 
 
-def build_encoder(config) -> nn.Module:
-    """The encoder ``config.encoder_type`` names, randomly initialised (weights come from a checkpoint)."""
-    if config.encoder_type == "bilstm":
+def build_encoder(config, encoder_type: str | None = None, encoder_config=None) -> nn.Module:
+    """The encoder ``config.encoder_type`` names, randomly initialised (weights come from a checkpoint).
+
+    ``encoder_type`` / ``encoder_config`` override the config's (the entity-type classifier's own encoder)."""
+    encoder_type = encoder_type or config.encoder_type
+    if encoder_type == "bilstm":
         return CharBiLSTMEncoder(
             config.vocab_size,
             config.char_embedding_size,
@@ -90,7 +93,7 @@ def build_encoder(config) -> nn.Module:
             config.hidden_dropout_prob,
             config.pad_token_id if config.pad_token_id is not None else 0,
         )
-    return TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
+    return TransformersEncoder(_auto_model(encoder_config or config.encoder_config, pretrained=False))
 
 
 def load_pretrained_encoder(name_or_path: str) -> TransformersEncoder:

@@ -101,7 +101,8 @@ class MemoryAttention(nn.Module):
 class EntityTypeClassifier(nn.Module):
     """Multi-label classifier of the entity types a sentence contains (section 2.1, ``category`` retrieval).
 
-    It has its own encoder (the paper trains a separate BERT multi-label model). With
+    It has its own encoder (the paper trains a separate BERT multi-label model), of the tagger's kind
+    unless ``config.type_classifier_encoder_type`` / ``_config`` say otherwise. With
     ``config.type_classifier_kind="pooled"`` the encoder is max-pooled over the characters and
     scored with one logit per entity type; with ``"tagger"`` it is an encoder-CRF tagger trained on
     the NER tags, and a type is present when a Viterbi-decoded tag carries it. Either way
@@ -113,7 +114,7 @@ class EntityTypeClassifier(nn.Module):
     def __init__(self, config: MemoryNetConfig):
         super().__init__()
         self.kind = config.type_classifier_kind
-        self.encoder = build_encoder(config)
+        self.encoder = build_encoder(config, *config.type_classifier_encoder)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         if self.kind == "pooled":
             self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertTokenizerFast
 
-from conftest import run_train
+from conftest import ROOT, run_train
 from data_scripts.collator import DataCollatorForMemoryNER
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 from test_model import FRESH, TEXTS
@@ -199,3 +199,82 @@ def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
         assert model(input_ids, mask).logits.gt(0).long().tolist() == [[0, 1], [0, 1]]
         clf.classifier.bias.copy_(torch.tensor([0, 0, 0, 0, 50.0, 0, 0]))
         assert model(input_ids, mask).logits.gt(0).long().tolist() == [[0, 0], [0, 0]]
+
+
+TINY_BERT = {"model_type": "bert", "vocab_size": 60, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 32, "max_position_embeddings": 32}
+
+
+@pytest.mark.parametrize("tagger, classifier", [("bilstm", "transformers"), ("transformers", "bilstm")])
+def test_type_classifier_encoder_apart_from_the_tagger(tagger, classifier, tmp_path):
+    """``type_classifier_encoder_type``: the entity-type classifier gets its own kind of encoder (a BERT classifier beside a
+    BiLSTM tagger, as the paper's, or the other way round), and keeps it through save and load."""
+    from modeling.encoders import CharBiLSTMEncoder, TransformersEncoder
+
+    kinds = {"bilstm": CharBiLSTMEncoder, "transformers": TransformersEncoder}
+    torch.manual_seed(0)
+    labels = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]
+    config = MemoryNetConfig(
+        id2label=dict(enumerate(labels)), vocab_size=60, char_embedding_size=8, lstm_hidden_size=8, num_memory=2, memory_method="category",
+        encoder_type=tagger, encoder_config=TINY_BERT if tagger == "transformers" else None,
+        type_classifier_encoder_type=classifier, type_classifier_encoder_config=TINY_BERT if classifier == "transformers" else None,
+    )
+    model = MemoryNetForTokenClassification(config).eval()
+    assert isinstance(model.encoder, kinds[tagger]) and isinstance(model.type_classifier.encoder, kinds[classifier])
+    input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 7, 3, 0, 0]])
+    mask = (input_ids != 0).long()
+    logits = model.type_classifier(input_ids, mask)
+    model.save_pretrained(tmp_path)
+    loaded, info = MemoryNetForTokenClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert loaded.config.type_classifier_encoder == (classifier, loaded.config.type_classifier_encoder[1])
+    assert isinstance(loaded.type_classifier.encoder, kinds[classifier])
+    assert torch.equal(loaded.eval().type_classifier(input_ids, mask), logits)
+    with pytest.raises(ValueError, match="type_classifier_encoder_config"):  # a BERT classifier needs a BERT config from somewhere
+        MemoryNetConfig(id2label=dict(enumerate(labels)), num_memory=2, memory_method="category", type_classifier_encoder_type="transformers")
+
+
+def test_train_py_bilstm_tagger_with_a_pretrained_type_classifier(tiny_bert_dir, tmp_path):
+    """``--type_classifier_encoder DIR``: a BiLSTM tagger retrieves memories with a classifier on a pretrained encoder (here a
+    tiny random BERT), trained at the paper's 3e-5; a fresh offline process loads both and tags identically."""
+    out = tmp_path / "bilstm-bert-classifier"
+    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "category", "--type_classifier_encoder", str(tiny_bert_dir),
+                         "--num_train_epochs", "2", "--type_classifier_epochs", "2", "--type_classifier_folds", "1", "--lstm_hidden_size", "32",
+                         "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    log = results["_stdout"] + results["_stderr"]
+    assert f"entity-type classifier: pooled ({tiny_bert_dir}), lr encoder 3e-05 / other layers 0.002" in log
+    assert f"tokenizer: tokenizer of {tiny_bert_dir}" in log
+    assert results["type_classifier_validation"]["micro"]["support"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoder_type"] == "bilstm" and config["type_classifier_encoder_type"] == "transformers"
+    assert config["type_classifier_encoder_config"]["hidden_size"] == 64
+    model = MemoryNetForTokenClassification.from_pretrained(out)
+    pretrained = load_file(tiny_bert_dir / "model.safetensors")["embeddings.word_embeddings.weight"]
+    trained = model.type_classifier.encoder.model.embeddings.word_embeddings.weight
+    assert torch.equal(trained[-1], pretrained[-1]) and not torch.equal(trained, pretrained)  # started from the checkpoint, then trained
+    assert (trained - pretrained).abs().max() < 2e-3  # 26 Adam steps at 3e-5 (at the tagger's 2e-3 they move weights by ~2e-2)
+    tokenizer = BertTokenizerFast.from_pretrained(out)
+    expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved by the BERT classifier's types
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
+
+
+@pytest.mark.parametrize("case", ["no_category", "vocabulary"])
+def test_type_classifier_encoder_errors(case, data_dir, tmp_path):
+    """A classifier encoder without category retrieval, or one whose vocabulary is smaller than the tokenizer's, stops with a clear message."""
+    from transformers import BertConfig
+
+    from data_scripts.features import BERT_VOCAB
+
+    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path / "small-bert")
+    args = ["--type_classifier_encoder", str(tmp_path / "small-bert"), "--tokenizer_name", str(data_dir / BERT_VOCAB), "--output_dir", str(tmp_path / "out")]
+    args += ["--memory_method", "pos_edit"] if case == "no_category" else []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if case == "no_category":
+        assert proc.returncode == 2 and "--type_classifier_encoder is the encoder of category retrieval" in proc.stderr
+    else:
+        assert proc.returncode == 1 and "its 100 token embeddings do not cover the tokenizer's 21128 tokens" in proc.stderr.splitlines()[-1]
