@@ -155,10 +155,12 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
     lines += ["", "## Training data and settings", "", f"- Data: {title}, {corpus_note}."]
     if args:
         keys = ["model_type", "encoder", "char_vectors", "lstm_hidden_size", "use_self_attention", "num_memory", "memory_method",
-                "attention_score", "num_beams", "tag_scheme", "max_seq_length", "learning_rate", "encoder_learning_rate",
-                "num_train_epochs", "per_device_train_batch_size", "seed"]
-        shown = {k: args[k] for k in keys if k in args and not (model_type != "memory_ner" and k in ("num_memory", "memory_method", "use_self_attention"))
-                 and not (model_type == "memory_ner" and k in ("attention_score", "num_beams"))}
+                "type_classifier_kind", "type_classifier_encoder", "attention_score", "num_beams", "tag_scheme", "max_seq_length",
+                "learning_rate", "encoder_learning_rate", "num_train_epochs", "per_device_train_batch_size", "seed"]
+        hidden = {"attention_score", "num_beams"} if model_type == "memory_ner" else {"num_memory", "memory_method", "use_self_attention"}
+        if not (model_type == "memory_ner" and args.get("num_memory") and args.get("memory_method") == "category"):
+            hidden |= {"type_classifier_kind", "type_classifier_encoder"}
+        shown = {k: args[k] for k in keys if k in args and k not in hidden and args[k] is not None}
         lines.append("- Arguments of `train.py`: " + ", ".join(f"`--{k} {v}`" for k, v in shown.items()) + ".")
     if "train_runtime" in results:
         lines.append(f"- Training time: {results['train_runtime'] / 60:.1f} min.")
@@ -170,7 +172,9 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
         "", "## Limitations", "",
         "- One tag per character; text is normalised only as the tokenizer does (full-width, emoji and rare characters may be `[UNK]`).",
         "- Scores are for the corpus above. Other domains and entity types need retraining; the entity types are fixed by the training data.",
-        "- `score` is the mean softmax of the per-character scores at the chosen tags, a confidence for ranking, not a calibrated probability.",
+        "- `score` is the mean, over the entity's characters, of the probability of the chosen tag ("
+        + ("the CRF's marginal p(y_i | x)" if model_type == "memory_ner" else "the decoder's softmax given its own previous tags")
+        + "): a confidence for ranking, not a calibrated probability.",
     ]
     if model_type == "memory_ner":
         lines.append("- Memories come from the training bank inside the model: a sentence tagged with memory may show training sentences to the user.")
