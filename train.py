@@ -186,9 +186,10 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         given = {a[2:].split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--")}
     if model_args.model_type not in ("memory", "seq2seq"):
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
-    if model_args.oracle_type_share and (model_args.model_type != "memory" or model_args.memory_method != "category" or not model_args.num_memory):
+    category = model_args.model_type == "memory" and model_args.memory_method == "category" and model_args.num_memory > 0
+    if model_args.oracle_type_share and not category:
         parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
-    if model_args.type_classifier_encoder and (model_args.model_type != "memory" or model_args.memory_method != "category" or not model_args.num_memory):
+    if model_args.type_classifier_encoder and not category:
         parser.error("--type_classifier_encoder is the encoder of category retrieval's entity-type classifier: it needs --memory_method category")
     if not 0.0 <= model_args.oracle_type_share <= 1.0:
         parser.error(f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}")
