@@ -8,10 +8,12 @@
    memory model is timed twice: given its memories' bank indices (retrieved beforehand), and end to
    end on input_ids alone, as the pipeline calls it, retrieving its own memories by category on
    every call (POS tagging, the type classifier - pooled or tagger kind -, ranking the bank).
+   With --bert_type_classifier, also end to end with a BERT-base pooled type classifier beside the
+   BiLSTM tagger (`--type_classifier_encoder hfl/chinese-roberta-wwm-ext`; BERT-base shapes).
 3. Training step time (forward + backward + AdamW) at batch 16: memory model vs baseline, with
    and without gradient through the memory encodings (`memory_gradient`).
 
-    python benchmarks/memory_speed.py [--sentences 1343] [--rounds 5] [--steps 60] [--no_self_attention]
+    python benchmarks/memory_speed.py [--sentences 1343] [--rounds 5] [--steps 60] [--no_self_attention] [--bert_type_classifier]
 
 The models have random weights: speed does not depend on what they learned.
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import BertConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -55,6 +58,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="training steps timed per model")
     parser.add_argument("--num_memory", type=int, default=4)
     parser.add_argument("--no_self_attention", action="store_true", help="leave out the self-attention layer (the accuracy benchmarks use it)")
+    parser.add_argument("--bert_type_classifier", action="store_true",
+                        help="also time end to end with a BERT-base type classifier (chinese-roberta-wwm-ext's shapes, random weights)")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = default_data_dir()
@@ -93,6 +98,11 @@ def main() -> None:
     end_to_end = {  # memory models that retrieve by category inside the call, one per type-classifier kind
         f"memory, end to end ({kind} type classifier)": memory_model(memory_method="category", type_classifier_kind=kind) for kind in ("pooled", "tagger")
     }
+    if args.bert_type_classifier:  # BertConfig's defaults are BERT-base's: 12 layers of 768, as hfl/chinese-roberta-wwm-ext
+        end_to_end["memory, end to end (BERT-base pooled type classifier)"] = memory_model(
+            memory_method="category", type_classifier_encoder_type="transformers",
+            type_classifier_encoder_config=BertConfig(vocab_size=len(tokenizer)).to_dict(),
+        )
 
     # 2. inference latency: the models alternate for --rounds rounds; the median ratio to the baseline of each round is reported
     n = min(args.sentences, len(texts["dev"]))
