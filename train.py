@@ -71,7 +71,7 @@ class ModelArguments:
     use_self_attention: bool = field(default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"})
     num_memory: int = field(default=4, metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
     memory_method: str = field(
-        default="category", metadata={"help": "memory retrieval: category (paper), pos_edit, gold_category (oracle) or random"}
+        default="category", metadata={"help": "memory retrieval: category (paper), pos_edit, lexical, entity, hybrid (entity + category), gold_category (oracle) or random"}
     )
     memory_gradient: bool = field(
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
@@ -186,7 +186,7 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         given = {a[2:].split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--")}
     if model_args.model_type not in ("memory", "seq2seq"):
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
-    category = model_args.model_type == "memory" and model_args.memory_method == "category" and model_args.num_memory > 0
+    category = model_args.model_type == "memory" and model_args.memory_method in ("category", "hybrid") and model_args.num_memory > 0
     if model_args.oracle_type_share and not category:
         parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
     if model_args.type_classifier_encoder and not category:

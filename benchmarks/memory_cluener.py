@@ -30,9 +30,15 @@ GROUPS = {
     "pos_edit": (["--num_memory", "4", "--memory_method", "pos_edit"], [1]),
     "gold_category": (["--num_memory", "4", "--memory_method", "gold_category"], [1]),
     "random": (["--num_memory", "4", "--memory_method", "random"], [1]),
+    # retrieval that brings the query's own strings: TF-IDF of character n-grams, bank entity strings, entity + category
+    "lexical": (["--num_memory", "4", "--memory_method", "lexical"], [1]),
+    "entity": (["--num_memory", "4", "--memory_method", "entity"], [1, 2, 3]),
+    "hybrid": (["--num_memory", "4", "--memory_method", "hybrid"], [1, 2, 3]),
     # the paper's 20 epochs (later arguments win), three seeds each
     "baseline_20ep": (["--num_memory", "0", "--num_train_epochs", "20"], [1, 2, 3]),
     "category_20ep": (["--num_memory", "4", "--memory_method", "category", "--num_train_epochs", "20"], [1, 2, 3]),
+    "entity_20ep": (["--num_memory", "4", "--memory_method", "entity", "--num_train_epochs", "20"], [1, 2, 3]),
+    "hybrid_20ep": (["--num_memory", "4", "--memory_method", "hybrid", "--num_train_epochs", "20"], [1, 2, 3]),
     # gradients through the memories' encodings too (the paper encodes s and a_j with one trained encoder;
     # the default detaches the memories, 1.4x a baseline step against 2.5x)
     "category_memgrad": (["--num_memory", "4", "--memory_method", "category", "--memory_gradient", "true"], [1]),
@@ -40,7 +46,7 @@ GROUPS = {
     "category_oracle25": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.25"], [1]),
     "category_oracle50": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.5"], [1, 2]),
 }
-EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "category_memgrad", "category_oracle25", "category_oracle50")  # not run by default
+EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "entity_20ep", "hybrid_20ep", "category_memgrad", "category_oracle25", "category_oracle50")  # not run by default
 
 
 def run_names(group: str) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from datasets import DatasetDict
 
-from modeling.retrieval import RetrievalCache, pos_strings, rank_memories
+from modeling.retrieval import INDEX_METHODS, TYPE_METHODS, RetrievalCache, pos_strings, rank_memories
 
 from .readers import dataset_spans
 
@@ -71,8 +71,8 @@ def attach_memories(
     """
     config = model.config
     n, method = config.num_memory, config.memory_method
-    if method == "category" and predicted_types is None:
-        raise ValueError("memory_method 'category' needs the entity types the classifier predicts for every split")
+    if method in ("category", "hybrid") and predicted_types is None:
+        raise ValueError(f"memory_method {method!r} needs the entity types the classifier predicts for every split")
     cache = RetrievalCache(cache_dir)
     texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in raw.items()}
     report = {}
@@ -86,10 +86,14 @@ def attach_memories(
     bank_pos = pos_of("train")
     bank_types = gold_types["train"]
     model.set_memory_bank(features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab)
+    index, seen_texts = None, texts
+    if method in INDEX_METHODS:  # the texts as the model sees them (rebuilt from ids), so that training and raw-text retrieval agree
+        index = model.bank_index()
+        seen_texts = {split: [model.memory_bank.text_of(ids) for ids in ds["input_ids"]] for split, ds in features.items()}
     out = DatasetDict()
     for split, ds in features.items():
-        query_types = {"gold_category": gold_types, "category": predicted_types or {}}.get(method, {}).get(split)
-        if method in ("category", "gold_category") and query_types is None:
+        query_types = {"gold_category": gold_types, "category": predicted_types or {}, "hybrid": predicted_types or {}}.get(method, {}).get(split)
+        if method in TYPE_METHODS and query_types is None:
             logger.warning("split %s has no %s entity types to retrieve its memories by: left out", split, method.split("_")[0])
             continue
         query_pos = bank_pos if split == "train" else pos_of(split)
@@ -97,7 +101,7 @@ def attach_memories(
         key = cache.key(method, n, texts["train"], texts[split], bank_types, query_types if query_types is not None else np.zeros(1), [seed, split == "train"])
         ids, seconds, hit = cache.get_or_compute(
             key,
-            lambda: rank_memories(method, n, bank_pos, bank_types, query_pos, query_types, exclude, texts[split], texts["train"], seed),
+            lambda: rank_memories(method, n, bank_pos, bank_types, query_pos, query_types, exclude, seen_texts[split], seen_texts["train"], seed, index),
         )
         report[f"{split}_retrieval_seconds"] = round(seconds, 2)
         report[f"{split}_retrieval_cached"] = hit
@@ -120,3 +124,25 @@ def entity_type_vectors(raw: DatasetDict, scheme: str, tokens: list[str], vector
             sums[s.type] = sums.get(s.type, 0) + vectors[rows].mean(axis=0)
             counts[s.type] = counts.get(s.type, 0) + 1
     return {t: sums[t] / counts[t] for t in sums}
+
+
+def memory_evidence_rate(query_spans, query_texts, memory_ids, bank_spans, bank_texts) -> dict:
+    """How often the memories hold the query's own evidence: the share of the query's gold entities
+    whose string and type are labelled as an entity in at least one of its memories, and the share
+    of queries with an entity for which that holds for at least one entity.
+
+    ``query_spans`` / ``bank_spans``: per sentence its ``Span`` list (``start``, ``end``, ``type``);
+    ``memory_ids``: ``[queries, n]`` bank indices. Comparing this on training and on dev queries
+    shows whether training memories are luckier than those met at test time.
+    """
+    bank_entities = [{(bank_texts[j][s.start : s.end], s.type) for s in spans} for j, spans in enumerate(bank_spans)]
+    found = total = sentences = sentences_hit = 0
+    for text, spans, ids in zip(query_texts, query_spans, memory_ids):
+        if not spans:
+            continue
+        memory_entities = set().union(*(bank_entities[int(j)] for j in ids))
+        hits = sum((text[s.start : s.end], s.type) in memory_entities for s in spans)
+        found, total = found + hits, total + len(spans)
+        sentences, sentences_hit = sentences + 1, sentences_hit + (hits > 0)
+    return {"entities": total, "entity_rate": found / total if total else 0.0,
+            "sentences": sentences, "sentence_rate": sentences_hit / sentences if sentences else 0.0}

@@ -50,7 +50,7 @@ class MemoryNetConfig(PreTrainedConfig):
             Memory sentences per input, `n` (paper: 4); 0 is the plain encoder-CRF baseline.
         memory_method (`str`, defaults to `"pos_edit"`):
             How memories are retrieved when the caller gives none: `pos_edit`, `category`,
-            `gold_category` or `random` (see `retrieval.py`).
+            `gold_category`, `lexical`, `entity`, `hybrid` or `random` (see `retrieval.py`).
         type_classifier_kind (`str`, defaults to `"pooled"`):
             The entity-type classifier of `category` retrieval. `"pooled"`: the encoder max-pooled
             over the characters, one logit per type (a multi-label classifier, as the paper's); `"tagger"`:
@@ -117,7 +117,7 @@ class MemoryNetConfig(PreTrainedConfig):
             raise ValueError(
                 f"self_attention_size ({self.self_attention_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
             )
-        if self.memory_method not in ("pos_edit", "category", "gold_category", "random"):
+        if self.memory_method not in ("pos_edit", "category", "gold_category", "random", "lexical", "entity", "hybrid"):
             raise ValueError(f"unknown memory_method {self.memory_method!r}")
         if self.type_classifier_kind not in ("pooled", "tagger"):
             raise ValueError(f"type_classifier_kind must be 'pooled' or 'tagger', got {self.type_classifier_kind!r}")
@@ -136,6 +136,11 @@ class MemoryNetConfig(PreTrainedConfig):
         if encoder_type != "transformers":
             return encoder_type, None
         return encoder_type, self.type_classifier_encoder_config or self.encoder_config
+
+    @property
+    def uses_type_classifier(self) -> bool:
+        """Whether retrieval reads the entity types a classifier predicts (`category`, `hybrid`)."""
+        return self.num_memory > 0 and self.memory_method in ("category", "hybrid")
 
     @property
     def entity_types(self) -> list[str]:

@@ -27,6 +27,7 @@ class MemoryBank(nn.Module):
         self.register_buffer("types", torch.zeros(size, num_types, dtype=torch.uint8))
         self.register_buffer("pos", torch.zeros(size, pos_length, dtype=torch.int32))
         self._pos_strings: tuple[torch.Tensor, int, list[str]] | None = None  # (pos buffer, its version, decoded)
+        self._texts: tuple[torch.Tensor, int, list[str]] | None = None  # (input_ids buffer, its version, texts)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -66,10 +67,20 @@ class MemoryBank(nn.Module):
     def texts(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> list[str]:
         """Rebuild the texts of ``[CLS] chars [SEP]`` inputs (``[UNK]`` and the like become U+FFFD)."""
         chars = self.token_chars.to(input_ids.device)[input_ids.clamp(max=len(self.token_chars) - 1)]
-        out = []
-        for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist()):
-            out.append("".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1]))
-        return out
+        return ["".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1]) for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist())]
+
+    def text_of(self, input_ids: Sequence[int]) -> str:
+        """The text of one ``[CLS] chars [SEP]`` id list, as :meth:`texts` rebuilds it."""
+        ids = torch.as_tensor([input_ids])
+        return self.texts(ids, torch.ones_like(ids))[0]
+
+    def sentence_texts(self) -> list[str]:
+        """The bank sentences' texts (rebuilt from their ids, as a query's are), kept until ``input_ids`` changes."""
+        cached = self._texts
+        if cached is None or cached[0] is not self.input_ids or cached[1] != self.input_ids._version:
+            mask = (torch.arange(self.input_ids.shape[1]) < self.lengths[:, None]).long()
+            self._texts = cached = (self.input_ids, self.input_ids._version, self.texts(self.input_ids, mask))
+        return cached[2]
 
     def pos_strings(self) -> list[str]:
         """The bank's POS strings, decoded once and reused until the ``pos`` buffer is replaced or

@@ -194,8 +194,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                     len(config.entity_types), config.token_table_size,
                 )
             features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
-        self.type_classifier = EntityTypeClassifier(config) if config.num_memory > 0 and config.memory_method == "category" else None
+        self.type_classifier = EntityTypeClassifier(config) if config.uses_type_classifier else None
         self._memory_cache = BankEncodingCache()
+        self._bank_index = None  # (bank input_ids, their version, retrieval.BankIndex), built on first use
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -270,27 +271,51 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         """The CRF's marginal tag probabilities of each character (``CRFHead.marginals``)."""
         return self.crf.marginals(logits, attention_mask)
 
+    def bank_index(self):
+        """The memory bank's ``retrieval.BankIndex`` (TF-IDF, entity strings), built when first needed
+        and again whenever the bank changes; ``lexical``, ``entity`` and ``hybrid`` retrieval read it."""
+        from .retrieval import BankIndex
+        from .tag_schemes import tags_to_spans
+
+        bank = self.memory_bank
+        if bank is None:
+            raise ValueError("this model has no memory bank (train it with num_memory > 0)")
+        cached = self._bank_index
+        if cached is None or cached[0] is not bank.input_ids or cached[1] != (bank.input_ids._version, bank.labels._version):
+            id2label, scheme = self.config.id2label, self.config.tag_scheme
+            entities = [
+                [(s.start, s.end, s.type) for s in tags_to_spans([id2label[t] for t in row if t != -100], scheme, strict=False)]
+                for row in bank.labels.tolist()
+            ]
+            cached = self._bank_index = (bank.input_ids, (bank.input_ids._version, bank.labels._version), BankIndex(bank.sentence_texts(), entities))
+        return cached[2]
+
     @torch.no_grad()
     def retrieve_memories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, method: str | None = None) -> torch.LongTensor:
-        """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``."""
-        from .retrieval import pos_strings, rank_memories
+        """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``.
+
+        A query never retrieves a bank sentence with its own text, in training (where that would
+        hand the model its gold labels) and at inference alike, as ``train.py`` evaluates."""
+        from .retrieval import INDEX_METHODS, pos_strings, rank_memories
 
         if self.memory_bank is None or not len(self.memory_bank.token_chars):
             raise ValueError("this model has no memory bank to retrieve from (train it with num_memory > 0)")
         method = method or self.config.memory_method
         if method == "gold_category":
             raise ValueError("gold_category retrieval needs gold entity types, which raw input does not have; pass memory_ids")
-        query_types = self.predict_entity_types(input_ids, attention_mask).cpu().numpy() if method == "category" else None
+        query_types = self.predict_entity_types(input_ids, attention_mask).cpu().numpy() if method in ("category", "hybrid") else None
         texts = self.memory_bank.texts(input_ids, attention_mask)
         bank = self.memory_bank
-        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), pos_strings(texts), query_types)
+        index = self.bank_index() if method in INDEX_METHODS else None
+        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), pos_strings(texts), query_types,
+                            query_texts=texts, bank_texts=bank.sentence_texts(), index=index)
         return torch.as_tensor(ids, device=input_ids.device)
 
     @torch.no_grad()
     def predict_entity_types(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, threshold: float = 0.5) -> torch.LongTensor:
         """``[batch, num_types]`` 0/1: the entity types the classifier predicts for each input."""
         if self.type_classifier is None:
-            raise ValueError("this model has no entity-type classifier (it is trained with memory_method='category')")
+            raise ValueError("this model has no entity-type classifier (it is trained with memory_method 'category' or 'hybrid')")
         was_training = self.type_classifier.training
         self.type_classifier.eval()
         probs = torch.sigmoid(self.type_classifier(input_ids, attention_mask))

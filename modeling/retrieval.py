@@ -12,6 +12,18 @@ sentences by one of these methods:
     index, so the order is deterministic.
 ``gold_category``
     the same ranking with the query's gold types: an oracle for analysis.
+``lexical``
+    TF-IDF cosine over character 1-3-grams (scikit-learn), the most similar first, with some
+    diversity: from the best ``4n`` candidates, maximal marginal relevance picks each next memory
+    by its similarity to the query minus its similarity to the memories already picked.
+``entity``
+    the query's substrings that are entity strings of the bank (an Aho-Corasick automaton,
+    ``pyahocorasick``): memories are picked greedily to cover the most query characters that lie
+    inside such matches, a bank sentence covering the characters of the entity strings it labels;
+    ties, and the places left once nothing more is covered, go by ``lexical``. A memory that labels
+    the query's own string carries that label to exactly those characters (eqs. 3-6).
+``hybrid``
+    the first ``ceil(n/2)`` memories by ``entity`` (those that cover something), the rest by ``category``.
 ``random``
     a seeded control.
 
@@ -31,10 +43,11 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
-METHODS = ("pos_edit", "category", "gold_category", "random")
+METHODS = ("pos_edit", "category", "gold_category", "random", "lexical", "entity", "hybrid")
+TYPE_METHODS = ("category", "gold_category", "hybrid")  # the methods that read the query's entity types
+INDEX_METHODS = ("lexical", "entity", "hybrid")  # the methods that read a BankIndex
 # part of the cache key: bump when the ranking changes, so cached retrievals of the old ranking are not reused
-# (2: ties at the n-th place go to the lower bank index, as documented; before, argpartition kept any of them)
-RANKING_VERSION = 2
+RANKING_VERSION = 3
 
 # jieba's POS tag set; each tag is written as one character so that tag sequences compare as strings
 POS_TAGS = (
@@ -110,18 +123,26 @@ def rank_memories(
     query_texts: Sequence[str] | None = None,
     bank_texts: Sequence[str] | None = None,
     seed: int = 0,
+    index: "BankIndex | None" = None,
 ) -> np.ndarray:
     """Bank indices ``[queries, n]`` of each query's memories, best first.
 
     ``bank_types`` / ``query_types`` are ``[sentences, num_types]`` 0/1 matrices of the entity types
     a sentence contains (for the query: predicted for ``category``, gold for ``gold_category``).
-    ``exclude[i]`` is the bank index of query ``i`` itself (or ``-1``).
+    ``exclude[i]`` is the bank index of query ``i`` itself (or ``-1``). ``index`` is the bank's
+    :class:`BankIndex`, which ``lexical``, ``entity`` and ``hybrid`` read (with ``query_texts``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown retrieval method {method!r}; choose one of {', '.join(METHODS)}")
     num_q, num_b = len(query_pos), len(bank_pos)
     if n > num_b - 1:
         raise ValueError(f"cannot pick {n} memories from a bank of {num_b} sentences")
+    if method in TYPE_METHODS and query_types is None:
+        raise ValueError(f"method {method!r} needs the query's entity types")
+    if method in INDEX_METHODS and (index is None or query_texts is None):
+        raise ValueError(f"method {method!r} needs the bank's BankIndex and the query texts")
+    if method in INDEX_METHODS:
+        return _rank_by_index(method, n, index, query_texts, exclude, bank_pos, bank_types, query_pos, query_types)
     blocked = _blocked(query_texts, bank_texts, exclude, (num_q, num_b))
     if method == "random":
         rng = np.random.default_rng(seed)
@@ -132,9 +153,141 @@ def rank_memories(
         keys = pos_distances(query_pos, bank_pos).astype(np.int64)
         keys[blocked] = np.iinfo(np.int64).max
         return _smallest(keys, n)
-    if query_types is None:
-        raise ValueError(f"method {method!r} needs the query's entity types")
     return _rank_by_category(n, bank_pos, bank_types, query_pos, query_types, blocked)
+
+
+class BankIndex:
+    """What ``lexical`` and ``entity`` retrieval read of a bank, built once per bank.
+
+    ``texts``: the bank sentences; ``entities``: per sentence its labelled ``(start, end, type)``
+    spans. Holds the TF-IDF matrix of character 1-3-grams (rows L2-normalised, so a dot product is
+    the cosine) and an Aho-Corasick automaton of the entity strings, each mapped to the bank
+    sentences that label it. Identical bank texts are grouped, so excluding a query's own text is
+    one dictionary look-up.
+    """
+
+    MIN_ENTITY_CHARS = 2  # a one-character "entity string" matches nearly every sentence
+
+    def __init__(self, texts: Sequence[str], entities: Sequence[Sequence[tuple[int, int, str]]]):
+        import ahocorasick
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.texts = list(texts)
+        if len(entities) != len(self.texts):
+            raise ValueError(f"{len(self.texts)} bank texts but {len(entities)} entity lists")
+        self.vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True, dtype=np.float32)
+        self.matrix = self.vectorizer.fit_transform(self.texts).tocsr()
+        self.by_text: dict[str, list[int]] = {}
+        for j, t in enumerate(self.texts):
+            self.by_text.setdefault(t, []).append(j)
+        postings: dict[str, set[int]] = {}
+        for j, (text, spans) in enumerate(zip(self.texts, entities)):
+            for start, end, _ in spans:
+                if end - start >= self.MIN_ENTITY_CHARS:
+                    postings.setdefault(text[start:end], set()).add(j)
+        self.num_entity_strings = len(postings)
+        self.automaton = ahocorasick.Automaton()
+        for string in sorted(postings):
+            self.automaton.add_word(string, (len(string), np.array(sorted(postings[string]), dtype=np.int64)))
+        if postings:
+            self.automaton.make_automaton()
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
+        """Dense ``[queries, bank]`` TF-IDF cosine similarities."""
+        return (self.vectorizer.transform(list(query_texts)) @ self.matrix.T).toarray()
+
+    def entity_matches(self, text: str) -> list[tuple[int, int, np.ndarray]]:
+        """``(start, end, bank sentences labelling text[start:end])`` for every bank entity string in ``text``."""
+        if not self.num_entity_strings:
+            return []
+        return [(end + 1 - length, end + 1, ids) for end, (length, ids) in self.automaton.iter(text)]
+
+    def blocked(self, query_text: str | None, exclude: int | None) -> list[int]:
+        """The bank sentences a query may not retrieve: itself and any identical text."""
+        out = list(self.by_text.get(query_text, ())) if query_text is not None else []
+        if exclude is not None and exclude >= 0:
+            out.append(int(exclude))
+        return out
+
+
+LEXICAL_POOL = 4  # MMR picks from the best LEXICAL_POOL * n candidates
+MMR_LAMBDA = 0.7  # weight of the similarity to the query against that to the memories already picked
+ENTITY_POSTING_LIMIT = 64  # per matched entity string, the most similar bank sentences that label it
+
+
+def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, picked: list[int]) -> list[int]:
+    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first) by maximal marginal relevance."""
+    candidates = np.array([c for c in candidates if c not in picked], dtype=np.int64)
+    if not len(candidates) or len(picked) >= n:
+        return picked
+    pool = np.concatenate([np.array(picked, dtype=np.int64), candidates])
+    vectors = index.matrix[pool]
+    gram = (vectors @ vectors.T).toarray()
+    chosen = list(range(len(picked)))
+    free = list(range(len(picked), len(pool)))
+    while len(chosen) < n and free:
+        redundancy = gram[np.ix_(free, chosen)].max(axis=1) if chosen else np.zeros(len(free))
+        score = MMR_LAMBDA * sims[pool[free]] - (1 - MMR_LAMBDA) * redundancy
+        best = int(np.flatnonzero(score == score.max())[0])  # ties: the candidate ranked first
+        chosen.append(free.pop(best))
+    return [int(pool[c]) for c in chosen]
+
+
+def _entity_cover(index: BankIndex, text: str, sims: np.ndarray, blocked: set[int], limit: int) -> list[int]:
+    """Up to ``limit`` bank sentences that together label the most query characters inside matched entity strings."""
+    coverage: dict[int, int] = {}  # bank sentence -> bit mask of the query characters it labels
+    for start, end, ids in index.entity_matches(text):
+        if len(ids) > ENTITY_POSTING_LIMIT:
+            ids = ids[np.lexsort((ids, -sims[ids]))[:ENTITY_POSTING_LIMIT]]
+        bits = ((1 << (end - start)) - 1) << start
+        for j in ids.tolist():
+            if j not in blocked:
+                coverage[j] = coverage.get(j, 0) | bits
+    picked: list[int] = []
+    covered = 0
+    while len(picked) < limit and coverage:
+        best = max(coverage, key=lambda j: ((coverage[j] & ~covered).bit_count(), sims[j], -j))
+        if not coverage[best] & ~covered:
+            break
+        picked.append(best)
+        covered |= coverage.pop(best)
+    return picked
+
+
+def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, bank_types, query_pos, query_types, chunk: int = 256) -> np.ndarray:
+    """``lexical``, ``entity`` and ``hybrid`` (see the module docstring), ``chunk`` queries at a time."""
+    out = np.empty((len(query_texts), n), dtype=np.int64)
+    pool = min(len(index), LEXICAL_POOL * n + 1)
+    for start in range(0, len(query_texts), chunk):
+        texts = list(query_texts[start : start + chunk])
+        sims = index.similarities(texts)
+        blocked_rows = [index.blocked(t, exclude[start + r] if exclude is not None else None) for r, t in enumerate(texts)]
+        keys = -sims
+        for r, cols in enumerate(blocked_rows):
+            keys[r, cols] = np.inf
+        best = _smallest(keys, pool)
+        for r, text in enumerate(texts):
+            blocked = set(blocked_rows[r])
+            candidates = best[r][np.isfinite(keys[r, best[r]])]
+            if method == "lexical":
+                picked = _mmr(index, sims[r], candidates, n, [])
+            elif method == "entity":
+                picked = _mmr(index, sims[r], candidates, n, _entity_cover(index, text, sims[r], blocked, n))
+            else:  # hybrid: entity-covering memories for the first half, category for the rest
+                picked = _entity_cover(index, text, sims[r], blocked, n - n // 2)
+                row_blocked = np.zeros((1, len(index)), dtype=bool)
+                row_blocked[0, list(blocked | set(picked))] = True
+                i = start + r
+                rest = _rank_by_category(n - len(picked), bank_pos, bank_types, [query_pos[i]], np.asarray(query_types)[i : i + 1], row_blocked)
+                picked = picked + rest[0].tolist()
+            if len(picked) < n:  # fewer allowed candidates than n in the pool: the next most similar
+                extra = [int(j) for j in np.argsort(keys[r], kind="stable") if int(j) not in picked and np.isfinite(keys[r, j])]
+                picked = picked + extra[: n - len(picked)]
+            out[start + r] = picked
+    return out
 
 
 def _rank_by_category(n, bank_pos, bank_types, query_pos, query_types, blocked, chunk: int = 1024) -> np.ndarray:
