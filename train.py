@@ -37,7 +37,7 @@ from data_scripts.memory_data import attach_memories, blend_gold_types, entity_t
 from data_scripts.metrics import entity_metrics, multilabel_scores
 from data_scripts.readers import print_summary
 from modeling.tag_schemes import tags_to_spans
-from modeling import ChineseNERPipeline, MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
 from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
@@ -48,6 +48,16 @@ TENCENT_VECTORS = "vectors/tencent_char200_thucnews.npz"
 
 @dataclass
 class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "a tagger saved by this project (folder, or Hub id when online) to fine-tune on the corpus; its config sets "
+                  "the architecture, the tag scheme and the window, and its memory bank is filled again with the new training sentences"},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "with --model_name_or_path and a corpus of other labels: initialise the label-dependent layers anew (emissions, "
+                  "CRF, label embeddings, the entity-type classifier's head) instead of stopping"},
+    )
     model_type: str = field(
         default="memory",
         metadata={"help": "memory: MemoryNetForTokenClassification (associated memory network, CRF); "
@@ -184,6 +194,17 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses()
         given = {a[2:].split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--")}
+    saved = AutoConfig.from_pretrained(model_args.model_name_or_path) if model_args.model_name_or_path else None
+    if saved is not None:  # the architecture, scheme and window are the saved model's
+        for name, value in saved_model_arguments(saved).items():
+            current = getattr(next(a for a in (model_args, data_args) if name in type(a).__dataclass_fields__), name)
+            if name in given and current != value:
+                parser.error(f"--{name} {current} differs from the saved model's {value} ({model_args.model_name_or_path}); "
+                             f"it comes from the saved model: leave it out")
+            setattr(next(a for a in (model_args, data_args) if name in type(a).__dataclass_fields__), name, value)
+            given.add(name)
+    if model_args.ignore_mismatched_sizes and saved is None:
+        parser.error("--ignore_mismatched_sizes applies to fine-tuning a saved model: it needs --model_name_or_path")
     if model_args.model_type not in ("memory", "seq2seq"):
         parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
     category = model_args.model_type == "memory" and model_args.memory_method in ("category", "hybrid") and model_args.num_memory > 0
@@ -194,7 +215,7 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     if not 0.0 <= model_args.oracle_type_share <= 1.0:
         parser.error(f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}")
     presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
-    if model_args.encoder != "bilstm":
+    if model_args.encoder != "bilstm" or (saved is not None and saved.encoder_type == "transformers"):
         presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
     presets.insert(0, (f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})))
     for what, preset in presets:
@@ -208,16 +229,47 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     return model_args, data_args, training_args
 
 
-ENCODER_PREFIXES = ("encoder.", "type_classifier.encoder.")  # the tagger's encoder, and the type classifier's own in its training run
+def saved_model_arguments(config) -> dict:
+    """The arguments a saved model fixes, as ``train.py`` flags: fine-tuning takes them from its config."""
+    model_type = {MemoryNetConfig.model_type: "memory", Seq2SeqAttnConfig.model_type: "seq2seq"}.get(config.model_type)
+    if model_type is None:
+        raise ValueError(f"--model_name_or_path: a {config.model_type!r} model is not a tagger of this project "
+                         f"({MemoryNetConfig.model_type} or {Seq2SeqAttnConfig.model_type})")
+    out = {"model_type": model_type, "tag_scheme": config.tag_scheme, "max_seq_length": config.max_length}
+    if model_type == "memory":
+        out.update(num_memory=config.num_memory, memory_method=config.memory_method, use_self_attention=config.use_self_attention,
+                   type_classifier_kind=config.type_classifier_kind)
+    return out
 
 
-def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArguments, encoder_lr: float) -> torch.optim.Optimizer:
-    """AdamW with two learning rates: the encoder's and the other layers' (paper: 3e-5 / 2e-4)."""
+def load_saved_model(path: str, label_names: list[str], ignore_mismatched_sizes: bool):
+    """A saved tagger to fine-tune, and whether its label-dependent layers were initialised anew (another label set)."""
+    config = AutoConfig.from_pretrained(path)
+    model_class = MemoryNetForTokenClassification if isinstance(config, MemoryNetConfig) else Seq2SeqAttnTagger
+    model = model_class.from_pretrained(path)
+    saved = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if saved == label_names:
+        return model, False
+    if not ignore_mismatched_sizes:
+        raise SystemExit(
+            f"train.py: error: --model_name_or_path {path} tags {len(saved)} labels ({', '.join(saved)}), the corpus has "
+            f"{len(label_names)} ({', '.join(label_names)}). Pass --ignore_mismatched_sizes to initialise the label-dependent "
+            "layers anew and keep the rest, or fine-tune on a corpus with the model's labels."
+        )
+    model.reset_labels(dict(enumerate(label_names)))
+    logger.warning("--model_name_or_path %s: new label set (%d -> %d labels); emissions, CRF, label embeddings and the type "
+                   "classifier's head start anew, the encoders keep their weights", path, len(saved), len(label_names))
+    return model, True
+
+
+def build_optimizer(model, args: NERTrainingArguments, encoder_lr: float) -> torch.optim.Optimizer:
+    """AdamW with two learning rates: the encoder's (``model.encoder_parameter_names()``) and the other layers' (paper: 3e-5 / 2e-4)."""
     groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
+    encoder = model.encoder_parameter_names()
     for name, param in model.named_parameters():
         if param.requires_grad:
             decay = param.ndim > 1 and "norm" not in name.lower()
-            groups[(name.startswith(ENCODER_PREFIXES), decay)].append(param)
+            groups[(name in encoder, decay)].append(param)
     param_groups = [
         {"params": params, "lr": encoder_lr if is_encoder else args.learning_rate, "weight_decay": args.weight_decay if decay else 0.0}
         for (is_encoder, decay), params in groups.items()
@@ -228,19 +280,24 @@ def build_optimizer(model: MemoryNetForTokenClassification, args: NERTrainingArg
     return torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=fused)
 
 
-def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, training_args, char_vectors, output_dir: Path, epochs: float):
+def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, training_args, char_vectors, output_dir: Path, epochs: float,
+                        init=None):
     """One Trainer run of the multi-label entity-type classifier (``MemoryNetForEntityTypes``).
 
     With ``eval_ds`` it is evaluated every epoch and the best epoch kept, as the tagger is;
-    without (the out-of-fold classifiers) it trains for ``epochs`` and keeps the last weights."""
+    without (the out-of-fold classifiers) it trains for ``epochs`` and keeps the last weights.
+    ``init``: a trained classifier to start from (fine-tuning a saved model)."""
     clf = MemoryNetForEntityTypes(config)
     encoder = model_args.type_classifier_encoder or model_args.encoder
-    if encoder != "bilstm":
+    if init is not None:
+        clf.type_classifier.load_state_dict(init.state_dict())
+    elif encoder != "bilstm":
         clf.type_classifier.encoder = load_pretrained_encoder(encoder)
     elif char_vectors:
         init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
     # a pretrained classifier encoder trains at the paper's 3e-5 (or the tagger's --encoder_learning_rate when it is the same encoder)
-    encoder_lr = (model_args.encoder_learning_rate if encoder == model_args.encoder else None) or (3e-5 if encoder != "bilstm" else training_args.learning_rate)
+    pretrained = config.type_classifier_encoder[0] == "transformers"
+    encoder_lr = (model_args.encoder_learning_rate if encoder == model_args.encoder else None) or (3e-5 if pretrained else training_args.learning_rate)
     logger.info("entity-type classifier: %s (%s), lr encoder %g / other layers %g", config.type_classifier_kind, encoder, encoder_lr, training_args.learning_rate)
 
     tagger = config.type_classifier_kind == "tagger"
@@ -288,8 +345,9 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
         for split, ds in features.items() if split in gold_types
     })
     out_dir = Path(training_args.output_dir) / "type_classifier"
+    init = model.type_classifier if model_args.model_name_or_path else None  # fine-tuning: from the saved classifier
     trainer = fit_type_classifier(config, clf_features["train"], clf_features["validation"], tokenizer, model_args, training_args,
-                                  char_vectors, out_dir, model_args.type_classifier_epochs)
+                                  char_vectors, out_dir, model_args.type_classifier_epochs, init)
     logits = {split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions for split, ds in features.items()}
     report = multilabel_scores(gold_types["validation"], (logits["validation"] > 0).astype(np.uint8), config.entity_types)
     train_report = None
@@ -300,7 +358,7 @@ def train_type_classifier(model, raw, features, gold_types, tokenizer, model_arg
             held_out = np.flatnonzero(folds == fold)
             fold_trainer = fit_type_classifier(
                 config, clf_features["train"].select(np.flatnonzero(folds != fold)), None, tokenizer, model_args, training_args,
-                char_vectors, out_dir / f"fold{fold}", model_args.type_classifier_epochs,
+                char_vectors, out_dir / f"fold{fold}", model_args.type_classifier_epochs, init,
             )
             held_out_inputs = features["train"].select(held_out).select_columns(["input_ids", "attention_mask"])
             logits["train"][held_out] = fold_trainer.predict(held_out_inputs).predictions
@@ -376,11 +434,8 @@ def main() -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args()
     logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARN)
-    if training_args.label_names is None:  # not memory_labels, which Trainer would take for labels too
-        training_args.label_names = ["labels"]
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
-    pretrained_encoder = model_args.encoder != "bilstm"
 
     # 1. corpus -> DatasetDict{tokens, ner_tags}
     with training_args.main_process_first(desc="reading the corpus"):
@@ -401,8 +456,8 @@ def main() -> dict:
 
     # 2. tokenizer: one token per character
     pretrained = [e for e in (model_args.encoder, model_args.type_classifier_encoder) if e and e != "bilstm"]
-    tokenizer, tokenizer_source = load_tokenizer(  # a pretrained encoder's: the tagger's, else the type classifier's
-        model_args.tokenizer_name or next(iter(pretrained), None),
+    tokenizer, tokenizer_source = load_tokenizer(  # a saved model's, or a pretrained encoder's: the tagger's, else the type classifier's
+        model_args.tokenizer_name or model_args.model_name_or_path or next(iter(pretrained), None),
         raw["train"]["tokens"], training_args.output_dir,
     )
     tokenizer.model_max_length = data_args.max_seq_length  # saved with the model: its window in tokens
@@ -412,16 +467,21 @@ def main() -> dict:
     char_vectors = None
     if model_args.char_vectors:
         char_vectors = read_char_vectors(default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors)
-    model = build_model(model_args, data_args, tokenizer, label_names, char_vectors)
+    if model_args.model_name_or_path:
+        model, new_labels = load_saved_model(model_args.model_name_or_path, label_names, model_args.ignore_mismatched_sizes)
+    else:
+        model, new_labels = build_model(model_args, data_args, tokenizer, label_names, char_vectors), True
     memory_model = isinstance(model, MemoryNetForTokenClassification)
     uses_memory = memory_model and model.config.num_memory > 0
-    if memory_model and model.label_embeddings is not None and char_vectors:
+    if not new_labels:
+        pass  # a saved model's label embeddings are kept
+    elif memory_model and model.label_embeddings is not None and char_vectors:
         type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
         model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
         logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
     elif memory_model and model.label_embeddings is not None:
         logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
-    encoder_lr = model_args.encoder_learning_rate or (3e-5 if pretrained_encoder else training_args.learning_rate)
+    encoder_lr = model_args.encoder_learning_rate or (3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate)
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
                 model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)
 
@@ -487,9 +547,7 @@ def main() -> dict:
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
         resume = True
     train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    if trainer.is_world_process_zero():  # the pipeline goes with the model: config.custom_pipelines + pipeline_ner.py
-        ChineseNERPipeline(model=trainer.model, tokenizer=tokenizer).save_pretrained(training_args.output_dir)
+    trainer.save_model()  # the model's save_pretrained writes the chinese-ner pipeline with it
     results = dict(train_result.metrics)  # train_runtime, train_loss, ...
 
     for split in ("validation", "test"):

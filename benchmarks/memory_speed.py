@@ -146,7 +146,7 @@ def main() -> None:
                 kwargs = {}
                 if model is mem:
                     m_ids, m_mask, m_labels = mem.memory_bank.gather(torch.as_tensor(train_memories[idx]))
-                    kwargs = {"memory_input_ids": m_ids, "memory_attention_mask": m_mask, "memory_labels": m_labels}
+                    kwargs = {"memory_input_ids": m_ids, "memory_attention_mask": m_mask, "memory_tag_ids": m_labels}
                 loss = model(ids, attention_mask=(ids != 0).long(), labels=labels, **kwargs).loss
                 loss.backward()
                 optimizer.step()

@@ -16,7 +16,7 @@ class DataCollatorForMemoryNER(DataCollatorForTokenClassification):
 
     Every feature carries ``memory_ids`` (its ``n`` bank indices, from ``retrieval.rank_memories``);
     the batch gets ``memory_ids`` ``[batch, n]`` and, from ``bank``, ``memory_input_ids``,
-    ``memory_attention_mask`` and ``memory_labels`` ``[batch, n, longest memory]``.
+    ``memory_attention_mask`` and ``memory_tag_ids`` ``[batch, n, longest memory]``.
     """
 
     bank: MemoryBank | None = None
@@ -29,5 +29,5 @@ class DataCollatorForMemoryNER(DataCollatorForTokenClassification):
             batch["memory_ids"] = ids
             if self.bank is not None:
                 mem_ids, mem_mask, mem_labels = self.bank.gather(ids)
-                batch["memory_input_ids"], batch["memory_attention_mask"], batch["memory_labels"] = mem_ids.cpu(), mem_mask.cpu(), mem_labels.cpu()
+                batch["memory_input_ids"], batch["memory_attention_mask"], batch["memory_tag_ids"] = mem_ids.cpu(), mem_mask.cpu(), mem_labels.cpu()
         return batch

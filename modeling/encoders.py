@@ -15,6 +15,19 @@ from torch import nn
 from transformers import AutoModel
 
 
+class EncoderParametersMixin:
+    """Which parameters are the model's encoder (pretrained, or the char embeddings / BiLSTM): the
+    ones an optimiser trains at the encoder learning rate (the papers: 3e-5 for BERT, 2e-4 above it).
+
+    Every model of this project names its encoder ``encoder``; ``encoder_modules`` lists the
+    modules that count (the entity-type classifier's own training run: ``type_classifier.encoder``)."""
+
+    encoder_modules: tuple[str, ...] = ("encoder",)
+
+    def encoder_parameter_names(self) -> set[str]:
+        return {f"{prefix}.{name}" for prefix in self.encoder_modules for name, _ in self.get_submodule(prefix).named_parameters()}
+
+
 class CharBiLSTMEncoder(nn.Module):
     """Character embeddings -> dropout -> BiLSTM (the papers' "BiLSTM + char embedding" rows)."""
 

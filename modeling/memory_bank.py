@@ -94,7 +94,7 @@ class MemoryBank(nn.Module):
 
     def gather(self, memory_ids: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
         """Memories ``[batch, n]`` (bank indices) -> ``memory_input_ids``, ``memory_attention_mask``,
-        ``memory_labels``, each ``[batch, n, longest memory]``."""
+        ``memory_tag_ids``, each ``[batch, n, longest memory]``."""
         memory_ids = memory_ids.to(self.input_ids.device)
         width = int(self.lengths[memory_ids].max()) if memory_ids.numel() else 1
         ids = self.input_ids[memory_ids][..., :width]

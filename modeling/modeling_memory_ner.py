@@ -19,7 +19,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassif
 
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
-from .encoders import CharBiLSTMEncoder, build_encoder, load_pretrained_encoder
+from .encoders import CharBiLSTMEncoder, EncoderParametersMixin, build_encoder, load_pretrained_encoder
 from .memory_bank import BankEncodingCache, MemoryBank
 from .tagging import TaggerMixin
 
@@ -41,7 +41,7 @@ class MemoryNetTokenClassifierOutput(TokenClassifierOutput):
     memory_attentions: torch.FloatTensor | None = None
 
 
-class MemoryNetPreTrainedModel(PreTrainedModel):
+class MemoryNetPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
     config: MemoryNetConfig
     config_class = MemoryNetConfig
     base_model_prefix = "memory_ner"
@@ -80,19 +80,19 @@ class MemoryAttention(nn.Module):
         self,
         query: torch.Tensor,
         memory: torch.Tensor,
-        memory_labels: torch.LongTensor,
+        memory_tag_ids: torch.LongTensor,
         label_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        query: ``[batch, len_s, d]``; memory: ``[batch, n, len_a, d]``; memory_labels: ``[batch, n, len_a]``
+        query: ``[batch, len_s, d]``; memory: ``[batch, n, len_a, d]``; memory_tag_ids: ``[batch, n, len_a]``
         tag ids, ``-100`` off the memory's characters; label_embeddings: the table ``[num_labels, l]``.
         Returns ``mean_j L_j`` ``[batch, len_s, l]`` and the attention ``M`` ``[batch, n, len_s, len_a]``.
         """
         scores = torch.einsum("bsd,bnad->bnsa", query, memory)  # eq. 3
-        mask = (memory_labels != -100)[:, :, None, :]
+        mask = (memory_tag_ids != -100)[:, :, None, :]
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1) * mask  # eqs. 4-5; a memory with no character attends to nothing
-        index = memory_labels.clamp(min=0)[:, :, None, :].expand_as(weights)
+        index = memory_tag_ids.clamp(min=0)[:, :, None, :].expand_as(weights)
         label_mass = weights.new_zeros(*weights.shape[:3], label_embeddings.shape[0]).scatter_add_(-1, index, weights)
         fused = label_mass.mean(dim=1) @ label_embeddings  # eqs. 6-7: mean_j M_j · LabelEmb(labels of a_j)
         return fused, weights
@@ -116,6 +116,10 @@ class EntityTypeClassifier(nn.Module):
         self.kind = config.type_classifier_kind
         self.encoder = build_encoder(config, *config.type_classifier_encoder)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.build_head(config)
+
+    def build_head(self, config: MemoryNetConfig) -> None:
+        """The label-dependent layers (new, untrained): one logit per entity type, or the tagger's tag layer and CRF."""
         if self.kind == "pooled":
             self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))
         else:
@@ -221,6 +225,38 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         if isinstance(self.encoder, CharBiLSTMEncoder):
             return self.encoder.embeddings
         return self.encoder.model.get_input_embeddings()
+
+    def reset_labels(self, id2label: dict[int, str]) -> None:
+        """Take a new label set (fine-tuning on other entity types): the label-dependent parts, the
+        emission layer, the CRF, the label embeddings and the entity-type classifier's head, are
+        initialised anew; the encoders and the self-attention keep their weights. The memory bank
+        is filled again from the new training sentences (``set_memory_bank``)."""
+        old_size = self.config.label_embedding_size
+        self.config.id2label = dict(id2label)
+        self.config.label2id = {label: i for i, label in self.config.id2label.items()}
+        if self.config.num_memory > 0 and self.config.label_embedding_size != old_size:
+            raise ValueError("the new labels have other tag prefixes than the model's: fine-tune in the model's tag scheme "
+                             f"({self.config.tag_scheme})")
+        self.num_labels = self.config.num_labels
+        device = self.classifier.weight.device
+        self.classifier = nn.Linear(self.classifier.in_features, self.num_labels).to(device)
+        self.crf = CRFHead(self.num_labels).to(device)
+        new = [self.classifier, self.crf]
+        if self.label_embeddings is not None:
+            self.label_embeddings = nn.Embedding(self.num_labels, self.config.label_embedding_size).to(device)
+            new.append(self.label_embeddings)
+        if self.type_classifier is not None:
+            self.type_classifier.build_head(self.config)
+            self.type_classifier.to(device)
+            new.append(self.type_classifier.classifier)
+            if self.type_classifier.kind == "tagger":
+                new.append(self.type_classifier.crf)
+        for module in new:
+            module.apply(self._init_weights)
+        if self.label_embeddings is not None:
+            self.reset_label_embeddings()
+        self.memory_bank = None  # its labels and type sets are of the old label set
+        self._memory_cache.clear()
 
     # ------------------------------------------------------------------------------------------
     # memory (section 2.1-2.3)
@@ -348,7 +384,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         memory_ids: torch.LongTensor | None = None,
         memory_input_ids: torch.LongTensor | None = None,
         memory_attention_mask: torch.Tensor | None = None,
-        memory_labels: torch.LongTensor | None = None,
+        memory_tag_ids: torch.LongTensor | None = None,
         return_tags: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -363,9 +399,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         memory_ids (`torch.LongTensor` of shape `(batch_size, num_memory)`, *optional*):
             Bank indices of each input's memory sentences. With `num_memory > 0` and neither these
             nor `memory_input_ids`, memories are retrieved from the saved bank.
-        memory_input_ids, memory_attention_mask, memory_labels (`(batch_size, num_memory, memory_length)`, *optional*):
-            The memories themselves (as `DataCollatorForMemoryNER` builds them); `memory_labels`
-            are tag ids, `-100` off characters.
+        memory_input_ids, memory_attention_mask, memory_tag_ids (`(batch_size, num_memory, memory_length)`, *optional*):
+            The memories themselves (as `DataCollatorForMemoryNER` builds them); `memory_tag_ids`
+            are their tag ids, `-100` off characters (not named `*labels*`, so that `Trainer` takes only
+            `labels` for the gold labels).
         return_tags (`bool`, *optional*):
             Viterbi-decode the tags; defaults to `not self.training`.
         """
@@ -374,7 +411,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return_tags = (not self.training) if return_tags is None else return_tags
 
-        if self.config.num_memory == 0 and any(x is not None for x in (memory_ids, memory_input_ids, memory_labels)):
+        if self.config.num_memory == 0 and any(x is not None for x in (memory_ids, memory_input_ids, memory_tag_ids)):
             raise ValueError("memories were given to a model with num_memory=0 (the plain encoder-CRF); train it with num_memory > 0")
         hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # eq. 1
         memory_attentions = None
@@ -383,10 +420,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 if memory_ids is None:
                     memory_ids = self.retrieve_memories(input_ids, attention_mask)
                 if self.memory_bank is None:
-                    raise ValueError("memory_ids given but the model has no memory bank; pass memory_input_ids/memory_labels")
-                memory_input_ids, memory_attention_mask, memory_labels = self.memory_bank.gather(memory_ids)
+                    raise ValueError("memory_ids given but the model has no memory bank; pass memory_input_ids/memory_tag_ids")
+                memory_input_ids, memory_attention_mask, memory_tag_ids = self.memory_bank.gather(memory_ids)
             memory = self._encode_memories(memory_input_ids, memory_attention_mask, memory_ids)  # eq. 2
-            fused, memory_attentions = self.memory_attention(hidden, memory, memory_labels, self.label_embeddings.weight)  # eqs. 3-6
+            fused, memory_attentions = self.memory_attention(hidden, memory, memory_tag_ids, self.label_embeddings.weight)  # eqs. 3-6
             hidden = torch.cat([hidden, fused], dim=-1)  # eq. 7
         attentions = None
         if self.self_attention is not None:
@@ -410,6 +447,8 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
     ``train.py`` trains it first, uses it to retrieve memories by ``category``, and copies it into
     ``MemoryNetForTokenClassification.type_classifier`` so inference needs no gold labels.
     """
+
+    encoder_modules = ("type_classifier.encoder",)
 
     def __init__(self, config: MemoryNetConfig):
         super().__init__(config)

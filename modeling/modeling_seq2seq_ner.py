@@ -20,7 +20,7 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_seq2seq_ner import Seq2SeqAttnConfig
 from .crf import character_mask
-from .encoders import TransformersEncoder, _auto_model, load_pretrained_encoder, run_lstm
+from .encoders import EncoderParametersMixin, TransformersEncoder, _auto_model, load_pretrained_encoder, run_lstm
 from .tag_constraints import transition_masks
 from .tagging import TaggerMixin
 
@@ -44,7 +44,7 @@ class Seq2SeqTaggerOutput(TokenClassifierOutput):
     tags: torch.LongTensor | None = None
 
 
-class Seq2SeqAttnPreTrainedModel(PreTrainedModel):
+class Seq2SeqAttnPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
     config: Seq2SeqAttnConfig
     config_class = Seq2SeqAttnConfig
     base_model_prefix = "seq2seq_ner"
@@ -53,9 +53,9 @@ class Seq2SeqAttnPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, Seq2SeqAttnTagger) and isinstance(module.embeddings, nn.Embedding):
+        if isinstance(module, Seq2SeqAttnTagger) and isinstance(module.encoder, nn.Embedding):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
-            init.normal_(module.embeddings.weight, 0.0, 1.0)
+            init.normal_(module.encoder.weight, 0.0, 1.0)
 
 
 class DecoderAttention(nn.Module):
@@ -111,15 +111,17 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
     def __init__(self, config: Seq2SeqAttnConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
+        # `encoder`: what config.encoder_type names (a char embedding table, or a transformers model such as
+        # the paper's BERT), the same name as in the memory network; the paper's BiLSTM encoder is `bilstm`
         if config.encoder_type == "bilstm":
             pad = config.pad_token_id if config.pad_token_id is not None else 0
-            self.embeddings = nn.Embedding(config.vocab_size, config.char_embedding_size, padding_idx=pad)
+            self.encoder = nn.Embedding(config.vocab_size, config.char_embedding_size, padding_idx=pad)
             embedding_size = config.char_embedding_size
         else:
-            self.embeddings = TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
-            embedding_size = self.embeddings.output_size
+            self.encoder = TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
+            embedding_size = self.encoder.output_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.encoder = nn.LSTM(embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)  # eqs. 1-5
+        self.bilstm = nn.LSTM(embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)  # eqs. 1-5
         encoder_size = 2 * config.lstm_hidden_size
         self.attention = DecoderAttention(config.attention_score, config.decoder_hidden_size, encoder_size, config.attention_size)
         self.tag_embeddings = nn.Embedding(config.num_labels + 1, config.tag_embedding_size)  # last row: the start symbol
@@ -130,19 +132,33 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         self._constraints: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.post_init()
 
+    def reset_labels(self, id2label: dict[int, str]) -> None:
+        """Take a new label set (fine-tuning on other entity types): the parts that depend on it, the
+        previous-tag embeddings and the output layer, are initialised anew; the encoders and the
+        decoder keep their weights."""
+        self.config.id2label = dict(id2label)
+        self.config.label2id = {label: i for i, label in self.config.id2label.items()}
+        self.num_labels = self.config.num_labels
+        device = self.classifier.weight.device
+        self.tag_embeddings = nn.Embedding(self.num_labels + 1, self.config.tag_embedding_size).to(device)
+        self.classifier = nn.Linear(self.classifier.in_features, self.num_labels).to(device)
+        for module in (self.tag_embeddings, self.classifier):
+            module.apply(self._init_weights)
+        self._constraints.clear()
+
     @classmethod
     def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "Seq2SeqAttnTagger":
         """A new tagger on a pretrained transformers encoder (Hub id when online, or a local folder)."""
         encoder = load_pretrained_encoder(encoder_name_or_path)
         config = Seq2SeqAttnConfig(encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs)
         model = cls(config)
-        model.embeddings = encoder
+        model.encoder = encoder
         return model
 
     def get_input_embeddings(self) -> nn.Module:
-        if isinstance(self.embeddings, nn.Embedding):
-            return self.embeddings
-        return self.embeddings.model.get_input_embeddings()
+        if isinstance(self.encoder, nn.Embedding):
+            return self.encoder
+        return self.encoder.model.get_input_embeddings()
 
     @property
     def go_id(self) -> int:
@@ -154,11 +170,11 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
 
     def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
         """Encoder states ``h`` ``[batch, length, 2 x lstm_hidden_size]`` (eqs. 1-5)."""
-        if isinstance(self.embeddings, nn.Embedding):
-            embedded = self.embeddings(input_ids)
+        if isinstance(self.encoder, nn.Embedding):
+            embedded = self.encoder(input_ids)
         else:
-            embedded = self.embeddings(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        return run_lstm(self.encoder, self.dropout(embedded), attention_mask)
+            embedded = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return run_lstm(self.bilstm, self.dropout(embedded), attention_mask)
 
     def _start(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
         """Initial decoder state (from the mean encoder state of the characters) and the attention's prepared keys, values and mask."""

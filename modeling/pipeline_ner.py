@@ -49,6 +49,11 @@ class ChineseNERPipeline(ChunkPipeline):
     ``num_beams`` (seq2seq tagger), ``return_memories`` (memory network), ``batch_size``.
     """
 
+    @classmethod
+    def custom_pipelines_entry(cls) -> dict:
+        """What ``config.custom_pipelines`` declares for this pipeline (as ``Pipeline.save_pretrained`` writes it)."""
+        return {TASK: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModelForTokenClassification"], "type": "text"}}
+
     def _sanitize_parameters(self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs):
         if kwargs:
             raise TypeError(f"{TASK} got unexpected arguments {sorted(kwargs)} (it takes stride, num_beams, return_memories, batch_size)")
@@ -142,12 +147,12 @@ class ChineseNERPipeline(ChunkPipeline):
         """The window's memory sentences (text, tags, entities) and the attention of its characters on theirs."""
         bank, id2label, scheme = self.model.memory_bank, self.model.config.id2label, self.model.config.tag_scheme
         ids = out["memory_ids"][0]
-        memory_input_ids, memory_mask, memory_labels = bank.gather(ids.unsqueeze(0))
+        memory_input_ids, memory_mask, memory_tag_ids = bank.gather(ids.unsqueeze(0))
         texts = bank.texts(memory_input_ids[0], memory_mask[0])
         memories = []
         for j, memory_text in enumerate(texts):
             m = len(memory_text)
-            tags = [id2label[int(t)] for t in memory_labels[0, j, 1 : m + 1]]
+            tags = [id2label[int(t)] for t in memory_tag_ids[0, j, 1 : m + 1]]
             attention = out["memory_attentions"][0, j, 1 : n + 1, 1 : m + 1]
             memories.append({
                 "bank_index": int(ids[j]),

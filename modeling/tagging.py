@@ -7,13 +7,31 @@ Space and the benchmarks only use these methods, whichever model it is.
 
 from __future__ import annotations
 
+import os
+
 import torch
+from transformers.dynamic_module_utils import custom_object_save
 
 from .char_tokenization import encode_chars
 from .crf import character_mask
 
 
 class TaggerMixin:
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, and the ``chinese-ner`` pipeline with it: ``custom_pipelines``
+        in ``config.json`` and ``pipeline_ner.py`` (with the files it imports) in the folder.
+
+        Every route that saves a model comes through here (``train.py``, ``Trainer.save_model``, a
+        user's ``save_pretrained`` after ``from_pretrained``, ``push_to_hub``), so a saved folder always
+        holds the code its config declares."""
+        from .pipeline_ner import ChineseNERPipeline
+
+        self.config.custom_pipelines = ChineseNERPipeline.custom_pipelines_entry()
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if os.path.isdir(save_directory):
+            custom_object_save(ChineseNERPipeline, save_directory)
+        return result
+
     def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Each position's probability of every tag, ``[batch, length, num_tags]``, from ``forward``'s
         logits: their softmax here; a CRF tagger overrides this with the CRF's marginals."""

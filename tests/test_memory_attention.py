@@ -5,9 +5,9 @@ import torch
 from modeling.modeling_memory_ner import MemoryAttention
 
 
-def naive(query, memory, memory_labels, table):
-    label_emb = table[memory_labels.clamp(min=0)]  # LabelEmb(labels of a_j), looked up
-    memory_mask = memory_labels != -100
+def naive(query, memory, memory_tag_ids, table):
+    label_emb = table[memory_tag_ids.clamp(min=0)]  # LabelEmb(labels of a_j), looked up
+    memory_mask = memory_tag_ids != -100
     out = torch.zeros(query.shape[0], query.shape[1], table.shape[-1])
     for b in range(query.shape[0]):
         fused = []

@@ -42,7 +42,7 @@ def test_cached_bank_encodings_equal_fresh_ones(memory_run):
     assert memory_ids.shape == (2, 2)
     mem = model.memory_bank.gather(memory_ids)
     with torch.no_grad():
-        direct = model(enc["input_ids"], enc["attention_mask"], memory_input_ids=mem[0], memory_attention_mask=mem[1], memory_labels=mem[2])
+        direct = model(enc["input_ids"], enc["attention_mask"], memory_input_ids=mem[0], memory_attention_mask=mem[1], memory_tag_ids=mem[2])
         cached = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
         again = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
     assert len(model._memory_cache) > 0
@@ -82,12 +82,12 @@ def test_collator_shapes_and_masks(memory_run):
     batch = collator(features)
     n_len = int(model.memory_bank.lengths[[0, 5, 7, 9]].max())
     assert batch["input_ids"].shape == (2, 4) and batch["memory_ids"].tolist() == [[0, 5], [7, 9]]
-    assert batch["memory_input_ids"].shape == batch["memory_attention_mask"].shape == batch["memory_labels"].shape == (2, 2, n_len)
+    assert batch["memory_input_ids"].shape == batch["memory_attention_mask"].shape == batch["memory_tag_ids"].shape == (2, 2, n_len)
     for b, ids in enumerate([[0, 5], [7, 9]]):
         for j, idx in enumerate(ids):
             length = int(model.memory_bank.lengths[idx])
             assert batch["memory_attention_mask"][b, j].tolist() == [1] * length + [0] * (n_len - length)
-            assert (batch["memory_labels"][b, j, length:] == -100).all() and batch["memory_labels"][b, j, 0] == -100
+            assert (batch["memory_tag_ids"][b, j, length:] == -100).all() and batch["memory_tag_ids"][b, j, 0] == -100
 
 
 def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
@@ -134,7 +134,7 @@ def test_memory_gradient_option():
     labels = torch.tensor([[-100, 1, 2, 0, -100]])
     memory = {"memory_input_ids": torch.tensor([[[2, 10, 11, 3], [2, 12, 3, 0]]]),
               "memory_attention_mask": torch.tensor([[[1, 1, 1, 1], [1, 1, 1, 0]]]),
-              "memory_labels": torch.tensor([[[-100, 1, 2, -100], [-100, 4, -100, -100]]])}
+              "memory_tag_ids": torch.tensor([[[-100, 1, 2, -100], [-100, 4, -100, -100]]])}
     losses, grads = [], []
     for flag in (True, False):
         model.config.memory_gradient = flag
