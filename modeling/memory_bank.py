@@ -21,9 +21,11 @@ class MemoryBank(nn.Module):
         # token id -> the character it stands for (code point; 0 for [UNK] and specials): lets the model
         # rebuild a query's text from input_ids alone, to POS-tag it for retrieval
         self.register_buffer("token_chars", torch.zeros(token_table_size, dtype=torch.int32))
-        self.register_buffer("input_ids", torch.zeros(size, length, dtype=torch.long))
-        self.register_buffer("labels", torch.full((size, length), -100, dtype=torch.long))
-        self.register_buffer("lengths", torch.zeros(size, dtype=torch.long))
+        # stored compactly (a 500,000-sentence bank is 128 MB of int32 ids at length 64, not 256 MB of int64);
+        # gather() hands out int64, as the model's inputs are
+        self.register_buffer("input_ids", torch.zeros(size, length, dtype=torch.int32))
+        self.register_buffer("labels", torch.full((size, length), -100, dtype=torch.int16))
+        self.register_buffer("lengths", torch.zeros(size, dtype=torch.int32))
         self.register_buffer("types", torch.zeros(size, num_types, dtype=torch.uint8))
         self.register_buffer("pos", torch.zeros(size, pos_length, dtype=torch.int32))
         self._pos_strings: tuple[torch.Tensor, int, list[str]] | None = None  # (pos buffer, its version, decoded)
@@ -47,14 +49,41 @@ class MemoryBank(nn.Module):
         self.input_ids.zero_()
         self.labels.fill_(-100)
         self.pos.zero_()
-        for i, (ids, labs, p) in enumerate(zip(input_ids, labels, pos)):
+        self._write_rows(0, input_ids, labels, types, pos)
+
+    def _write_rows(self, start: int, input_ids, labels, types, pos) -> None:
+        for i, (ids, labs, p) in enumerate(zip(input_ids, labels, pos), start):
             if len(ids) > self.input_ids.shape[1] or len(p) > self.pos.shape[1]:
                 raise ValueError(f"bank sentence {i} is longer than the bank's buffers")
-            self.input_ids[i, : len(ids)] = torch.as_tensor(ids)
-            self.labels[i, : len(labs)] = torch.as_tensor(labs)
+            self.input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=self.input_ids.dtype)
+            self.labels[i, : len(labs)] = torch.as_tensor(labs, dtype=self.labels.dtype)
             self.lengths[i] = len(ids)
             self.pos[i, : len(p)] = torch.as_tensor([ord(c) for c in p], dtype=torch.int32)
-        self.types.copy_(torch.as_tensor(np.asarray(types), dtype=torch.uint8))
+        self.types[start : start + len(input_ids)] = torch.as_tensor(np.asarray(types), dtype=torch.uint8).reshape(len(input_ids), -1)
+
+    @torch.no_grad()
+    def extended(self, input_ids, labels, types: np.ndarray, pos: Sequence[str]) -> "MemoryBank":
+        """A new bank: this one's sentences, then the given ones (same formats as :meth:`fill`)."""
+        size, length, pos_length = len(self), self.input_ids.shape[1], self.pos.shape[1]
+        bank = MemoryBank(size + len(input_ids), max([length, *map(len, input_ids)]), max([pos_length, *map(len, pos)]),
+                          self.types.shape[1], len(self.token_chars)).to(self.input_ids.device)
+        bank.token_chars.copy_(self.token_chars)
+        bank.input_ids[:size, :length] = self.input_ids
+        bank.labels[:size, :length] = self.labels
+        bank.lengths[:size] = self.lengths
+        bank.pos[:size, :pos_length] = self.pos
+        bank.types[:size] = self.types
+        bank._write_rows(size, input_ids, labels, types, pos)
+        return bank
+
+    @torch.no_grad()
+    def subset(self, keep: torch.LongTensor) -> "MemoryBank":
+        """A new bank of the sentences ``keep`` (bank indices, in that order)."""
+        bank = MemoryBank(len(keep), self.input_ids.shape[1], self.pos.shape[1], self.types.shape[1], len(self.token_chars)).to(self.input_ids.device)
+        bank.token_chars.copy_(self.token_chars)
+        for name in ("input_ids", "labels", "lengths", "pos", "types"):
+            getattr(bank, name).copy_(getattr(self, name)[keep])
+        return bank
 
     @torch.no_grad()
     def fill_token_table(self, vocab: dict[str, int]) -> None:
@@ -66,7 +95,7 @@ class MemoryBank(nn.Module):
 
     def texts(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> list[str]:
         """Rebuild the texts of ``[CLS] chars [SEP]`` inputs (``[UNK]`` and the like become U+FFFD)."""
-        chars = self.token_chars.to(input_ids.device)[input_ids.clamp(max=len(self.token_chars) - 1)]
+        chars = self.token_chars.to(input_ids.device)[input_ids.long().clamp(max=len(self.token_chars) - 1)]
         return ["".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1]) for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist())]
 
     def text_of(self, input_ids: Sequence[int]) -> str:
@@ -97,9 +126,9 @@ class MemoryBank(nn.Module):
         ``memory_tag_ids``, each ``[batch, n, longest memory]``."""
         memory_ids = memory_ids.to(self.input_ids.device)
         width = int(self.lengths[memory_ids].max()) if memory_ids.numel() else 1
-        ids = self.input_ids[memory_ids][..., :width]
+        ids = self.input_ids[memory_ids][..., :width].long()
         mask = (torch.arange(width, device=ids.device) < self.lengths[memory_ids][..., None]).long()
-        return ids, mask, self.labels[memory_ids][..., :width]
+        return ids, mask, self.labels[memory_ids][..., :width].long()
 
 
 class BankEncodingCache:
@@ -119,6 +148,17 @@ class BankEncodingCache:
 
     def __len__(self) -> int:
         return self.used
+
+    def remap(self, old_index: torch.LongTensor, length: int) -> None:
+        """The bank changed: its sentence ``i`` is the old sentence ``old_index[i]`` (``-1``: new), and
+        its buffers are ``length`` wide. Encodings of the sentences kept stay; new ones are encoded when asked for."""
+        if self.slots is None:
+            return
+        if self.table is None or length > self.table.shape[1]:
+            self.clear()
+            return
+        old_index = old_index.to(self.slots.device)
+        self.slots = torch.where(old_index >= 0, self.slots[old_index.clamp(min=0)], torch.full_like(old_index, -1))
 
     @torch.no_grad()
     def lookup(self, bank: MemoryBank, memory_ids: torch.LongTensor, encode, chunk: int = 64) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -294,6 +295,73 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             bank.fill_token_table(vocab)
         self.memory_bank = bank.to(self.device)
         self._memory_cache.clear()
+
+    @torch.no_grad()
+    def add_memories(self, texts: list[str], tags: list[list[str]] | None = None, tokenizer=None,
+                     entities: list[list[dict]] | None = None) -> list[int]:
+        """Append labelled sentences to the memory bank of a trained model, with no retraining.
+
+        Give each text its ``tags`` (one per character, in ``config.tag_scheme``) or its ``entities``
+        (dicts with ``start``, ``end`` and ``entity_group``, as the pipeline returns them). From the
+        next call on, retrieval can bring them (the retrieval index is rebuilt, the bank encodings of
+        the sentences already there are kept), and ``save_pretrained`` saves them with the model.
+        Returns their bank indices. This is how a deployed model learns new entities by example.
+        """
+        from .char_tokenization import encode_chars
+        from .retrieval import pos_strings
+        from .tag_schemes import spans_to_tags, tags_to_spans
+
+        if self.memory_bank is None:
+            raise ValueError("this model has no memory bank to add to (train it with num_memory > 0)")
+        if tokenizer is None:
+            raise ValueError("add_memories needs the model's tokenizer, to encode the texts as the model reads them")
+        if (tags is None) == (entities is None):
+            raise ValueError("give add_memories either tags (one per character) or entities (start, end, entity_group) for every text")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        scheme, label2id, window = self.config.tag_scheme, self.config.label2id, self.config.max_length - 2
+        if entities is not None:
+            if len(entities) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(entities)} entity lists")
+            tags = [spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in ents], len(t), scheme) for t, ents in zip(texts, entities)]
+        if len(tags) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(tags)} tag lists")
+        types = np.zeros((len(texts), len(self.config.entity_types)), dtype=np.uint8)
+        for k, (text, row) in enumerate(zip(texts, tags)):
+            if not text or len(text) > window:
+                raise ValueError(f"memory {k}: a memory sentence has 1 to {window} characters (the model's window), this one {len(text)}")
+            if len(row) != len(text):
+                raise ValueError(f"memory {k}: {len(text)} characters but {len(row)} tags")
+            unknown = sorted(set(row) - set(label2id))
+            if unknown:
+                raise ValueError(f"memory {k}: tags {unknown} are not among the model's labels ({scheme}: {sorted(label2id)})")
+            for span in tags_to_spans(list(row), scheme):  # raises on an ill-formed sequence
+                types[k, self.config.entity_types.index(span.type)] = 1
+        enc = encode_chars(tokenizer, [list(t) for t in texts], self.config.max_length)
+        labels = [[-100] + [label2id[t] for t in row] + [-100] for row in tags]
+        old = len(self.memory_bank)
+        self._replace_memory_bank(self.memory_bank.extended(enc["input_ids"], labels, types, pos_strings(texts)),
+                                  torch.cat([torch.arange(old), torch.full((len(texts),), -1)]))
+        return list(range(old, old + len(texts)))
+
+    @torch.no_grad()
+    def remove_memories(self, indices: list[int]) -> None:
+        """Remove bank sentences (bank indices, as ``add_memories`` and ``return_memories`` give them);
+        the sentences after them move up. No retraining."""
+        size = len(self.memory_bank) if self.memory_bank is not None else 0
+        drop = set(int(i) for i in indices)
+        if any(not 0 <= i < size for i in drop):
+            raise ValueError(f"bank indices must lie in [0, {size}), got {sorted(i for i in drop if not 0 <= i < size)}")
+        keep = torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long)
+        if len(keep) <= self.config.num_memory:
+            raise ValueError(f"a bank must keep more than num_memory={self.config.num_memory} sentences")
+        self._replace_memory_bank(self.memory_bank.subset(keep), keep)
+
+    def _replace_memory_bank(self, bank: MemoryBank, old_index: torch.LongTensor) -> None:
+        self.config.memory_bank_size = len(bank)
+        self.config.memory_bank_length = bank.input_ids.shape[1]
+        self.config.memory_pos_length = bank.pos.shape[1]
+        self.memory_bank = bank
+        self._memory_cache.remap(old_index, bank.input_ids.shape[1])
 
     def train(self, mode: bool = True):
         self._memory_cache.clear()  # bank encodings are only valid while the weights stay as they are

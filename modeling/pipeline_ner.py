@@ -54,6 +54,19 @@ class ChineseNERPipeline(ChunkPipeline):
         """What ``config.custom_pipelines`` declares for this pipeline (as ``Pipeline.save_pretrained`` writes it)."""
         return {TASK: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModelForTokenClassification"], "type": "text"}}
 
+    def add_memories(self, texts: list[str], tags: list[list[str]] | None = None, entities: list[list[dict]] | None = None) -> list[int]:
+        """Memory network: append labelled sentences to the model's memory bank (see
+        ``MemoryNetForTokenClassification.add_memories``); ``entities`` as this pipeline returns them."""
+        if not hasattr(self.model, "add_memories"):
+            raise ValueError(f"add_memories needs a memory-network model; this one is {type(self.model).__name__}")
+        return self.model.add_memories(texts, tags=tags, tokenizer=self.tokenizer, entities=entities)
+
+    def remove_memories(self, indices: list[int]) -> None:
+        """Memory network: remove bank sentences by bank index."""
+        if not hasattr(self.model, "remove_memories"):
+            raise ValueError(f"remove_memories needs a memory-network model; this one is {type(self.model).__name__}")
+        self.model.remove_memories(indices)
+
     def _sanitize_parameters(self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs):
         if kwargs:
             raise TypeError(f"{TASK} got unexpected arguments {sorted(kwargs)} (it takes stride, num_beams, return_memories, batch_size)")
