@@ -14,8 +14,9 @@ sentences by one of these methods:
     the same ranking with the query's gold types: an oracle for analysis.
 ``lexical``
     TF-IDF cosine over character 1-3-grams (scikit-learn), the most similar first, with some
-    diversity: from the best ``4n`` candidates, maximal marginal relevance picks each next memory
-    by its similarity to the query minus its similarity to the memories already picked.
+    diversity: from the best ``4n`` candidates (one per distinct text), maximal marginal relevance
+    picks each next memory by its similarity to the query minus its similarity to the memories
+    already picked.
 ``entity``
     the query's substrings that are entity strings of the bank (an Aho-Corasick automaton,
     ``pyahocorasick``): memories are picked greedily to cover the most query characters that lie
@@ -47,7 +48,7 @@ METHODS = ("pos_edit", "category", "gold_category", "random", "lexical", "entity
 TYPE_METHODS = ("category", "gold_category", "hybrid")  # the methods that read the query's entity types
 INDEX_METHODS = ("lexical", "entity", "hybrid")  # the methods that read a BankIndex
 # part of the cache key: bump when the ranking changes, so cached retrievals of the old ranking are not reused
-RANKING_VERSION = 3
+RANKING_VERSION = 4
 
 # jieba's POS tag set; each tag is written as one character so that tag sequences compare as strings
 POS_TAGS = (
@@ -219,8 +220,15 @@ ENTITY_POSTING_LIMIT = 64  # per matched entity string, the most similar bank se
 
 
 def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, picked: list[int]) -> list[int]:
-    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first) by maximal marginal relevance."""
-    candidates = np.array([c for c in candidates if c not in picked], dtype=np.int64)
+    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first) by maximal marginal relevance;
+    a copy of a text already picked brings nothing new and is passed over."""
+    seen = {index.texts[j] for j in picked}
+    kept = []
+    for c in candidates.tolist():
+        if c not in picked and index.texts[c] not in seen:
+            kept.append(c)
+            seen.add(index.texts[c])
+    candidates = np.array(kept, dtype=np.int64)
     if not len(candidates) or len(picked) >= n:
         return picked
     pool = np.concatenate([np.array(picked, dtype=np.int64), candidates])

@@ -119,3 +119,83 @@ def test_blending_gold_into_predicted_types():
     assert (unlabelled["test"] == 1).all() and all((unlabelled[s] == half[s]).all() for s in half)  # no gold: kept as predicted
     with pytest.raises(ValueError, match="within"):
         blend_gold_types(predicted, gold, 1.5, seed=1)
+
+
+# ---- lexical, entity and hybrid: the query's own strings ------------------------------------------
+from modeling.retrieval import BankIndex  # noqa: E402
+from data_scripts.memory_data import memory_evidence_rate  # noqa: E402
+from modeling.tag_schemes import Span  # noqa: E402
+
+# per bank sentence its labelled entities (start, end, type), written by hand for BANK_TEXTS
+BANK_ENTITIES = [
+    [(0, 2, "name"), (3, 5, "address")],
+    [(0, 2, "name"), (4, 6, "company")],
+    [(0, 2, "name"), (3, 5, "address"), (6, 8, "company")],
+    [],
+    [(0, 2, "name"), (3, 5, "company")],
+    [(0, 2, "name"), (3, 5, "address")],
+]
+
+
+def index_methods(method, query, n, exclude=None, query_types=None):
+    index = BankIndex(BANK_TEXTS, BANK_ENTITIES)
+    pos = bank_pos()
+    return rank_memories(method, n, pos, BANK_TYPES, pos_strings(query), query_types, exclude, query, BANK_TEXTS, index=index)
+
+
+def test_entity_retrieval_covers_the_query_entity_strings_first():
+    # 张三 is labelled in banks 0, 2 (no: 王五), 5; 华为 in bank 1; 深圳 in bank 2
+    query = ["张三跳槽去了华为，搬到深圳"]
+    mem = index_methods("entity", query, 3)[0].tolist()
+    # bank 2 labels 深圳 only (2 chars); banks 0/5 label 张三 (2 chars); bank 1 labels 华为 and 李四 (only 华为 in the query)
+    assert set(mem) >= {1, 2} and len({0, 5} & set(mem)) == 1  # one sentence per string: no second 张三 memory while others cover more
+    assert 0 in mem  # of the tied identical texts 0 and 5 (same coverage, same similarity), the lower bank index
+
+
+def test_entity_retrieval_excludes_the_query_and_identical_texts_and_is_deterministic():
+    first = index_methods("entity", BANK_TEXTS, 3, exclude=list(range(6)))
+    assert np.array_equal(first, index_methods("entity", BANK_TEXTS, 3, exclude=list(range(6))))
+    for i, row in enumerate(first):
+        assert i not in row and all(BANK_TEXTS[j] != BANK_TEXTS[i] for j in row)
+        assert len(set(row.tolist())) == 3
+
+
+def test_entity_retrieval_without_any_match_falls_back_to_lexical():
+    query = ["今天天气不错"]
+    assert index_methods("entity", query, 2)[0].tolist() == index_methods("lexical", query, 2)[0].tolist()
+    assert index_methods("lexical", query, 2)[0][0] == 3  # the only sentence sharing 今天天气
+
+
+def test_lexical_is_most_similar_first_with_diversity():
+    index = BankIndex(BANK_TEXTS, BANK_ENTITIES)
+    query = ["张三在北京上班"]
+    sims = index.similarities(query)[0]
+    mem = index_methods("lexical", query, 2)[0].tolist()
+    assert mem[0] == int(np.argmax(sims)) == 0  # the nearest (0 and 5 tie: the lower index)
+    # the second is not the identical copy of the first (5), whose similarity ties with it: MMR takes a new sentence
+    assert mem[1] != 5 and sims[5] == sims[0]
+
+
+def test_hybrid_takes_half_by_entity_strings_and_half_by_category():
+    query = ["孙七去了华为"]
+    mem = index_methods("hybrid", query, 4, query_types=np.array([[1, 1, 0]]))[0].tolist()
+    assert mem[0] == 1  # the only sentence labelling 华为
+    category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[0].tolist()
+    assert mem[1:] == [j for j in category if j != 1][:3]
+
+
+def test_index_methods_need_the_index_and_texts():
+    with pytest.raises(ValueError, match="BankIndex"):
+        rank_memories("entity", 2, bank_pos(), BANK_TYPES, bank_pos()[:1])
+
+
+def test_memory_evidence_rate_counts_entities_found_with_their_type_in_the_memories():
+    bank_spans = [[Span(t, a, b) for a, b, t in ents] for ents in BANK_ENTITIES]
+    queries = ["张三去了华为", "深圳很大", "没有实体"]
+    spans = [[Span("name", 0, 2), Span("company", 4, 6)], [Span("address", 0, 2)], []]
+    # query 0: memories 0 (张三 name) and 3 -> 1 of 2; query 1: memory 4 (no 深圳) and 1 -> 0 of 1; query 2 has no entity
+    rate = memory_evidence_rate(spans, queries, [[0, 3], [4, 1], [0, 1]], bank_spans, BANK_TEXTS)
+    assert rate == {"entities": 3, "entity_rate": 1 / 3, "sentences": 2, "sentence_rate": 0.5}
+    # the same string with another type is no evidence
+    wrong_type = [[Span("company", 0, 2)], [], []]
+    assert memory_evidence_rate(wrong_type, queries, [[0, 5], [0, 1], [0, 1]], bank_spans, BANK_TEXTS)["entity_rate"] == 0.0
