@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""The editable memory on real data: teach a trained memory network new entities by adding labelled
+sentences to its bank, with no retraining.
+
+CLUENER train is split into halves T1 and T2 (seeded; identical texts stay in one half). A memory
+network (entity retrieval) and the plain tagger are trained on T1 alone, the bank holding T1. Then
+T2's labelled sentences are added to the memory network's bank with ``add_memories`` and dev is
+scored again: overall F1, and recall on the dev entities whose string is an entity in T2 but not in
+T1 (the entities only the added sentences can teach). The upper bound is the memory network trained
+on all of train (``memory_cluener.py``'s ``entity`` run of the same seed).
+
+    python benchmarks/editable_memory.py --train [--parallel 2]   # write T1/T2, train the two T1 runs
+    python benchmarks/editable_memory.py                          # score: before / after add_memories, controls
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from runner import ROOT, RUNS_DIR, results, run_all
+
+sys.path.insert(0, str(ROOT))
+
+from data_scripts.corpora import load_corpus  # noqa: E402
+from data_scripts.features import default_data_dir  # noqa: E402
+from data_scripts.metrics import entity_metrics  # noqa: E402
+from data_scripts.readers import read_cluener_files  # noqa: E402
+from modeling import MemoryNetForTokenClassification  # noqa: E402
+from modeling.tag_schemes import tags_to_spans  # noqa: E402
+
+SPLIT_DIR = RUNS_DIR / "editable-split"
+COMMON = ["--char_vectors", "tencent", "--use_self_attention", "true", "--num_train_epochs", "8"]
+RUNS = {
+    "editable-entity-T1-s1": ["--num_memory", "4", "--memory_method", "entity", "--seed", "1"],
+    "editable-baseline-T1-s1": ["--num_memory", "0", "--seed", "1"],
+}
+FULL_TRAIN_RUN = "memory-entity-s1"  # memory_cluener.py: the same model on all of train (the upper bound)
+
+
+def split_halves(seed: int = 0) -> dict[str, Path]:
+    """CLUENER train.json lines -> T1.json / T2.json, halves of the distinct texts drawn with ``seed``."""
+    lines = (default_data_dir() / "cluener" / "train.json").read_text(encoding="utf-8").splitlines()
+    texts = sorted({json.loads(line)["text"] for line in lines if line.strip()})
+    first = set(np.array(texts, dtype=object)[np.random.default_rng(seed).permutation(len(texts))[: len(texts) // 2]])
+    SPLIT_DIR.mkdir(parents=True, exist_ok=True)
+    halves = {"T1": SPLIT_DIR / "T1.json", "T2": SPLIT_DIR / "T2.json"}
+    for name, path in halves.items():
+        keep = [line for line in lines if line.strip() and (json.loads(line)["text"] in first) == (name == "T1")]
+        path.write_text("\n".join(keep) + "\n", encoding="utf-8")
+    return halves
+
+
+def run_arguments(halves: dict[str, Path]) -> dict[str, list[str]]:
+    dev = default_data_dir() / "cluener" / "dev.json"
+    data = ["--dataset", "files", "--train_file", str(halves["T1"]), "--validation_file", str(dev)]
+    return {name: [*data, *COMMON, *args] for name, args in RUNS.items()}
+
+
+def entity_strings(ds) -> set[str]:
+    return {"".join(tokens[s.start : s.end]) for tokens, tags in zip(ds["tokens"], ds["ner_tags"])
+            for s in tags_to_spans([ds.features["ner_tags"].feature.int2str(t) for t in tags], "BIOS")}
+
+
+def score(model, tokenizer, dev, only_t2: set[str]) -> dict:
+    """Dev F1 of ``model`` on raw text (retrieval inside the call) and its recall on the entities whose string is only in T2."""
+    names = dev.features["ner_tags"].feature.names
+    gold = [[names[t] for t in tags] for tags in dev["ner_tags"]]
+    pred = model.predict_tags(["".join(t) for t in dev["tokens"]], tokenizer, batch_size=64)
+    scores = entity_metrics(gold, pred, "BIOS")
+    hits = total = 0
+    for tokens, g, p in zip(dev["tokens"], gold, pred):
+        predicted = set(tags_to_spans(p, "BIOS", strict=False))
+        for span in tags_to_spans(g, "BIOS"):
+            if "".join(tokens[span.start : span.end]) in only_t2:
+                total += 1
+                hits += span in predicted
+    return {"f1": 100 * scores["f1"], "t2_only_recall": 100 * hits / total, "t2_only_entities": total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", action="store_true", help="write T1/T2 and train the runs that have not finished")
+    parser.add_argument("--parallel", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    halves = split_halves()
+    if args.train:
+        run_all(run_arguments(halves), args.parallel, "editable-memory runs")
+    t1 = read_cluener_files({"train": halves["T1"]}, "BIOS", 62)["train"]
+    t2 = read_cluener_files({"train": halves["T2"]}, "BIOS", 62)["train"]
+    dev = load_corpus("cluener", None, "BIOS", 62)["validation"]
+    only_t2 = entity_strings(t2) - entity_strings(t1)
+    print(f"T1 {len(t1)} / T2 {len(t2)} sentences; {len(only_t2)} entity strings only in T2")
+
+    rows = []
+    for name, label in (("editable-baseline-T1-s1", "plain tagger, T1"), ("editable-entity-T1-s1", "memory (entity), bank T1"),
+                        (FULL_TRAIN_RUN, "memory (entity), trained on all of train")):
+        if results(name) is None:
+            print(f"{name}: not run")
+            continue
+        folder = RUNS_DIR / name
+        model = MemoryNetForTokenClassification.from_pretrained(folder).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        before = score(model, tokenizer, dev, only_t2)
+        rows.append((label, before))
+        if name == "editable-entity-T1-s1":
+            names = t2.features["ner_tags"].feature.names
+            model.add_memories(["".join(t) for t in t2["tokens"]], [[names[i] for i in tags] for tags in t2["ner_tags"]], tokenizer)
+            rows.append(("memory (entity), bank T1 + T2 added, no retraining", score(model, tokenizer, dev, only_t2)))
+    print("| model | dev F1 | recall, dev entities only in T2 |\n|---|---|---|")
+    for label, r in rows:
+        print(f"| {label} | {r['f1']:.2f} | {r['t2_only_recall']:.2f} (of {r['t2_only_entities']}) |")
+
+
+if __name__ == "__main__":
+    main()
