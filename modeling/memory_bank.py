@@ -21,10 +21,11 @@ class MemoryBank(nn.Module):
         # token id -> the character it stands for (code point; 0 for [UNK] and specials): lets the model
         # rebuild a query's text from input_ids alone, to POS-tag it for retrieval
         self.register_buffer("token_chars", torch.zeros(token_table_size, dtype=torch.int32))
-        # stored compactly (a 500,000-sentence bank is 128 MB of int32 ids at length 64, not 256 MB of int64);
+        # int32, not int64: half the size (a 500,000-sentence bank of length 64 holds 128 MB of ids); not smaller, as
+        # DDP (gloo) broadcasts the buffers and takes no int16;
         # gather() hands out int64, as the model's inputs are
         self.register_buffer("input_ids", torch.zeros(size, length, dtype=torch.int32))
-        self.register_buffer("labels", torch.full((size, length), -100, dtype=torch.int16))
+        self.register_buffer("labels", torch.full((size, length), -100, dtype=torch.int32))
         self.register_buffer("lengths", torch.zeros(size, dtype=torch.int32))
         self.register_buffer("types", torch.zeros(size, num_types, dtype=torch.uint8))
         self.register_buffer("pos", torch.zeros(size, pos_length, dtype=torch.int32))

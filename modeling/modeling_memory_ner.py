@@ -400,7 +400,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
         A query never retrieves a bank sentence with its own text, in training (where that would
         hand the model its gold labels) and at inference alike, as ``train.py`` evaluates."""
-        from .retrieval import INDEX_METHODS, pos_strings, rank_memories
+        from .retrieval import INDEX_METHODS, POS_METHODS, pos_strings, rank_memories
 
         if self.memory_bank is None or not len(self.memory_bank.token_chars):
             raise ValueError("this model has no memory bank to retrieve from (train it with num_memory > 0)")
@@ -411,7 +411,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         texts = self.memory_bank.texts(input_ids, attention_mask)
         bank = self.memory_bank
         index = self.bank_index() if method in INDEX_METHODS else None
-        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), pos_strings(texts), query_types,
+        query_pos = pos_strings(texts) if method in POS_METHODS else [""] * len(texts)  # jieba only where the ranking reads POS
+        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), query_pos, query_types,
                             query_texts=texts, bank_texts=bank.sentence_texts(), index=index)
         return torch.as_tensor(ids, device=input_ids.device)
 

@@ -47,6 +47,7 @@ from rapidfuzz.process import cdist
 METHODS = ("pos_edit", "category", "gold_category", "random", "lexical", "entity", "hybrid")
 TYPE_METHODS = ("category", "gold_category", "hybrid")  # the methods that read the query's entity types
 INDEX_METHODS = ("lexical", "entity", "hybrid")  # the methods that read a BankIndex
+POS_METHODS = ("pos_edit", "category", "gold_category", "hybrid")  # the methods that read POS strings
 # part of the cache key: bump when the ranking changes, so cached retrievals of the old ranking are not reused
 RANKING_VERSION = 4
 
@@ -178,9 +179,13 @@ class BankIndex:
             raise ValueError(f"{len(self.texts)} bank texts but {len(entities)} entity lists")
         self.vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True, dtype=np.float32)
         self.matrix = self.vectorizer.fit_transform(self.texts).tocsr()
+        self.matrix_t = self.matrix.T.tocsr()  # [n-grams, bank]: a query's product reads only its own n-grams' rows
         self.by_text: dict[str, list[int]] = {}
         for j, t in enumerate(self.texts):
             self.by_text.setdefault(t, []).append(j)
+        # the first sentence of each distinct text: lexical candidates are drawn from these, as a copy brings nothing new
+        self.distinct = np.zeros(len(self.texts), dtype=bool)
+        self.distinct[[ids[0] for ids in self.by_text.values()]] = True
         postings: dict[str, set[int]] = {}
         for j, (text, spans) in enumerate(zip(self.texts, entities)):
             for start, end, _ in spans:
@@ -198,7 +203,7 @@ class BankIndex:
 
     def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
         """Dense ``[queries, bank]`` TF-IDF cosine similarities."""
-        return (self.vectorizer.transform(list(query_texts)) @ self.matrix.T).toarray()
+        return (self.vectorizer.transform(list(query_texts)) @ self.matrix_t).toarray()
 
     def entity_matches(self, text: str) -> list[tuple[int, int, np.ndarray]]:
         """``(start, end, bank sentences labelling text[start:end])`` for every bank entity string in ``text``."""
@@ -271,29 +276,32 @@ def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, 
     pool = min(len(index), LEXICAL_POOL * n + 1)
     for start in range(0, len(query_texts), chunk):
         texts = list(query_texts[start : start + chunk])
-        sims = index.similarities(texts)
-        blocked_rows = [index.blocked(t, exclude[start + r] if exclude is not None else None) for r, t in enumerate(texts)]
-        keys = -sims
-        for r, cols in enumerate(blocked_rows):
-            keys[r, cols] = np.inf
-        best = _smallest(keys, pool)
+        products = index.vectorizer.transform(texts) @ index.matrix_t  # sparse [queries, bank]: only rows sharing an n-gram
         for r, text in enumerate(texts):
-            blocked = set(blocked_rows[r])
-            candidates = best[r][np.isfinite(keys[r, best[r]])]
+            blocked = set(index.blocked(text, exclude[start + r] if exclude is not None else None))
+            row = products.getrow(r)
+            sims = np.zeros(len(index), dtype=np.float32)
+            sims[row.indices] = row.data
+            cols = row.indices[index.distinct[row.indices]]
+            cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
+            if len(cols) < pool:  # too few sentences share an n-gram: rank the whole bank, the rest at similarity 0
+                cols = np.flatnonzero(index.distinct)
+                cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
+            candidates = cols[_smallest(-sims[cols][None, :], min(pool, len(cols)))[0]]
             if method == "lexical":
-                picked = _mmr(index, sims[r], candidates, n, [])
+                picked = _mmr(index, sims, candidates, n, [])
             elif method == "entity":
-                picked = _mmr(index, sims[r], candidates, n, _entity_cover(index, text, sims[r], blocked, n))
+                picked = _mmr(index, sims, candidates, n, _entity_cover(index, text, sims, blocked, n))
             else:  # hybrid: entity-covering memories for the first half, category for the rest
-                picked = _entity_cover(index, text, sims[r], blocked, n - n // 2)
+                picked = _entity_cover(index, text, sims, blocked, n - n // 2)
                 row_blocked = np.zeros((1, len(index)), dtype=bool)
                 row_blocked[0, list(blocked | set(picked))] = True
                 i = start + r
                 rest = _rank_by_category(n - len(picked), bank_pos, bank_types, [query_pos[i]], np.asarray(query_types)[i : i + 1], row_blocked)
                 picked = picked + rest[0].tolist()
-            if len(picked) < n:  # fewer allowed candidates than n in the pool: the next most similar
-                extra = [int(j) for j in np.argsort(keys[r], kind="stable") if int(j) not in picked and np.isfinite(keys[r, j])]
-                picked = picked + extra[: n - len(picked)]
+            if len(picked) < n:  # fewer distinct allowed texts than n in the pool: any allowed sentence, most similar first
+                allowed = np.setdiff1d(np.arange(len(index)), np.array([*blocked, *picked], dtype=np.int64))
+                picked = picked + allowed[_smallest(-sims[allowed][None, :], n - len(picked))[0]].tolist()
             out[start + r] = picked
     return out
 

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Retrieval against bank size: cold and warm time per query, memory in use, model file size.
+
+Banks of 10,748 (CLUENER train) up to 500,000 sentences are simulated by resampling CLUENER's
+training sentences with their entities. For each size and method: the cold time (building the
+``BankIndex`` and answering the first query, what the first raw-text call after loading pays), the
+warm time per query (one dev sentence per call, as the pipeline retrieves at batch 1), the
+resident memory the bank index adds, and the size of a saved model of that bank
+(``model.safetensors`` of a memory network whose bank holds the sentences).
+
+    python benchmarks/retrieval_scale.py [--sizes 10748 100000 500000] [--methods entity lexical] [--queries 200]
+    # writes benchmarks/retrieval_scale.png and prints a Markdown table
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_scripts.corpora import load_corpus  # noqa: E402
+from data_scripts.features import load_tokenizer  # noqa: E402
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
+from modeling.char_tokenization import encode_chars  # noqa: E402
+from modeling.retrieval import BankIndex, rank_memories  # noqa: E402
+from modeling.tag_schemes import tags_to_spans  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def model_file_mb(ids, labels, types, num_labels: dict, vocab_size: int) -> float:
+    """``model.safetensors`` of a BiLSTM memory network (the default sizes) whose bank holds these sentences."""
+    config = MemoryNetConfig(encoder_type="bilstm", vocab_size=vocab_size, num_memory=4, memory_method="entity", id2label=num_labels)
+    model = MemoryNetForTokenClassification(config)
+    model.set_memory_bank(ids, labels, types, ["" for _ in ids])
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        return Path(tmp, "model.safetensors").stat().st_size / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10748, 50000, 100000, 250000, 500000])
+    parser.add_argument("--methods", nargs="+", default=["entity", "lexical"])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--no-file-size", action="store_true", help="skip saving a model per size")
+    parser.add_argument("-o", "--output", default=str(Path(__file__).with_name("retrieval_scale.png")))
+    args = parser.parse_args()
+
+    raw = load_corpus("cluener", None, "BIOS", 62)
+    names = raw["train"].features["ner_tags"].feature.names
+    texts = ["".join(t) for t in raw["train"]["tokens"]]
+    entities = [[(s.start, s.end, s.type) for s in tags_to_spans([names[i] for i in tags], "BIOS")] for tags in raw["train"]["ner_tags"]]
+    queries = ["".join(t) for t in raw["validation"]["tokens"]][: args.queries]
+    tokenizer, _ = load_tokenizer(None, raw["train"]["tokens"], tempfile.gettempdir())
+    enc = encode_chars(tokenizer, raw["train"]["tokens"], 64)
+    labels = [[-100] + list(tags) + [-100] for tags in raw["train"]["ner_tags"]]
+    types = np.zeros((len(texts), 1), dtype=np.uint8)
+
+    rows = []
+    for size in args.sizes:
+        pick = np.arange(size) % len(texts) if size <= len(texts) else np.random.default_rng(0).integers(0, len(texts), size)
+        pick[: min(size, len(texts))] = np.arange(min(size, len(texts)))  # every real sentence first, then resampled ones
+        bank_texts, bank_entities = [texts[i] for i in pick], [entities[i] for i in pick]
+        pos = [""] * size
+        for method in args.methods:
+            gc.collect()
+            before = rss_mb()
+            start = time.perf_counter()
+            index = BankIndex(bank_texts, bank_entities)
+            rank_memories(method, 4, pos, types[:1].repeat(size, 0), [""], None, None, queries[:1], bank_texts, index=index)
+            cold = time.perf_counter() - start
+            memory = rss_mb() - before
+            start = time.perf_counter()
+            for q in queries:
+                rank_memories(method, 4, pos, types[:1].repeat(size, 0), [""], None, None, [q], bank_texts, index=index)
+            warm = (time.perf_counter() - start) / len(queries) * 1000
+            rows.append({"size": size, "method": method, "cold_s": cold, "warm_ms": warm, "index_mb": memory})
+            print(f"bank {size:>7}  {method:<8} cold {cold:6.2f} s  warm {warm:6.2f} ms/query  index +{memory:6.0f} MB", flush=True)
+            del index
+        if not args.no_file_size:
+            rows[-1]["file_mb"] = model_file_mb([enc["input_ids"][i] for i in pick], [labels[i] for i in pick],
+                                               np.zeros((size, 10), dtype=np.uint8), dict(enumerate(names)), len(tokenizer))
+            print(f"bank {size:>7}  model.safetensors {rows[-1]['file_mb']:.0f} MB", flush=True)
+
+    print("\n| bank sentences | method | cold (s) | warm (ms/query) | index memory (MB) | model file (MB) |\n|---|---|---|---|---|---|")
+    for r in rows:
+        file_mb = next((x["file_mb"] for x in rows if x["size"] == r["size"] and "file_mb" in x), None)
+        print(f"| {r['size']:,} | {r['method']} | {r['cold_s']:.2f} | {r['warm_ms']:.2f} | {r['index_mb']:.0f} | "
+              f"{f'{file_mb:.0f}' if file_mb is not None else '–'} |")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for method in args.methods:
+        sub = [r for r in rows if r["method"] == method]
+        x = [r["size"] for r in sub]
+        axes[0].plot(x, [r["warm_ms"] for r in sub], "o-", label=f"{method}, warm")
+        axes[0].plot(x, [r["cold_s"] * 1000 / 100 for r in sub], "x--", label=f"{method}, cold / 100")
+        axes[1].plot(x, [r["index_mb"] for r in sub], "o-", label=method)
+    axes[0].axhline(5, color="grey", lw=0.8, ls=":", label="5 ms target")
+    files = [r for r in rows if "file_mb" in r]
+    axes[2].plot([r["size"] for r in files], [r["file_mb"] for r in files], "o-", color="black")
+    for ax, title, unit in zip(axes, ("retrieval time per query", "index memory", "model.safetensors"), ("ms", "MB", "MB")):
+        ax.set_title(title)
+        ax.set_xlabel("bank sentences")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Retrieval against bank size (CLUENER sentences resampled; 2 CPU cores, {torch.get_num_threads()} torch threads)")
+    fig.tight_layout()
+    fig.savefig(args.output, dpi=110)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
