@@ -158,7 +158,7 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
                 "type_classifier_kind", "type_classifier_encoder", "attention_score", "num_beams", "tag_scheme", "max_seq_length",
                 "learning_rate", "encoder_learning_rate", "num_train_epochs", "per_device_train_batch_size", "seed"]
         hidden = {"attention_score", "num_beams"} if model_type == "memory_ner" else {"num_memory", "memory_method", "use_self_attention"}
-        if not (model_type == "memory_ner" and args.get("num_memory") and args.get("memory_method") == "category"):
+        if not (model_type == "memory_ner" and args.get("num_memory") and args.get("memory_method") in ("category", "hybrid")):
             hidden |= {"type_classifier_kind", "type_classifier_encoder"}
         shown = {k: args[k] for k in keys if k in args and k not in hidden and args[k] is not None}
         lines.append("- Arguments of `train.py`: " + ", ".join(f"`--{k} {v}`" for k, v in shown.items()) + ".")
@@ -167,7 +167,9 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
     if results.get("memory"):
         mem = results["memory"]
         lines.append(f"- Memory: {mem.get('num_memory')} memory sentences per input, retrieved by `{mem.get('method')}`; "
-                     f"the bank ({config.get('memory_bank_size')} training sentences) and the entity-type classifier are saved in the weights.")
+                     f"the bank ({config.get('memory_bank_size')} training sentences)"
+                     + (" and the entity-type classifier are" if mem.get("method") in ("category", "hybrid") else " is")
+                     + " saved in the weights; `add_memories` extends the bank without retraining.")
     lines += [
         "", "## Limitations", "",
         "- One tag per character; text is normalised only as the tokenizer does (full-width, emoji and rare characters may be `[UNK]`).",
