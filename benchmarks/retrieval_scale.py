@@ -9,13 +9,15 @@ resident memory the bank index adds, and the size of a saved model of that bank
 (``model.safetensors`` of a memory network whose bank holds the sentences).
 
     python benchmarks/retrieval_scale.py [--sizes 10748 100000 500000] [--methods entity lexical] [--queries 200]
-    # writes benchmarks/retrieval_scale.png and prints a Markdown table
+    # writes benchmarks/retrieval_scale.png (and runs/retrieval_scale.json) and prints a Markdown table
+    python benchmarks/retrieval_scale.py --replot   # the PNG again from the last run's figures
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -35,6 +37,9 @@ from modeling.retrieval import BankIndex, rank_memories  # noqa: E402
 from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
 
+RESULTS_JSON = Path(__file__).resolve().parent / "runs" / "retrieval_scale.json"
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -50,6 +55,35 @@ def model_file_mb(ids, labels, types, num_labels: dict, vocab_size: int) -> floa
         return Path(tmp, "model.safetensors").stat().st_size / 2**20
 
 
+def plot(rows: list[dict], methods: list[str], output: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for method in methods:
+        sub = [r for r in rows if r["method"] == method]
+        x = [r["size"] for r in sub]
+        axes[0].plot(x, [r["warm_ms"] for r in sub], "o-", label=f"{method}, warm")
+        axes[0].plot(x, [r["cold_s"] * 1000 for r in sub], "x--", label=f"{method}, cold")
+        axes[1].plot(x, [r["index_mb"] for r in sub], "o-", label=method)
+    axes[0].axhline(5, color="grey", lw=0.8, ls=":", label="5 ms target")
+    axes[0].set_yscale("log")
+    files = [r for r in rows if "file_mb" in r]
+    axes[2].plot([r["size"] for r in files], [r["file_mb"] for r in files], "o-", color="black")
+    for ax, title, unit in zip(axes, ("retrieval time per query", "index memory", "model.safetensors"), ("ms", "MB", "MB")):
+        ax.set_title(title)
+        ax.set_xlabel("bank sentences")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Retrieval against bank size (CLUENER sentences resampled; 2 CPU cores, {torch.get_num_threads()} torch threads)")
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10748, 50000, 100000, 250000, 500000])
@@ -57,7 +91,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-file-size", action="store_true", help="skip saving a model per size")
     parser.add_argument("-o", "--output", default=str(Path(__file__).with_name("retrieval_scale.png")))
+    parser.add_argument("--replot", action="store_true", help=f"draw the PNG again from {RESULTS_JSON.name} of the last run")
     args = parser.parse_args()
+    if args.replot:
+        rows = json.loads(RESULTS_JSON.read_text())
+        plot(rows, sorted({r["method"] for r in rows}, key=[r["method"] for r in rows].index), args.output)
+        return
 
     raw = load_corpus("cluener", None, "BIOS", 62)
     names = raw["train"].features["ner_tags"].feature.names
@@ -101,31 +140,9 @@ def main() -> None:
         print(f"| {r['size']:,} | {r['method']} | {r['cold_s']:.2f} | {r['warm_ms']:.2f} | {r['index_mb']:.0f} | "
               f"{f'{file_mb:.0f}' if file_mb is not None else '–'} |")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for method in args.methods:
-        sub = [r for r in rows if r["method"] == method]
-        x = [r["size"] for r in sub]
-        axes[0].plot(x, [r["warm_ms"] for r in sub], "o-", label=f"{method}, warm")
-        axes[0].plot(x, [r["cold_s"] * 1000 / 100 for r in sub], "x--", label=f"{method}, cold / 100")
-        axes[1].plot(x, [r["index_mb"] for r in sub], "o-", label=method)
-    axes[0].axhline(5, color="grey", lw=0.8, ls=":", label="5 ms target")
-    files = [r for r in rows if "file_mb" in r]
-    axes[2].plot([r["size"] for r in files], [r["file_mb"] for r in files], "o-", color="black")
-    for ax, title, unit in zip(axes, ("retrieval time per query", "index memory", "model.safetensors"), ("ms", "MB", "MB")):
-        ax.set_title(title)
-        ax.set_xlabel("bank sentences")
-        ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"Retrieval against bank size (CLUENER sentences resampled; 2 CPU cores, {torch.get_num_threads()} torch threads)")
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(rows, indent=1))
+    plot(rows, args.methods, args.output)
     print(f"wrote {args.output}")
 
 
