@@ -83,3 +83,15 @@ def test_plan_windows_owns_every_character_once():
     assert all(e - s <= 62 and s <= a < b <= e for s, e, a, b in windows)
     assert (151, 172, 151, 172) in windows  # a sentence that fits is its own window
     assert plan_windows("短句", 62) == [(0, 2, 0, 2)]
+
+
+def test_encoding_never_rebuilds_the_vocabulary(bert_tokenizer, monkeypatch):
+    """get_vocab() builds a 21,128-entry dict; the pipeline encodes per window, so it must not be called per call."""
+    expected_space = bert_tokenizer.get_vocab()[SPACE_TOKEN]
+    calls = []
+    original = type(bert_tokenizer).get_vocab
+    monkeypatch.setattr(type(bert_tokenizer), "get_vocab", lambda self: calls.append(1) or original(self))
+    for _ in range(5):
+        enc = encode_chars(bert_tokenizer, [list("张三 在北京")], 64)
+    assert calls == []
+    assert enc["input_ids"][0][3] == expected_space  # the space still gets [unused1]
