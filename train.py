@@ -473,14 +473,13 @@ def main() -> dict:
         model, new_labels = build_model(model_args, data_args, tokenizer, label_names, char_vectors), True
     memory_model = isinstance(model, MemoryNetForTokenClassification)
     uses_memory = memory_model and model.config.num_memory > 0
-    if not new_labels:
-        pass  # a saved model's label embeddings are kept
-    elif memory_model and model.label_embeddings is not None and char_vectors:
-        type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
-        model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
-        logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
-    elif memory_model and model.label_embeddings is not None:
-        logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
+    if new_labels and memory_model and model.label_embeddings is not None:  # a saved model's own labels keep their embeddings
+        if char_vectors:
+            type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
+            model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
+            logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
+        else:
+            logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
     encoder_lr = model_args.encoder_learning_rate or (3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate)
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
                 model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)
