@@ -201,9 +201,13 @@ class BankIndex:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def products(self, query_texts: Sequence[str]):
+        """Sparse ``[queries, bank]`` TF-IDF cosine similarities: only bank rows that share an n-gram with the query."""
+        return self.vectorizer.transform(list(query_texts)) @ self.matrix_t
+
     def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
         """Dense ``[queries, bank]`` TF-IDF cosine similarities."""
-        return (self.vectorizer.transform(list(query_texts)) @ self.matrix_t).toarray()
+        return self.products(query_texts).toarray()
 
     def entity_matches(self, text: str) -> list[tuple[int, int, np.ndarray]]:
         """``(start, end, bank sentences labelling text[start:end])`` for every bank entity string in ``text``."""
@@ -225,15 +229,8 @@ ENTITY_POSTING_LIMIT = 64  # per matched entity string, the most similar bank se
 
 
 def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, picked: list[int]) -> list[int]:
-    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first) by maximal marginal relevance;
-    a copy of a text already picked brings nothing new and is passed over."""
-    seen = {index.texts[j] for j in picked}
-    kept = []
-    for c in candidates.tolist():
-        if c not in picked and index.texts[c] not in seen:
-            kept.append(c)
-            seen.add(index.texts[c])
-    candidates = np.array(kept, dtype=np.int64)
+    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first, one per distinct text) by maximal marginal relevance."""
+    candidates = np.array([c for c in candidates.tolist() if c not in picked], dtype=np.int64)
     if not len(candidates) or len(picked) >= n:
         return picked
     pool = np.concatenate([np.array(picked, dtype=np.int64), candidates])
@@ -276,7 +273,7 @@ def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, 
     pool = min(len(index), LEXICAL_POOL * n + 1)
     for start in range(0, len(query_texts), chunk):
         texts = list(query_texts[start : start + chunk])
-        products = index.vectorizer.transform(texts) @ index.matrix_t  # sparse [queries, bank]: only rows sharing an n-gram
+        products = index.products(texts)
         for r, text in enumerate(texts):
             blocked = set(index.blocked(text, exclude[start + r] if exclude is not None else None))
             row = products.getrow(r)

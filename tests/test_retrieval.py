@@ -199,3 +199,24 @@ def test_memory_evidence_rate_counts_entities_found_with_their_type_in_the_memor
     # the same string with another type is no evidence
     wrong_type = [[Span("company", 0, 2)], [], []]
     assert memory_evidence_rate(wrong_type, queries, [[0, 5], [0, 1], [0, 1]], bank_spans, BANK_TEXTS)["entity_rate"] == 0.0
+
+
+def test_entity_cover_prefers_new_characters_over_similarity():
+    # after bank 1 (张三 + 华为), bank 0 is the most similar but covers nothing new; bank 2 covers 深圳
+    texts = ["张三跳槽去了北京", "张三跳槽去了华为吗", "深圳天气好", "今天很好"]
+    entities = [[(0, 2, "name"), (6, 8, "address")], [(0, 2, "name"), (6, 8, "company")], [(0, 2, "address")], []]
+    index = BankIndex(texts, entities)
+    query = ["张三跳槽去了华为，搬到深圳"]
+    pos, types = [""] * len(texts), np.zeros((len(texts), 1))
+    sims = index.similarities(query)[0]
+    assert sims[1] > sims[0] > sims[2]
+    assert rank_memories("entity", 2, pos, types, [""], None, None, query, texts, index=index)[0].tolist() == [1, 2]
+
+
+def test_hybrid_takes_exactly_half_by_entity_strings():
+    query = ["张三去了华为，在深圳"]  # 张三 (banks 0, 5), 华为 (1), 深圳 (2): three strings to cover
+    mem = index_methods("hybrid", query, 4, query_types=np.array([[1, 1, 0]]))[0].tolist()
+    covering = {0, 1, 2, 5}
+    assert len(set(mem[:2]) & covering) == 2
+    category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[0].tolist()
+    assert mem[2:] == [j for j in category if j not in mem[:2]][:2]
