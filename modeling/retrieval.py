@@ -16,7 +16,8 @@ sentences by one of these methods:
     TF-IDF cosine over character 1-3-grams (scikit-learn), the most similar first, with some
     diversity: from the best ``4n`` candidates (one per distinct text), maximal marginal relevance
     picks each next memory by its similarity to the query minus its similarity to the memories
-    already picked.
+    already picked. Candidates are the bank texts that share a 2- or 3-gram with the query (see
+    ``BankIndex``), so a query's cost does not grow with the bank's common characters.
 ``entity``
     the query's substrings that are entity strings of the bank (an Aho-Corasick automaton,
     ``pyahocorasick``): memories are picked greedily to cover the most query characters that lie
@@ -49,7 +50,7 @@ TYPE_METHODS = ("category", "gold_category", "hybrid")  # the methods that read 
 INDEX_METHODS = ("lexical", "entity", "hybrid")  # the methods that read a BankIndex
 POS_METHODS = ("pos_edit", "category", "gold_category", "hybrid")  # the methods that read POS strings
 # part of the cache key: bump when the ranking changes, so cached retrievals of the old ranking are not reused
-RANKING_VERSION = 4
+RANKING_VERSION = 5
 
 # jieba's POS tag set; each tag is written as one character so that tag sequences compare as strings
 POS_TAGS = (
@@ -163,12 +164,19 @@ class BankIndex:
 
     ``texts``: the bank sentences; ``entities``: per sentence its labelled ``(start, end, type)``
     spans. Holds the TF-IDF matrix of character 1-3-grams (rows L2-normalised, so a dot product is
-    the cosine) and an Aho-Corasick automaton of the entity strings, each mapped to the bank
-    sentences that label it. Identical bank texts are grouped, so excluding a query's own text is
-    one dictionary look-up.
+    the cosine), an inverted index of the 2-3-grams over the distinct texts, and an Aho-Corasick
+    automaton of the entity strings, each mapped to the bank sentences that label it. Identical bank
+    texts are grouped, so excluding a query's own text is one dictionary look-up.
+
+    A query's lexical candidates are the distinct bank texts that share a character 2- or 3-gram
+    with it: a shared unigram (的, ，) says little and would touch most of a large bank. The
+    ``EXACT_CANDIDATES`` with the highest 2-3-gram score are then scored by the full 1-3-gram
+    cosine. This keeps a query's cost to the postings of its own 2-3-grams (a few milliseconds at
+    500,000 sentences) instead of a product with the whole bank.
     """
 
     MIN_ENTITY_CHARS = 2  # a one-character "entity string" matches nearly every sentence
+    EXACT_CANDIDATES = 1024  # per query, the 2-3-gram candidates scored by the full cosine
 
     def __init__(self, texts: Sequence[str], entities: Sequence[Sequence[tuple[int, int, str]]]):
         import ahocorasick
@@ -178,14 +186,25 @@ class BankIndex:
         if len(entities) != len(self.texts):
             raise ValueError(f"{len(self.texts)} bank texts but {len(entities)} entity lists")
         self.vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True, dtype=np.float32)
-        self.matrix = self.vectorizer.fit_transform(self.texts).tocsr()
-        self.matrix_t = self.matrix.T.tocsr()  # [n-grams, bank]: a query's product reads only its own n-grams' rows
+        matrix = self.vectorizer.fit_transform(self.texts).tocsr()
         self.by_text: dict[str, list[int]] = {}
         for j, t in enumerate(self.texts):
             self.by_text.setdefault(t, []).append(j)
-        # the first sentence of each distinct text: lexical candidates are drawn from these, as a copy brings nothing new
-        self.distinct = np.zeros(len(self.texts), dtype=bool)
-        self.distinct[[ids[0] for ids in self.by_text.values()]] = True
+        # the first sentence of each distinct text: candidates are drawn from these, as a copy brings nothing new
+        self.distinct_ids = np.array(sorted(ids[0] for ids in self.by_text.values()), dtype=np.int64)
+        self.row_of = np.empty(len(self.texts), dtype=np.int64)  # bank sentence -> its distinct text's row
+        for row, j in enumerate(self.distinct_ids.tolist()):
+            self.row_of[self.by_text[self.texts[j]]] = row
+        self.matrix = matrix[self.distinct_ids]  # [distinct texts, n-grams]
+        grams = self.vectorizer.get_feature_names_out()
+        unigram = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams)) == 1
+        # a cosine is its 2-3-gram part, from the postings, plus its unigram part, from a small dense vector
+        self.unigram_ids = np.full(len(grams), -1, dtype=np.int64)
+        self.unigram_ids[unigram] = np.arange(int(unigram.sum()))
+        is_unigram = unigram[self.matrix.indices]
+        self.unigrams = _csr_subset(self.matrix, is_unigram, self.unigram_ids[self.matrix.indices], int(unigram.sum()))
+        # [n-grams, distinct texts] with the unigram rows empty: a query's product reads only its own 2-3-grams' postings
+        self.postings = _csr_subset(self.matrix, ~is_unigram, self.matrix.indices, len(grams)).T.tocsr()
         postings: dict[str, set[int]] = {}
         for j, (text, spans) in enumerate(zip(self.texts, entities)):
             for start, end, _ in spans:
@@ -201,13 +220,30 @@ class BankIndex:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def products(self, query_texts: Sequence[str]):
-        """Sparse ``[queries, bank]`` TF-IDF cosine similarities: only bank rows that share an n-gram with the query."""
-        return self.vectorizer.transform(list(query_texts)) @ self.matrix_t
+    def vectors(self, query_texts: Sequence[str]):
+        """The queries' TF-IDF rows (CSR, L2-normalised)."""
+        import sklearn
+
+        # the per-call input checks cost more than transforming one sentence; the input here is always text
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return self.vectorizer.transform(list(query_texts))
+
+    def scores(self, vectors) -> list["QueryScores"]:
+        """Per query row of ``vectors``, its :class:`QueryScores` against the bank."""
+        long = vectors @ self.postings
+        return [QueryScores(self, vectors[r], long[r]) for r in range(vectors.shape[0])]
 
     def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
-        """Dense ``[queries, bank]`` TF-IDF cosine similarities."""
-        return self.products(query_texts).toarray()
+        """Dense ``[queries, bank]`` TF-IDF cosine similarities against the whole bank (for analysis and tests)."""
+        return (self.vectors(query_texts) @ self.matrix.T).toarray()[:, self.row_of]
+
+    def gram(self, ids: np.ndarray) -> np.ndarray:
+        """``[len(ids), len(ids)]`` cosines among bank sentences, on the columns they use (no vocabulary-wide conversion)."""
+        rows = self.matrix[self.row_of[ids]]
+        cols, inverse = np.unique(rows.indices, return_inverse=True)
+        dense = np.zeros((len(ids), len(cols)), dtype=np.float32)
+        dense[np.repeat(np.arange(len(ids)), np.diff(rows.indptr)), inverse] = rows.data
+        return dense @ dense.T
 
     def entity_matches(self, text: str) -> list[tuple[int, int, np.ndarray]]:
         """``(start, end, bank sentences labelling text[start:end])`` for every bank entity string in ``text``."""
@@ -223,6 +259,51 @@ class BankIndex:
         return out
 
 
+def _csr_subset(matrix, keep: np.ndarray, columns: np.ndarray, num_columns: int):
+    """The entries of CSR ``matrix`` where ``keep`` (per stored entry), their columns renumbered to ``columns``."""
+    from scipy.sparse import csr_matrix
+
+    row_of_entry = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of_entry, minlength=matrix.shape[0]))])
+    return csr_matrix((matrix.data[keep], columns[keep], indptr), shape=(matrix.shape[0], num_columns))
+
+
+class QueryScores:
+    """One query's TF-IDF cosines against a :class:`BankIndex`, computed only where retrieval looks.
+
+    ``candidates`` are the distinct bank texts (their first sentence) sharing a 2-3-gram with the
+    query, the best ``BankIndex.EXACT_CANDIDATES`` of them by that 2-3-gram part of the cosine.
+    ``cosines(ids)`` is the full 1-3-gram cosine: the 2-3-gram part read off the postings product,
+    plus the unigram part against a dense vector of the (few thousand) unigrams.
+    """
+
+    def __init__(self, index: BankIndex, vector, long):
+        self.index = index
+        self.long = np.zeros(len(index.distinct_ids), dtype=np.float32)  # per distinct text, the 2-3-gram part
+        self.long[long.indices] = long.data
+        self.unigram = np.zeros(index.unigrams.shape[1], dtype=np.float32)
+        ids = index.unigram_ids[vector.indices]
+        self.unigram[ids[ids >= 0]] = vector.data[ids >= 0]
+        rows = long.indices
+        if len(rows) > index.EXACT_CANDIDATES:
+            rows = rows[_smallest(-long.data[None, :], index.EXACT_CANDIDATES)[0]]
+        self.candidates = np.sort(index.distinct_ids[rows])
+
+    def cosines(self, ids: np.ndarray) -> np.ndarray:
+        rows = self.index.row_of[np.asarray(ids, dtype=np.int64)]
+        return self.long[rows] + self.index.unigrams[rows] @ self.unigram
+
+    def shortlist(self, ids: np.ndarray, k: int) -> np.ndarray:
+        """Of bank sentences ``ids`` (ascending), the ``k`` with the largest 2-3-gram part (ties: lower index), ascending."""
+        if len(ids) <= k:
+            return ids
+        return np.sort(ids[_smallest(-self.long[self.index.row_of[ids]][None, :], k)[0]])
+
+    def all_cosines(self) -> np.ndarray:
+        """Against every bank sentence (the slow path, for a query that shares almost nothing with the bank)."""
+        return (self.long + self.index.unigrams @ self.unigram)[self.index.row_of]
+
+
 LEXICAL_POOL = 4  # MMR picks from the best LEXICAL_POOL * n candidates
 MMR_LAMBDA = 0.7  # weight of the similarity to the query against that to the memories already picked
 ENTITY_POSTING_LIMIT = 64  # per matched entity string, the most similar bank sentences that label it
@@ -234,8 +315,7 @@ def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, pic
     if not len(candidates) or len(picked) >= n:
         return picked
     pool = np.concatenate([np.array(picked, dtype=np.int64), candidates])
-    vectors = index.matrix[pool]
-    gram = (vectors @ vectors.T).toarray()
+    gram = index.gram(pool)
     chosen = list(range(len(picked)))
     free = list(range(len(picked), len(pool)))
     while len(chosen) < n and free:
@@ -246,10 +326,11 @@ def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, pic
     return [int(pool[c]) for c in chosen]
 
 
-def _entity_cover(index: BankIndex, text: str, sims: np.ndarray, blocked: set[int], limit: int) -> list[int]:
-    """Up to ``limit`` bank sentences that together label the most query characters inside matched entity strings."""
+def _entity_cover(matches: list[tuple[int, int, np.ndarray]], sims: np.ndarray, blocked: set[int], limit: int) -> list[int]:
+    """Up to ``limit`` bank sentences that together label the most query characters inside the
+    matched entity strings (``BankIndex.entity_matches``)."""
     coverage: dict[int, int] = {}  # bank sentence -> bit mask of the query characters it labels
-    for start, end, ids in index.entity_matches(text):
+    for start, end, ids in matches:
         if len(ids) > ENTITY_POSTING_LIMIT:
             ids = ids[np.lexsort((ids, -sims[ids]))[:ENTITY_POSTING_LIMIT]]
         bits = ((1 << (end - start)) - 1) << start
@@ -273,24 +354,27 @@ def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, 
     pool = min(len(index), LEXICAL_POOL * n + 1)
     for start in range(0, len(query_texts), chunk):
         texts = list(query_texts[start : start + chunk])
-        products = index.products(texts)
-        for r, text in enumerate(texts):
+        for r, (text, scores) in enumerate(zip(texts, index.scores(index.vectors(texts)))):
+            cols = scores.candidates
             blocked = set(index.blocked(text, exclude[start + r] if exclude is not None else None))
-            row = products.getrow(r)
-            sims = np.zeros(len(index), dtype=np.float32)
-            sims[row.indices] = row.data
-            cols = row.indices[index.distinct[row.indices]]
             cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
-            if len(cols) < pool:  # too few sentences share an n-gram: rank the whole bank, the rest at similarity 0
-                cols = np.flatnonzero(index.distinct)
-                cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
+            # a frequent entity string is labelled in thousands of sentences of a large bank: only the
+            # most similar few can be picked (ENTITY_POSTING_LIMIT), so only a shortlist is scored in full
+            matches = [(a, b, scores.shortlist(ids, 4 * ENTITY_POSTING_LIMIT)) for a, b, ids in index.entity_matches(text)] if method != "lexical" else []
+            sims = np.zeros(len(index), dtype=np.float32)
+            if len(cols) < pool:  # too few sentences share a 2-3-gram: score the whole bank, one per distinct text
+                sims[:] = scores.all_cosines()
+                cols = index.distinct_ids[~np.isin(index.distinct_ids, list(blocked))] if blocked else index.distinct_ids
+            else:
+                scored = np.union1d(cols, np.concatenate([ids for _, _, ids in matches])) if matches else cols
+                sims[scored] = scores.cosines(scored)
             candidates = cols[_smallest(-sims[cols][None, :], min(pool, len(cols)))[0]]
             if method == "lexical":
                 picked = _mmr(index, sims, candidates, n, [])
             elif method == "entity":
-                picked = _mmr(index, sims, candidates, n, _entity_cover(index, text, sims, blocked, n))
+                picked = _mmr(index, sims, candidates, n, _entity_cover(matches, sims, blocked, n))
             else:  # hybrid: entity-covering memories for the first half, category for the rest
-                picked = _entity_cover(index, text, sims, blocked, n - n // 2)
+                picked = _entity_cover(matches, sims, blocked, n - n // 2)
                 row_blocked = np.zeros((1, len(index)), dtype=bool)
                 row_blocked[0, list(blocked | set(picked))] = True
                 i = start + r

@@ -220,3 +220,60 @@ def test_hybrid_takes_exactly_half_by_entity_strings():
     assert len(set(mem[:2]) & covering) == 2
     category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[0].tolist()
     assert mem[2:] == [j for j in category if j not in mem[:2]][:2]
+
+
+# ---- the index at scale: candidates from 2-3-gram postings, full cosines only where retrieval looks ----
+def sample_bank():
+    import json
+
+    from data_scripts.sample import SAMPLE_DIR
+
+    texts = [json.loads(line)["text"] for line in (SAMPLE_DIR / "train.json").read_text(encoding="utf-8").splitlines()]
+    texts = texts + texts[:5]  # a few identical texts, as real corpora have
+    return texts, [[] for _ in texts]
+
+
+def long_grams(text):
+    return {text[i : i + k] for k in (2, 3) for i in range(len(text) - k + 1)}
+
+
+def test_query_scores_are_the_full_cosine_and_candidates_share_a_bigram(monkeypatch):
+    import modeling.retrieval as retrieval
+
+    texts, entities = sample_bank()
+    index = BankIndex(texts, entities)
+    queries = ["这家科技公司发布了一款新产品，获得了国家奖。", "中国足球队", "今天天气很好"]
+    full = index.similarities(queries)
+    first = {t: texts.index(t) for t in texts}
+    for query, scores, expected in zip(queries, index.scores(index.vectors(queries)), full):
+        np.testing.assert_allclose(scores.all_cosines(), expected, atol=1e-6)
+        np.testing.assert_allclose(scores.cosines(np.arange(len(texts))), expected, atol=1e-6)
+        sharing = sorted({first[t] for t in texts if long_grams(t) & long_grams(query)})
+        assert scores.candidates.tolist() == sharing  # every distinct text sharing a 2-3-gram, and only those
+    # capped: the candidates with the largest 2-3-gram part of the cosine, i.e. minus the unigram part
+    monkeypatch.setattr(retrieval.BankIndex, "EXACT_CANDIDATES", 5)
+    scores = index.scores(index.vectors(queries[:1]))[0]
+    vec = index.vectorizer  # the 2-3-gram part by brute force, over the dense TF-IDF vectors
+    names = vec.get_feature_names_out()
+    q = vec.transform(queries[:1]).toarray()[0]
+    m = vec.transform(texts).toarray()
+    uni = np.array([len(g) == 1 for g in names])
+    long_part = m[:, ~uni] @ q[~uni]
+    ranked = sorted({first[t] for t in texts}, key=lambda j: (-round(float(long_part[j]), 6), j))[:5]
+    assert scores.candidates.tolist() == sorted(ranked)
+
+
+def test_lexical_ranks_candidates_by_the_full_cosine(monkeypatch):
+    import modeling.retrieval as retrieval
+
+    monkeypatch.setattr(retrieval, "MMR_LAMBDA", 1.0)  # no diversity term: plain similarity order
+    texts, entities = sample_bank()
+    index = BankIndex(texts, entities)
+    query = ["这家科技公司发布了一款新产品，获得了国家奖。"]  # 54 distinct bank texts share a 2-3-gram with it
+    sims = index.similarities(query)[0]
+    pos = [""] * len(texts)
+    types = np.zeros((len(texts), 1), dtype=np.int64)
+    got = rank_memories("lexical", 4, pos, types, [""], None, None, query, texts, index=index)[0].tolist()
+    sharing = sorted({texts.index(t) for t in texts if long_grams(t) & long_grams(query[0])})
+    assert len(sharing) > retrieval.LEXICAL_POOL * 4 + 1  # the candidate path, not the whole-bank fallback
+    assert got == sorted(sharing, key=lambda j: (-sims[j], j))[:4]
