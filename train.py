@@ -81,7 +81,8 @@ class ModelArguments:
     use_self_attention: bool = field(default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"})
     num_memory: int = field(default=4, metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
     memory_method: str = field(
-        default="category", metadata={"help": "memory retrieval: category (paper), pos_edit, lexical, entity, hybrid (entity + category), gold_category (oracle) or random"}
+        default="entity", metadata={"help": "memory retrieval: entity (bank sentences labelling the input's own strings), lexical, category (paper), "
+                                    "hybrid (entity + category), pos_edit, gold_category (oracle) or random"}
     )
     memory_gradient: bool = field(
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}

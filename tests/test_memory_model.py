@@ -271,7 +271,7 @@ def test_type_classifier_encoder_errors(case, data_dir, tmp_path):
 
     BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path / "small-bert")
     args = ["--type_classifier_encoder", str(tmp_path / "small-bert"), "--tokenizer_name", str(data_dir / BERT_VOCAB), "--output_dir", str(tmp_path / "out")]
-    args += ["--memory_method", "pos_edit"] if case == "no_category" else []
+    args += ["--memory_method", "pos_edit" if case == "no_category" else "category"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if case == "no_category":

@@ -191,10 +191,12 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(data_dir, tmp_path)
 
 
 def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
-    """The default model (n=4 memories by category) under CPU DDP, batches grouped by length (v5 spelling of `group_by_length`)."""
+    """The memory network with category retrieval (n=4; its type-classifier fits too) under CPU DDP, batches
+    grouped by length (v5 spelling of `group_by_length`)."""
     out = tmp_path / "ddp"
     results = run_train(
-        ["--num_train_epochs", "1", "--type_classifier_epochs", "2", "--train_sampling_strategy", "group_by_length", "--output_dir", str(out)],
+        ["--num_train_epochs", "1", "--memory_method", "category", "--type_classifier_epochs", "2",
+         "--train_sampling_strategy", "group_by_length", "--output_dir", str(out)],
         launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"],
     )
     state = json.loads((out / "trainer_state.json").read_text())
@@ -206,11 +208,11 @@ def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
 
 def test_main_command_runs_without_shared_data(tmp_path, monkeypatch):
     """The README's main command, without ../shared/data: the embedded sample corpus, a vocabulary built
-    from it, and the default model (memory network, category retrieval, self-attention) learns it."""
+    from it, and the default model (memory network, entity retrieval, self-attention) learns it."""
     monkeypatch.setenv("NER_DATA_DIR", str(tmp_path / "nowhere"))
     results = run_train([], cwd=tmp_path)  # no arguments at all, as in the README
     out = tmp_path / "outputs" / "sample-bilstm"  # where the README (and the Space's default) expect it
-    assert results["memory"]["num_memory"] == 4 and results["memory"]["method"] == "category"
+    assert results["memory"]["num_memory"] == 4 and results["memory"]["method"] == "entity"
     assert results["validation_f1"] >= 0.6, results["validation_f1"]  # ~0.8; a diverging default scores ~0.2
     vocab = (out / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert vocab[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"] and "京" in vocab

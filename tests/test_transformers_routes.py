@@ -130,6 +130,8 @@ def test_the_pretrained_encoder_and_only_it_trains_at_the_encoder_learning_rate(
     argv = ["--model_type", model_type, "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "3e-5", "--learning_rate", "1e-3",
             "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
             "--type_classifier_epochs", "1", "--max_eval_samples", "8", "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true"]
+    if model_type == "memory":  # category retrieval: the type classifier's own fits build optimizers too
+        argv += ["--memory_method", "category"]
     built = captured_optimizers(monkeypatch, argv)
     kinds = [type(model).__name__ for model, _ in built]
     # the memory network's category retrieval trains its type classifier first (a final one and two out-of-fold ones)
