@@ -13,7 +13,7 @@ One token per character (:mod:`.char_tokenization`), so a tag's position is a ch
 the input. Text longer than the model's window is read by :func:`.text_splitting.plan_windows`
 (its sentences, then stride windows over a sentence that is still too long); an entity is kept
 from the window that owns its middle character, so none is lost or doubled at a cut. Windows of
-one or many texts are batched together (``batch_size``).
+one or many texts are batched together (``batch_size``, 32 unless given).
 
 ``score`` is the mean, over the entity's characters, of the model's probability of the chosen tag
 (``tag_probabilities``): the CRF's marginal p(y_i | x) for the memory network, the decoder's softmax
@@ -48,6 +48,14 @@ class ChineseNERPipeline(ChunkPipeline):
     Call arguments: ``stride`` (characters between stride windows, default half the window),
     ``num_beams`` (seq2seq tagger), ``return_memories`` (memory network), ``batch_size``.
     """
+
+    DEFAULT_BATCH_SIZE = 32  # windows per forward pass when the caller gives no batch_size
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._batch_size is None:
+            # one window at a time (transformers' default) would tag a long text's windows one by one
+            self._batch_size = self.DEFAULT_BATCH_SIZE
 
     @classmethod
     def custom_pipelines_entry(cls) -> dict:

@@ -115,6 +115,33 @@ def test_a_5000_character_text_loses_no_entity(memory_ner, dev_sentences):
     assert_same_entities(got, expected)
 
 
+@pytest.mark.parametrize("which", ["memory_ner", "seq2seq_ner"])
+def test_a_long_text_is_batched_by_default_with_the_same_entities(which, request, dev_sentences):
+    """Without ``batch_size`` a long text's windows go through the model 32 at a time, and give
+    exactly what one window at a time gives."""
+    ner = request.getfixturevalue(which)
+    text = "".join(dev_sentences[:60])
+    calls = []
+    forward = ner.model.forward
+
+    def counting(*args, **kwargs):
+        calls.append((args[0] if args else kwargs["input_ids"]).shape[0])
+        return forward(*args, **kwargs)
+
+    ner.model.forward = counting
+    try:
+        default = ner(text)
+        batched_calls, calls[:] = list(calls), []
+        one_by_one = ner(text, batch_size=1)
+    finally:
+        del ner.model.forward
+    windows = len(plan_windows(text, ner.model.config.max_length - 2))
+    assert max(batched_calls) == min(32, windows) and len(batched_calls) == -(-windows // 32)
+    assert len(calls) == windows
+    assert len(default) > 20
+    assert_same_entities(default, one_by_one)
+
+
 def test_a_sentence_longer_than_the_window_is_read_by_stride_windows(memory_ner, dev_sentences):
     """One "sentence" of ~1,700 characters (clauses joined by ，) is read by overlapping windows.
     Each window, tagged on its own, must give back exactly the entities it owns (middle character in
