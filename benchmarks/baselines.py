@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Char BiLSTM-CRF baselines: CLUENER dev (with / without Tencent char vectors), People's Daily 1998
-80/20 test and MSRA test. Each run is a plain ``train.py`` invocation; the table is read back from
-the runs' ``all_results.json``.
+80/20 test and MSRA test, and the memory network with ``entity`` retrieval on the same two test sets
+(``*-entity``, in the same setup plus 4 memories and self-attention). Each run is a plain
+``train.py`` invocation; the table is read back from the runs' ``all_results.json``.
 
     python benchmarks/baselines.py                      # all runs, two at a time (one thread each)
     python benchmarks/baselines.py --runs cluener cluener-tencent --parallel 2
@@ -16,6 +17,7 @@ from runner import results, run_all
 
 LONG = ["--max_seq_length", "128", "--per_device_train_batch_size", "32"]
 PLAIN = ["--num_memory", "0", "--use_self_attention", "false"]  # train.py's defaults are the memory network's
+ENTITY = ["--num_memory", "4", "--memory_method", "entity", "--use_self_attention", "true"]
 
 # name -> (train.py arguments, split reported, paper figure for comparison)
 RUNS = {
@@ -24,7 +26,11 @@ RUNS = {
     "peoples_daily-tencent": (["--dataset", "peoples_daily", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "8"], "test", "89.91 (seq2seq paper BiLSTM-CRF)"),
     # MSRA: twice the text of People's Daily, so half the epochs (what fits in a 3-hour session on 2 cores)
     "msra-tencent": (["--dataset", "msra", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "4"], "test", "89.08 (seq2seq paper BiLSTM-CRF, on its 23,700/4,400 subset)"),
+    # the memory network, entity retrieval, in the two runs' setups above (not run by default)
+    "peoples_daily-tencent-entity": (["--dataset", "peoples_daily", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "8", *ENTITY], "test", "BiLSTM-CRF: peoples_daily-tencent"),
+    "msra-tencent-entity": (["--dataset", "msra", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "4", *ENTITY], "test", "BiLSTM-CRF: msra-tencent"),
 }
+DEFAULT_RUNS = [name for name in RUNS if not name.endswith("-entity")]
 
 
 def table(names: list[str]) -> str:
@@ -46,13 +52,14 @@ def table(names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, choices=list(RUNS))
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (each gets cores // parallel threads)")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --, e.g. -- --num_train_epochs 1")
     args = parser.parse_args()
     if not args.table_only:
-        run_all({name: RUNS[name][0] + PLAIN + args.extra for name in args.runs}, args.parallel, "baseline runs")
+        # later arguments win: the memory runs' ENTITY flags override PLAIN
+        run_all({name: PLAIN + RUNS[name][0] + args.extra for name in args.runs}, args.parallel, "baseline runs")
     print(table(args.runs))
 
 
