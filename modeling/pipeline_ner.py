@@ -104,11 +104,12 @@ class ChineseNERPipeline(ChunkPipeline):
         plan = plan_windows(text, window, stride) if text else []
         if not plan:  # an empty text still yields one (empty) chunk so it gets its (empty) answer
             plan = [(0, 0, 0, 0)]
+        # all of the text's windows in one tokenizer call
+        enc = encode_chars(self.tokenizer, [list(text[start:end]) for start, end, _, _ in plan], self.model.config.max_length)
         for k, (start, end, own_start, own_end) in enumerate(plan):
-            enc = encode_chars(self.tokenizer, [list(text[start:end])], self.model.config.max_length)
             yield {
-                "input_ids": torch.tensor(enc["input_ids"]),
-                "attention_mask": torch.tensor(enc["attention_mask"]),
+                "input_ids": torch.tensor([enc["input_ids"][k]]),
+                "attention_mask": torch.tensor([enc["attention_mask"][k]]),
                 "window": (start, end, own_start, own_end),
                 "text": text,
                 "is_last": k == len(plan) - 1,
