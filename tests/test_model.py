@@ -85,6 +85,51 @@ def test_crf_marginals_equal_summing_over_every_tag_sequence():
     assert torch.equal(model.tag_probabilities(emissions, attention_mask), marginals)
 
 
+def ragged_batch(batch_size=17, length=30, num_tags=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, length + 1, (batch_size,), generator=g)
+    lengths[0], lengths[1] = 2, length  # no character at all; the full width
+    attention_mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    return 4 * torch.randn(batch_size, length, num_tags, generator=g), attention_mask
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_batched_viterbi_gives_pytorch_crf_paths(ties):
+    """CRFHead.decode (the recursion and the back-trace over the whole batch) returns exactly the paths of
+    pytorch-crf's decode, ties included (integer scores), -100 off characters."""
+    crf = tiny_model(num_labels=7).crf
+    emissions, attention_mask = ragged_batch()
+    with torch.no_grad():
+        for p in (crf.crf.transitions, crf.crf.start_transitions, crf.crf.end_transitions):
+            p.copy_(torch.zeros_like(p) if ties else torch.randn_like(p))
+    if ties:
+        emissions = emissions.gt(0).float()
+    em, mask, char_mask = crf._crf_inputs(emissions, attention_mask)
+    reference = crf.crf.decode(em, mask=mask)
+    tags = crf.decode(emissions, attention_mask)
+    for row in range(len(tags)):
+        n = int(char_mask[row].sum())
+        assert tags[row, 1 : n + 1].tolist() == reference[row][:n]
+        assert (tags[row, n + 1 :] == -100).all() and tags[row, 0] == -100
+
+
+def test_crf_marginals_equal_the_log_space_gradient_and_fall_back_when_a_step_underflows():
+    crf = tiny_model(num_labels=7).crf
+    emissions, attention_mask = ragged_batch(num_tags=7)
+    with torch.no_grad():
+        for p in (crf.crf.transitions, crf.crf.start_transitions, crf.crf.end_transitions):
+            p.copy_(2 * torch.randn_like(p))
+    torch.testing.assert_close(crf.marginals(emissions, attention_mask), crf.log_space_marginals(emissions, attention_mask), atol=2e-4, rtol=0)
+    # transitions 300 apart underflow in probability space: the log-space result comes back instead
+    with torch.no_grad():
+        crf.crf.transitions.fill_(-300.0)
+        crf.crf.transitions[0, 1] = 0.0
+    emissions[:, :, 1] = -300.0
+    marginals = crf.marginals(emissions, attention_mask)
+    assert torch.isfinite(marginals).all()
+    torch.testing.assert_close(marginals, crf.log_space_marginals(emissions, attention_mask))
+
+
 def test_crf_runs_in_float32_under_autocast():
     model = tiny_model()
     input_ids, attention_mask, labels = batch()
