@@ -48,6 +48,20 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def index_mb(index: BankIndex) -> float:
+    """What a ``BankIndex`` holds: its sparse matrices and arrays, the TF-IDF vocabulary (a dict of
+    n-gram strings) and the entity-string automaton. (The process's resident-memory growth is
+    also reported, but freed memory is reused between sizes, so it is only a rough check.)"""
+    arrays = [index.matrix.data, index.matrix.indices, index.matrix.indptr, index.postings.data, index.postings.indices,
+              index.postings.indptr, index.unigrams.data, index.unigrams.indices, index.unigrams.indptr,
+              index.distinct_ids, index.row_of, index.unigram_ids, index.vectorizer.idf_]
+    vocabulary = index.vectorizer.vocabulary_
+    total = sum(a.nbytes for a in arrays) + sys.getsizeof(vocabulary) + sum(sys.getsizeof(k) for k in vocabulary)
+    if index.num_entity_strings:  # the trie, and per entity string the sentences labelling it
+        total += index.automaton.get_stats()["total_size"] + sum(ids.nbytes + 100 for _, ids in index.automaton.values())
+    return total / 2**20
+
+
 def model_file_mb(ids, labels, types, num_labels: dict, vocab_size: int) -> float:
     """``model.safetensors`` of a BiLSTM memory network (the default sizes) whose bank holds these sentences."""
     config = MemoryNetConfig(encoder_type="bilstm", vocab_size=vocab_size, num_memory=4, memory_method="entity", id2label=num_labels)
@@ -145,9 +159,10 @@ def main() -> None:
     parser.add_argument("--no-file-size", action="store_true", help="skip saving a model per size")
     parser.add_argument("-o", "--output", default=str(Path(__file__).with_name("retrieval_scale.png")))
     parser.add_argument("--replot", action="store_true", help=f"draw the PNG again from {RESULTS_JSON.name} of the last run")
+    parser.add_argument("--json", default=str(RESULTS_JSON), help="where the figures are written (and --replot reads them)")
     args = parser.parse_args()
     if args.replot:
-        rows = json.loads(RESULTS_JSON.read_text())
+        rows = json.loads(Path(args.json).read_text())
         plot(rows, sorted({r["method"] for r in rows}, key=[r["method"] for r in rows].index), args.output)
         return
 
@@ -167,6 +182,7 @@ def main() -> None:
             rank_memories(method, 4, pos, types, [""], None, None, queries[:1], bank_texts, index=index)
             cold = time.perf_counter() - start
             memory = rss_mb() - before
+            held = index_mb(index)
             wall, cpu = [], []
             for _ in range(args.repeats):  # the best of a few passes: the machine's other load only adds
                 start, start_cpu = time.perf_counter(), time.process_time()
@@ -174,8 +190,8 @@ def main() -> None:
                     rank_memories(method, 4, pos, types, [""], None, None, [q], bank_texts, index=index)
                 wall.append((time.perf_counter() - start) / len(queries) * 1000)
                 cpu.append((time.process_time() - start_cpu) / len(queries) * 1000)
-            rows.append({"size": size, "method": method, "cold_s": cold, "warm_ms": min(wall), "warm_cpu_ms": min(cpu), "index_mb": memory})
-            print(f"bank {size:>7}  {method:<8} cold {cold:6.2f} s  warm {min(wall):6.2f} ms/query (CPU {min(cpu):5.2f} ms)  index +{memory:6.0f} MB", flush=True)
+            rows.append({"size": size, "method": method, "cold_s": cold, "warm_ms": min(wall), "warm_cpu_ms": min(cpu), "index_mb": held, "rss_mb": memory})
+            print(f"bank {size:>7}  {method:<8} cold {cold:6.2f} s  warm {min(wall):6.2f} ms/query (CPU {min(cpu):5.2f} ms)  index {held:6.0f} MB (resident +{memory:.0f} MB)", flush=True)
             del index
         if not args.no_file_size:
             enc = encode_chars(tokenizer, [list(t) for t in bank_texts], 64)
@@ -189,8 +205,8 @@ def main() -> None:
         print(f"| {r['size']:,} | {r['method']} | {r['cold_s']:.2f} | {r['warm_ms']:.2f} | {r['warm_cpu_ms']:.2f} | {r['index_mb']:.0f} | "
               f"{f'{file_mb:.0f}' if file_mb is not None else '–'} |")
 
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(rows, indent=1))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(rows, indent=1))
     plot(rows, args.methods, args.output)
     print(f"wrote {args.output}")
 
