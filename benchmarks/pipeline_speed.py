@@ -35,6 +35,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
+from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "runs"
 SAMPLE_MODELS = {  # trained on the embedded sample when no folder is given
@@ -79,12 +80,7 @@ def long_document(texts: list[str], chars: int = 15000) -> str:
 
 
 def to_bio(text: str, entities: list[dict]) -> list[str]:
-    tags = ["O"] * len(text)
-    for e in entities:
-        tags[e["start"]] = f"B-{e['entity_group']}"
-        for k in range(e["start"] + 1, e["end"]):
-            tags[k] = f"I-{e['entity_group']}"
-    return tags
+    return spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in entities], len(text), "BIO")
 
 
 def timed(fn, texts) -> tuple[float, object]:
