@@ -17,13 +17,10 @@ import html
 import os
 import subprocess
 import sys
-import threading
 import unicodedata
 from pathlib import Path
 
 import gradio as gr
-from matplotlib import font_manager
-from matplotlib.figure import Figure
 from transformers import pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -31,13 +28,14 @@ REPO = HERE.parent
 DEMO_MODEL = REPO / "outputs" / "sample-bilstm"  # where `python train.py` (no arguments) writes
 MAX_CHARS = 20_000
 MAX_MEMORY_WINDOWS = 3  # memory panels shown (a long text has one window per sentence)
+MAX_BATCH = 16  # concurrent requests tagged in one pipeline call
+HEAT_LEVELS = 10  # shades of the attention heat map
 EXAMPLES = [
     "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。",
     "市教育局宣布，今年秋季起全市中小学将推广午间阅读。",
     "周末我们去了西湖，又顺路逛了灵隐寺。",
     "《山河笔记》的作者周明远将在上海书展签售。",
 ]
-CJK_FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans SC", "SimHei", "Microsoft YaHei", "DejaVu Sans"]
 
 
 def model_location() -> str:
@@ -57,7 +55,6 @@ def model_location() -> str:
 MODEL = model_location()
 NER = pipeline("chinese-ner", model=MODEL, trust_remote_code=True)
 HAS_MEMORY = getattr(NER.model.config, "num_memory", 0) > 0
-LOCK = threading.Lock()  # one request at a time through the model (the memory model caches bank encodings)
 
 
 def clean_message(text) -> str | None:
@@ -96,46 +93,74 @@ def memories_html(windows: list[dict], text: str) -> str:
     return "".join(parts)
 
 
-def heatmap(window: dict, text: str) -> Figure:
-    """The memory attention M_j of the first sentence against each of its memories (as in the paper's figures 6-7)."""
+def heatmap(window: dict, text: str) -> str:
+    """The memory attention M_j of the first sentence against each of its memories (as in the paper's
+    figures 6-7), as HTML tables: the browser draws the Chinese characters, and nothing is rendered
+    to an image on the server. Shades are relative to the largest weight in each memory's table."""
     piece = text[window["start"] : window["end"]]
-    memories = window["memories"]
-    fig = Figure(figsize=(4 + 3.2 * len(memories), 1.5 + 0.15 * len(piece)), layout="constrained")
-    family = [f for f in CJK_FONTS if any(f == x.name for x in font_manager.fontManager.ttflist)] or ["DejaVu Sans"]
-    axes = fig.subplots(1, len(memories), squeeze=False)[0]
-    for j, (ax, memory) in enumerate(zip(axes, memories)):
-        image = ax.imshow(memory["attention"], aspect="auto", cmap="Blues", vmin=0.0)
-        ax.set_xticks(range(len(memory["text"])), list(memory["text"]), fontsize=7, family=family)
-        ax.set_yticks(range(len(piece)), [c if c.isprintable() else "·" for c in piece], fontsize=7, family=family)
-        ax.set_title(f"memory {j + 1}", fontsize=9)
-    fig.colorbar(image, ax=list(axes), shrink=0.6)
-    return fig
+    shown = [c if c.isprintable() and not c.isspace() else "·" for c in piece]
+    parts = ['<div class="attention">']
+    for j, memory in enumerate(window["memories"]):
+        top = max((w for row in memory["attention"] for w in row), default=0.0) or 1.0
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in memory["text"])
+        rows = []
+        for c, weights in zip(shown, memory["attention"]):
+            cells = "".join(f'<td class="h{min(HEAT_LEVELS - 1, int(HEAT_LEVELS * w / top))}"></td>' for w in weights)
+            rows.append(f"<tr><th>{html.escape(c)}</th>{cells}</tr>")
+        parts.append(f'<table class="heat"><caption>memory {j + 1}</caption><tr><th></th>{head}</tr>{"".join(rows)}</table>')
+    parts.append("</div>")
+    return "".join(parts)
 
 
-def tag(text: str):
-    """Input text -> (status, highlighted entities, entity table, memory sentences, attention heat map)."""
-    empty = ("", {"text": "", "entities": []}, [], "", None)
-    problem = clean_message(text)
-    if problem:
-        return (f"⚠️ {problem}",) + empty[1:]
-    try:
-        with LOCK:
-            out = NER(text, return_memories=True) if HAS_MEMORY else {"entities": NER(text), "windows": []}
-    except Exception as err:  # a clear message in the page, never a stack trace
-        return (f"⚠️ The text could not be tagged ({type(err).__name__}: {err}).",) + empty[1:]
+def tag_one(text: str, out: dict) -> tuple:
+    """One text and its pipeline output -> (status, highlighted entities, entity table, memory sentences, heat map)."""
     entities = out["entities"]
     shown = [{"entity": e["entity_group"], "start": e["start"], "end": e["end"]} for e in entities]
     rows = [[e["word"], e["entity_group"], e["start"], e["end"], round(e["score"], 3)] for e in entities]
     printable = sum(not unicodedata.category(c).startswith("C") for c in text)
     status = f"{len(entities)} {'entity' if len(entities) == 1 else 'entities'} in {len(text):,} characters" + (f" ({len(text) - printable} control characters kept in place)" if printable < len(text) else "") + "."
-    memory_panel, figure = "", None
+    memory_panel, figure = "", ""
     if HAS_MEMORY:
         memory_panel = memories_html(out["windows"], text)
-        figure = heatmap(out["windows"][0], text) if out["windows"] else None
+        figure = heatmap(out["windows"][0], text) if out["windows"] else ""
     return status, {"text": text, "entities": shown}, rows, memory_panel, figure
 
 
-CSS = "mark.ent {background:#fde68a; padding:0 2px; border-radius:3px} mark.ent sub {color:#92400e; margin-left:2px}"
+def run_pipeline(texts: list[str]) -> list[dict]:
+    outs = NER(texts, return_memories=True) if HAS_MEMORY else [{"entities": e, "windows": []} for e in NER(texts)]
+    return [outs] if isinstance(outs, dict) else outs
+
+
+def tag(texts: list[str]) -> tuple[list, ...]:
+    """A batch of concurrent requests (Gradio's ``batch=True``): their valid texts go through the
+    pipeline in one call; each request gets its own answer or message."""
+    empty = ({"text": "", "entities": []}, [], "", "")
+    answers: list[tuple | None] = [None] * len(texts)
+    todo = []
+    for k, text in enumerate(texts):
+        problem = clean_message(text)
+        if problem:
+            answers[k] = (f"⚠️ {problem}",) + empty
+        else:
+            todo.append(k)
+    try:
+        outs = run_pipeline([texts[k] for k in todo]) if todo else []
+        for k, out in zip(todo, outs):
+            answers[k] = tag_one(texts[k], out)
+    except Exception:  # find the text that fails, so the others still get their answers
+        for k in todo:
+            try:
+                answers[k] = tag_one(texts[k], run_pipeline([texts[k]])[0])
+            except Exception as err:  # a clear message in the page, never a stack trace
+                answers[k] = (f"⚠️ The text could not be tagged ({type(err).__name__}: {err}).",) + empty
+    return tuple(list(column) for column in zip(*answers))
+
+
+CSS = ("mark.ent {background:#fde68a; padding:0 2px; border-radius:3px} mark.ent sub {color:#92400e; margin-left:2px} "
+       ".attention {display:flex; flex-wrap:wrap; gap:16px; overflow-x:auto} "
+       "table.heat {border-collapse:collapse; font-size:11px; line-height:1} table.heat th {font-weight:normal; padding:1px 2px} "
+       "table.heat td {width:12px; height:12px; padding:0; border:1px solid #fff} "
+       + " ".join(f"table.heat td.h{k} {{background:rgba(37,99,235,{k / (HEAT_LEVELS - 1):.2f})}}" for k in range(HEAT_LEVELS)))
 
 with gr.Blocks(title="Chinese NER") as demo:
     gr.Markdown(
@@ -154,12 +179,13 @@ with gr.Blocks(title="Chinese NER") as demo:
     with gr.Column(visible=HAS_MEMORY):
         gr.Markdown("### Memory sentences\nRetrieved from the training bank saved in the model, with their gold labels.")
         memories = gr.HTML(label="Memory sentences", elem_id="memories")
-        attention = gr.Plot(label="Memory attention of the first sentence", elem_id="heatmap")
+        gr.Markdown("Memory attention of the first sentence (rows: its characters; columns: the memory's; darker is more weight):")
+        attention = gr.HTML(label="Memory attention of the first sentence", elem_id="heatmap")
     outputs = [status, highlighted, table, memories, attention]
-    submit.click(tag, inputs=text, outputs=outputs, api_name="tag")
-    text.submit(tag, inputs=text, outputs=outputs, api_name=False)
-
-demo.queue(default_concurrency_limit=1)
+    # one event for the button and Enter, so both share one queue: one batch at a time through the
+    # model (the memory model caches bank encodings), up to MAX_BATCH waiting requests per batch
+    gr.on([submit.click, text.submit], tag, inputs=text, outputs=outputs, api_name="tag",
+          batch=True, max_batch_size=MAX_BATCH, concurrency_limit=1)
 
 if __name__ == "__main__":
     demo.launch(css=CSS)  # GRADIO_SERVER_NAME / GRADIO_SERVER_PORT choose the address (127.0.0.1:7860 by default)
