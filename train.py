@@ -22,6 +22,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
 from data_scripts.memory_data import attach_memories, blend_gold_types, entity_type_vectors, gold_type_matrices
 from data_scripts.metrics import entity_metrics, multilabel_scores
-from data_scripts.readers import print_summary
+from data_scripts.readers import ReadOptions, ReadReport, print_summary
 from modeling.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
@@ -143,8 +144,34 @@ class DataArguments:
         metadata={"help": "seed of the People's Daily 80/20 split and of the held-out share of train; apart from --seed, so that "
                           "runs with different --seed are scored on the same test set"},
     )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "a datasets dataset with token and tag columns: a save_to_disk folder, or a Hub id (online)"})
+    text_column_name: str | None = field(default=None, metadata={"help": "token column of JSON files and datasets (default: tokens)"})
+    label_column_name: str | None = field(default=None, metadata={"help": "tag column of JSON files and datasets (default: ner_tags)"})
+    tag_names: list[str] | None = field(
+        default=None, metadata={"help": "the tag of each id, in order, when the tag column holds integers without ClassLabel names"})
+    bad_tags: Literal["error", "repair", "skip"] = field(
+        default="error",
+        metadata={"help": "a sentence with ill-formed tags (an entity left open at a sentence break, O I-PER): stop with "
+                          "file:line (error), read it leniently as seqeval does (repair), or leave it out (skip); "
+                          "repaired and skipped sentences are listed in all_results.json"},
+    )
+    token_column: int | None = field(default=None, metadata={"help": "column of the characters in column files (0-based; default: the first)"})
+    tag_column: int | None = field(default=None, metadata={"help": "column of the tags in column files (0-based, -1 the last; default: the last)"})
+    token_first_char: bool = field(
+        default=False, metadata={"help": "read a token of several characters as its first (a character with a suffix, e.g. 科0)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging, tests)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "truncate validation/test"})
+
+    def __post_init__(self):
+        # run_ner.py's convention: --train_file or --dataset_name alone chooses the data
+        if self.dataset == "sample" and (self.train_file or self.dataset_name):
+            self.dataset = self.dataset_name or "files"
+
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(bad_tags=self.bad_tags, token_column=self.token_column, tag_column=self.tag_column,
+                           token_first_char=self.token_first_char, tag_names=self.tag_names,
+                           text_column_name=self.text_column_name, label_column_name=self.label_column_name)
 
 
 @dataclass
@@ -443,7 +470,7 @@ def main() -> dict:
         raw = load_corpus(
             data_args.dataset, data_args.data_dir, data_args.tag_scheme, data_args.max_seq_length - 2,
             data_args.source_tag_scheme, data_args.validation_ratio, data_args.split_seed,
-            data_args.train_file, data_args.validation_file, data_args.test_file,
+            data_args.train_file, data_args.validation_file, data_args.test_file, data_args.read_options(), data_args.dataset_name,
         )
     if training_args.should_log:
         print_summary(raw, data_args.dataset)
@@ -568,6 +595,7 @@ def main() -> dict:
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
         results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
         results["char_vectors"] = model_args.char_vectors
+        results["data_read"] = getattr(raw, "read_report", ReadReport()).as_dict()  # sentences --bad_tags repaired or skipped
         results["arguments"] = {  # what push_to_hub.py's model card reports as the training settings
             **dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
             **{k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v) for k in TRAINING_SETTINGS},

@@ -7,7 +7,10 @@ from pathlib import Path
 from datasets import DatasetDict
 
 from .features import default_data_dir
-from .readers import read_cluener, read_cluener_files, read_column_files, read_peoples_daily_1998
+from .readers import (
+    ReadOptions, ReadReport, is_token_json, read_cluener, read_cluener_files, read_column_files, read_hf_dataset, read_peoples_daily_1998,
+    read_token_json_files,
+)
 from .sample import SAMPLE_DIR
 
 CORPORA = ("sample", "cluener", "msra", "peoples_daily")
@@ -22,13 +25,13 @@ def carve_validation(dsd: DatasetDict, ratio: float, seed: int) -> DatasetDict:
     out.read_notes = getattr(dsd, "read_notes", []) + [
         f"no dev split: {len(parts['test'])} train sentences ({ratio:.0%}, seed {seed}) held out as validation"
     ]
-    out.tag_scheme = dsd.tag_scheme
+    out.tag_scheme, out.read_report = dsd.tag_scheme, getattr(dsd, "read_report", ReadReport())
     return out
 
 
 def _rename(dsd: DatasetDict, mapping: dict[str, str]) -> DatasetDict:
     out = DatasetDict({mapping.get(k, k): v for k, v in dsd.items()})
-    out.read_notes, out.tag_scheme = dsd.read_notes, dsd.tag_scheme
+    out.read_notes, out.tag_scheme, out.read_report = dsd.read_notes, dsd.tag_scheme, getattr(dsd, "read_report", ReadReport())
     return out
 
 
@@ -43,31 +46,40 @@ def load_corpus(
     train_file: str | None = None,
     validation_file: str | None = None,
     test_file: str | None = None,
+    options: ReadOptions | None = None,
+    dataset_name: str | None = None,
 ) -> DatasetDict:
     """Load a corpus by name (``sample``, ``cluener``, ``msra``, ``peoples_daily``), or from files.
 
     ``name`` may also be a folder of CLUENER ``{train,dev,test}.json`` files, or ``files`` with
-    ``train_file`` / ``validation_file`` / ``test_file`` (CLUENER ``.json`` or column files).
-    Sentences longer than ``max_chars`` are split at punctuation without cutting an entity.
+    ``train_file`` / ``validation_file`` / ``test_file`` (CLUENER ``.json``, ``tokens``/``ner_tags``
+    JSON or JSON lines, or column files). ``dataset_name``: a ``datasets`` dataset (a
+    ``save_to_disk`` folder or a Hub id) instead. Sentences longer than ``max_chars`` are split at
+    punctuation without cutting an entity. ``options``: :class:`~data_scripts.readers.ReadOptions`.
     """
     data_dir = Path(data_dir) if data_dir else default_data_dir()
-    if name == "sample":
+    if dataset_name:
+        dsd = read_hf_dataset(dataset_name, source_scheme, scheme, max_chars=max_chars, options=options)
+    elif name == "sample":
         dsd = _rename(read_cluener(SAMPLE_DIR, scheme, max_chars=max_chars), {"dev": "validation"})
     elif name == "cluener":
         dsd = _rename(read_cluener(data_dir / "cluener", scheme, max_chars=max_chars), {"dev": "validation"})
     elif name == "msra":
         files = {"train": data_dir / "msra" / "train.bio", "test": data_dir / "msra" / "test.bio"}
-        dsd = read_column_files(files, source_scheme or "BIO", scheme, max_chars=max_chars)
+        dsd = read_column_files(files, source_scheme or "BIO", scheme, max_chars=max_chars, options=options)
     elif name == "peoples_daily":
         dsd = read_peoples_daily_1998(data_dir / "peoples_daily_1998" / "199801.txt", scheme, max_chars=max_chars, seed=seed)
     elif name == "files" or train_file:
         files = {k: v for k, v in (("train", train_file), ("validation", validation_file), ("test", test_file)) if v}
         if "train" not in files:
             raise ValueError("--dataset files needs --train_file")
-        if all(str(f).endswith(".json") for f in files.values()):
-            dsd = read_cluener_files(files, scheme, max_chars=max_chars)
+        if all(str(f).endswith((".json", ".jsonl")) for f in files.values()):
+            if is_token_json(files["train"]):
+                dsd = read_token_json_files(files, source_scheme, scheme, max_chars=max_chars, options=options)
+            else:
+                dsd = read_cluener_files(files, scheme, max_chars=max_chars)
         else:
-            dsd = read_column_files(files, source_scheme, scheme, max_chars=max_chars)
+            dsd = read_column_files(files, source_scheme, scheme, max_chars=max_chars, options=options)
     elif Path(name).is_dir() and (Path(name) / "train.json").exists():
         dsd = _rename(read_cluener(name, scheme, max_chars=max_chars), {"dev": "validation"})
     else:

@@ -13,6 +13,7 @@ import json
 import random
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -20,7 +21,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as Seq
 
 from modeling.text_splitting import split_windows
 
-from modeling.tag_schemes import SCHEMES, Span, TagSequenceError, detect_scheme, label_list, spans_to_tags, split_tag, tags_to_spans
+from modeling.tag_schemes import (
+    SCHEMES, Span, TagSequenceError, detect_scheme, label_list, lenient_spans, spans_to_tags, split_tag, tags_to_spans,
+)
 
 
 class DataFormatError(ValueError):
@@ -235,24 +238,152 @@ def read_cluener(
 
 
 # ---------------------------------------------------------------------------------------------
+# what to do with ill-formed tag sequences, shared by the readers of tagged sentences
+
+BAD_TAGS = ("error", "repair", "skip")
+
+
+@dataclass
+class ReadOptions:
+    """How the readers of tagged sentences (column files, ``tokens``/``ner_tags`` JSON, ``datasets``
+    datasets) read what they are given; train.py's flags of the same names.
+
+    * ``bad_tags``: a sentence whose tags are ill-formed in their scheme (``O I-PER``, an entity
+      left open at a sentence break) is an ``error`` (file:line), is read leniently (``repair``:
+      :func:`~modeling.tag_schemes.lenient_spans`, as conlleval and seqeval's default mode read
+      it), or is dropped (``skip``). Repaired and skipped sentences are listed with their
+      file:line in the read notes and in :attr:`ReadReport`.
+    * ``token_column`` / ``tag_column``: column indices of column files (0-based, negative from the
+      end); by default the first and the last, and a file with more than two columns gets a note.
+    * ``token_first_char``: a token of several characters (``科0``: a character and a segmentation
+      digit) is read as its first character, with a note; without it such a token is an error.
+    * ``tag_names``: the tag of each id, when ``ner_tags`` are integers without a ``ClassLabel``.
+    * ``text_column_name`` / ``label_column_name``: the token and tag columns of JSON files and
+      ``datasets`` datasets (default ``tokens`` / ``ner_tags``, as run_ner.py).
+    """
+
+    bad_tags: str = "error"
+    token_column: int | None = None
+    tag_column: int | None = None
+    token_first_char: bool = False
+    tag_names: list[str] | None = None
+    text_column_name: str | None = None
+    label_column_name: str | None = None
+
+    def __post_init__(self):
+        if self.bad_tags not in BAD_TAGS:
+            raise ValueError(f"bad_tags must be one of {', '.join(BAD_TAGS)}, got {self.bad_tags!r}")
+
+
+def _tags_to_example(sentence: dict, source: str, options: ReadOptions, path, repaired: list[str], skipped: list[str]) -> dict | None:
+    """A sentence ``{"id", "tokens", "tags", "lines"}`` -> an example with spans, following ``options.bad_tags``.
+
+    ``lines`` gives, per tag, where it was read (a line number, or None for a record without one)."""
+    try:
+        spans = tags_to_spans(sentence["tags"], source, strict=True)
+    except TagSequenceError as err:
+        lines = sentence["lines"]
+        line = lines[min(err.position if err.position is not None else 0, len(lines) - 1)] if lines else None
+        where = f"{Path(path).name}:{line}" if line is not None else f"{Path(path).name} {sentence['where']}"
+        if options.bad_tags == "error":
+            raise DataFormatError(path, line, f"{err}{'' if line is not None else ' (' + sentence['where'] + ')'}; "
+                                  "pass --bad_tags repair to read such sentences leniently, or --bad_tags skip to leave them out") from None
+        if options.bad_tags == "skip":
+            skipped.append(where)
+            return None
+        spans = lenient_spans(sentence["tags"], source)
+        repaired.append(where)
+    return {"id": sentence["id"], "tokens": sentence["tokens"], "spans": spans}
+
+
+def _bad_tag_notes(split: str, repaired: list[str], skipped: list[str], shown: int = 10) -> list[str]:
+    notes = []
+    for what, places in (("repaired (read leniently: --bad_tags repair)", repaired), ("skipped (--bad_tags skip)", skipped)):
+        if places:
+            more = f" and {len(places) - shown} more (all in all_results.json)" if len(places) > shown else ""
+            notes.append(f"{split}: {len(places)} sentences with ill-formed tags {what}: {', '.join(places[:shown])}{more}")
+    return notes
+
+
+def _examples_from_tagged(read: dict[str, tuple], scheme: str | None, options: ReadOptions, notes: list[str], report: "ReadReport") -> dict[str, list[dict]]:
+    """Sentences with tags, per split (``{split: (path, sentences)}``) -> examples with spans in the
+    source scheme (``scheme``, or detected from every split's tags)."""
+    for split, (path, sents) in read.items():
+        for sent in sents:
+            for k, (t, ln) in enumerate(zip(sent["tags"], sent["lines"])):
+                try:
+                    split_tag(t)
+                except TagSequenceError:
+                    where = "" if ln is not None else f" ({sent['where']}, tag {k})"
+                    raise DataFormatError(path, ln, f"unknown tag {t!r} (expected 'O' or '<prefix>-<type>'){where}") from None
+    all_tags = {t for _, sents in read.values() for s in sents for t in s["tags"]}
+    source = (scheme or detect_scheme(all_tags)).upper()
+    if source not in SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    notes.append(f"source tag scheme {source} ({'declared' if scheme else 'detected'})")
+    out = {}
+    for split, (path, sents) in read.items():
+        repaired, skipped = [], []
+        exs = [ex for sent in sents if (ex := _tags_to_example(sent, source, options, path, repaired, skipped)) is not None]
+        notes += _bad_tag_notes(split, repaired, skipped)
+        report.repaired[split], report.skipped[split] = repaired, skipped
+        out[split] = exs
+    return out
+
+
+@dataclass
+class ReadReport:
+    """Sentences a reader repaired or skipped (``--bad_tags``), as ``file:line``, per split."""
+
+    repaired: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "repaired_sentences": sum(map(len, self.repaired.values())), "skipped_sentences": sum(map(len, self.skipped.values())),
+            "repaired": {k: v for k, v in self.repaired.items() if v}, "skipped": {k: v for k, v in self.skipped.items() if v},
+        }
+
+
+def _finish(raw: dict[str, list[dict]], target_scheme: str, notes: list[str], report: ReadReport, max_chars: int | None) -> DatasetDict:
+    for split in raw:
+        if max_chars:
+            raw[split], n = split_long_examples(raw[split], max_chars)
+            notes += [f"{split}: {x}" for x in n]
+    dsd = build_dataset_dict(raw, target_scheme, notes)
+    dsd.read_report = report
+    return dsd
+
+
+# ---------------------------------------------------------------------------------------------
 # column files
 
-_COLUMN_LINE = re.compile(r"^(.)[\t ]+(\S+)$")
+
+def _column_fields(line: str) -> list[str]:
+    """A column line's fields: split at tabs when the line has any (a field may then hold a space
+    character), else at spaces, where a line that starts with a space has that space as its token
+    (a space character of the text, kept in its position)."""
+    if "\t" in line:
+        return [f for f in re.split(r"\t+", line) if f != ""]
+    if line[0] == " ":
+        return [" ", *line[1:].split()]
+    return line.split()
 
 
-def _read_column_file(path: Path, encoding: str = "utf-8") -> tuple[list[dict], dict]:
-    """Sentences of ``(chars, tags, tag line numbers)``; blank lines separate sentences."""
+def _read_column_file(path: Path, options: ReadOptions, encoding: str = "utf-8") -> tuple[list[dict], dict]:
+    """Sentences ``{"id", "tokens", "tags", "lines"}`` (a line number per character); blank lines
+    separate sentences. Also returns counts for the notes."""
     sentences, chars, tags, lines = [], [], [], []
-    stats = {"blank_runs": 0}
+    stats = {"blank_runs": 0, "columns": None, "first_char": 0, "example": None}
     with open(path, "rb") as f:
         raw_lines = f.read().split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
 
-    def flush(lineno: int) -> None:
+    def flush() -> None:
         nonlocal chars, tags, lines
         if chars:
-            sentences.append({"id": str(len(sentences)), "tokens": chars, "tags": tags, "lines": lines, "first_line": lines[0]})
+            sentences.append({"id": str(len(sentences)), "tokens": chars, "tags": tags, "lines": lines, "where": ""})
         chars, tags, lines = [], [], []
 
     for lineno, raw_line in enumerate(raw_lines, 1):
@@ -263,19 +394,31 @@ def _read_column_file(path: Path, encoding: str = "utf-8") -> tuple[list[dict], 
         if not line.strip():
             if not chars:
                 stats["blank_runs"] += 1
-            flush(lineno)
+            flush()
             continue
-        m = _COLUMN_LINE.match(line)
-        if not m:
-            parts = line.split()
-            if len(parts) == 2:
-                raise DataFormatError(path, lineno, f"expected one character in the first column, got {parts[0]!r}")
-            raise DataFormatError(path, lineno, f"expected 2 columns '<char> <tag>', got {len(parts)}: {line!r}")
-        ch, tag = m.group(1), m.group(2)
-        chars.append(ch)
+        parts = _column_fields(line[0] + line[1:].rstrip(" \t"))
+        if stats["columns"] is None:
+            stats["columns"] = len(parts)
+            if len(parts) < 2:
+                raise DataFormatError(path, lineno, f"expected 2 columns '<char> <tag>', got {len(parts)}: {line!r}")
+        if len(parts) != stats["columns"]:
+            raise DataFormatError(path, lineno, f"expected {stats['columns']} columns as on the file's first line, got {len(parts)}: {line!r}")
+        try:
+            token, tag = parts[0 if options.token_column is None else options.token_column], parts[-1 if options.tag_column is None else options.tag_column]
+        except IndexError:
+            raise DataFormatError(path, lineno, f"--token_column {options.token_column} / --tag_column {options.tag_column} "
+                                  f"but the line has {len(parts)} columns: {line!r}") from None
+        if len(token) != 1:
+            if not options.token_first_char:
+                raise DataFormatError(path, lineno, f"expected one character in the token column, got {token!r} "
+                                      "(for tokens that carry a suffix, such as a segmentation digit, pass --token_first_char)")
+            stats["first_char"] += 1
+            stats["example"] = stats["example"] or token
+            token = token[0]
+        chars.append(token)
         tags.append(tag)
         lines.append(lineno)
-    flush(len(raw_lines) + 1)
+    flush()
     return sentences, stats
 
 
@@ -285,46 +428,157 @@ def read_column_files(
     target_scheme: str = "BIOS",
     encoding: str = "utf-8",
     max_chars: int | None = None,
+    options: ReadOptions | None = None,
 ) -> DatasetDict:
-    """Read ``char<TAB or SPACE>tag`` files, one per split, blank line between sentences.
+    """Read column files (``char<TAB or SPACE>tag``, or CoNLL-style ``char ... tag``), one per
+    split, blank line between sentences.
 
     ``scheme`` is the files' tag scheme (BIO, BIOS, BIOES, BIEO, BMES); ``None`` detects it from
     the tags of all files together. Tags are rewritten in ``target_scheme``. Sentences longer
-    than ``max_chars`` are split at punctuation without cutting an entity.
+    than ``max_chars`` are split at punctuation without cutting an entity. ``options``: columns,
+    suffixed tokens and ill-formed tags (:class:`ReadOptions`).
     """
-    read, notes = {}, []
+    options = options or ReadOptions()
+    read, notes, report = {}, [], ReadReport()
     for split, path in files.items():
-        read[split] = (Path(path), *_read_column_file(Path(path), encoding))
-    all_tags = {t for _, sents, _ in read.values() for s in sents for t in s["tags"]}
-    for split, (path, sents, _) in read.items():
-        for s in sents:
-            for t, ln in zip(s["tags"], s["lines"]):
-                try:
-                    split_tag(t)
-                except TagSequenceError:
-                    raise DataFormatError(path, ln, f"unknown tag {t!r} (expected 'O' or '<prefix>-<type>')") from None
-    source = (scheme or detect_scheme(all_tags)).upper()
-    if source not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    notes.append(f"source tag scheme {source} ({'declared' if scheme else 'detected'})")
-    raw = {}
-    for split, (path, sents, stats) in read.items():
-        exs = []
-        for s in sents:
-            try:
-                spans = tags_to_spans(s["tags"], source, strict=True)
-            except TagSequenceError as e:
-                pos = int(re.match(r"position (\d+)", str(e)).group(1))
-                ln = s["lines"][min(pos, len(s["lines"]) - 1)]
-                raise DataFormatError(path, ln, str(e)) from None
-            exs.append({"id": s["id"], "tokens": s["tokens"], "spans": spans})
-        if max_chars:
-            exs, n = split_long_examples(exs, max_chars)
-            notes += [f"{split}: {x}" for x in n]
+        sents, stats = _read_column_file(Path(path), options, encoding)
+        read[split] = (Path(path), sents)
+        columns = stats["columns"] or 2
+        if columns > 2 or options.token_column is not None or options.tag_column is not None:
+            token = 0 if options.token_column is None else options.token_column % columns
+            tag = columns - 1 if options.tag_column is None else options.tag_column % columns
+            how = "given" if options.token_column is not None or options.tag_column is not None else "the first and the last; --token_column / --tag_column choose others"
+            notes.append(f"{split}: {columns} columns: tokens from column {token}, tags from column {tag} ({how})")
+        if stats["first_char"]:
+            notes.append(f"{split}: {stats['first_char']} tokens of several characters read as their first character "
+                         f"(--token_first_char), e.g. {stats['example']!r} -> {stats['example'][0]!r}")
         if stats["blank_runs"] > 1:
             notes.append(f"{split}: {stats['blank_runs']} extra blank lines between sentences were ignored")
-        raw[split] = exs
-    return build_dataset_dict(raw, target_scheme, notes)
+    raw = _examples_from_tagged(read, scheme, options, notes, report)
+    return _finish(raw, target_scheme, notes, report, max_chars)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens / ner_tags records: JSON, JSON lines, datasets (run_ner.py's conventions)
+
+
+def is_token_json(path: str | Path) -> bool:
+    """Whether a ``.json`` / ``.jsonl`` file holds ``tokens``/``ner_tags`` records rather than CLUENER's ``text``/``label``."""
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith("["):
+        return '"text"' not in head.split("}", 1)[0]
+    first = head.split("\n", 1)[0]
+    try:
+        obj = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and "text" not in obj
+
+
+def _records_to_sentences(
+    records: Iterable[tuple[int | None, str, dict]], path, options: ReadOptions, feature_names: list[str] | None, notes: list[str], split: str
+) -> list[dict]:
+    """``(line or None, where, record)`` -> sentences with string tags."""
+    text_col, label_col = options.text_column_name or "tokens", options.label_column_name or "ner_tags"
+    names = options.tag_names or feature_names
+    sentences, first_char = [], []
+    for line, where, rec in records:
+        if not isinstance(rec, dict) or text_col not in rec or label_col not in rec:
+            keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+            raise DataFormatError(path, line, f"{where}: expected columns {text_col!r} and {label_col!r} (--text_column_name / "
+                                  f"--label_column_name), got {keys}")
+        tokens, tags = rec[text_col], rec[label_col]
+        if isinstance(tokens, str):
+            tokens = list(tokens)
+        if not isinstance(tokens, list) or not isinstance(tags, list):
+            raise DataFormatError(path, line, f"{where}: {text_col!r} and {label_col!r} must be lists")
+        if len(tokens) != len(tags):
+            raise DataFormatError(path, line, f"{where}: {len(tokens)} tokens but {len(tags)} tags")
+        for token in tokens:
+            if not isinstance(token, str) or len(token) != 1:
+                if isinstance(token, str) and token and options.token_first_char:
+                    continue
+                raise DataFormatError(path, line, f"{where}: expected one character per token, got {token!r}"
+                                      + (" (pass --token_first_char to read a token's first character)" if isinstance(token, str) and token else ""))
+        first_char += [t for t in tokens if len(t) > 1]
+        tokens = [t[0] for t in tokens]
+        if any(isinstance(t, bool) or not isinstance(t, (int, str)) for t in tags):
+            raise DataFormatError(path, line, f"{where}: tags must be strings or integer ids")
+        if any(isinstance(t, int) for t in tags):
+            if not names:
+                raise DataFormatError(path, line, f"{where}: {label_col!r} holds integer ids: pass --tag_names (the tag of each id, in order)")
+            if not all(isinstance(t, int) and 0 <= t < len(names) for t in tags):
+                raise DataFormatError(path, line, f"{where}: tag ids must be integers in [0, {len(names)}) for the {len(names)} label names")
+            tags = [names[t] for t in tags]
+        sentences.append({"id": str(rec.get("id", len(sentences))), "tokens": tokens, "tags": tags, "lines": [line] * len(tags), "where": where})
+    if first_char:
+        notes.append(f"{split}: {len(first_char)} tokens of several characters read as their first character "
+                     f"(--token_first_char), e.g. {first_char[0]!r} -> {first_char[0][0]!r}")
+    return sentences
+
+
+def _json_records(path: Path):
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        return [(None, f"record {k}", rec) for k, rec in enumerate(data)]
+    out = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((lineno, f"record {len(out)}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    return out
+
+
+def read_token_json_files(
+    files: dict[str, str | Path], scheme: str | None = None, target_scheme: str = "BIOS", max_chars: int | None = None,
+    options: ReadOptions | None = None,
+) -> DatasetDict:
+    """Read JSON or JSON-lines files of ``{"tokens": [...], "ner_tags": [...]}`` records, one per split
+    (run_ner.py's layout); tags are strings, or integer ids with ``options.tag_names``."""
+    options = options or ReadOptions()
+    notes, report = [], ReadReport()
+    read = {split: (Path(path), _records_to_sentences(_json_records(Path(path)), Path(path), options, None, notes, split)) for split, path in files.items()}
+    raw = _examples_from_tagged(read, scheme, options, notes, report)
+    return _finish(raw, target_scheme, notes, report, max_chars)
+
+
+def read_hf_dataset(
+    name_or_path: str, scheme: str | None = None, target_scheme: str = "BIOS", max_chars: int | None = None,
+    options: ReadOptions | None = None,
+) -> DatasetDict:
+    """A ``datasets`` dataset with token and tag columns: a folder written by ``save_to_disk``, or a
+    Hub dataset id (needs the network). A ``ClassLabel`` tag feature gives the label names."""
+    from datasets import load_dataset, load_from_disk
+
+    options = options or ReadOptions()
+    if Path(name_or_path).exists():
+        loaded = load_from_disk(name_or_path)
+    else:
+        try:
+            loaded = load_dataset(name_or_path)
+        except Exception as err:
+            raise FileNotFoundError(f"--dataset_name {name_or_path!r} is neither a save_to_disk folder nor a dataset the Hub "
+                                    f"could give here ({type(err).__name__}: {str(err)[:300]})") from None
+    if not isinstance(loaded, DatasetDict):
+        loaded = DatasetDict({"train": loaded})
+    read, notes, report = {}, [f"dataset {name_or_path} (splits {', '.join(loaded)})"], ReadReport()
+    for split, ds in loaded.items():
+        split_name = {"dev": "validation"}.get(split, split)
+        label_col = options.label_column_name or "ner_tags"
+        feature = ds.features.get(label_col)
+        names = getattr(getattr(feature, "feature", None), "names", None)
+        records = ((None, f"split {split}, row {k}", row) for k, row in enumerate(ds))
+        read[split_name] = (Path(name_or_path), _records_to_sentences(records, name_or_path, options, names, notes, split_name))
+    raw = _examples_from_tagged(read, scheme, options, notes, report)
+    return _finish(raw, target_scheme, notes, report, max_chars)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,12 @@ class Span(NamedTuple):
 
 
 class TagSequenceError(ValueError):
-    """A tag sequence that is not valid in the scheme it claims to be in."""
+    """A tag sequence that is not valid in the scheme it claims to be in; ``position`` is the
+    offending tag's index (the sequence's length when an entity is left open), when known."""
+
+    def __init__(self, message: str, position: int | None = None):
+        super().__init__(message)
+        self.position = position
 
 
 def split_tag(tag: str) -> tuple[str, str | None]:
@@ -95,12 +100,12 @@ def tags_to_spans(tags: Sequence[str], scheme: str, strict: bool = True) -> list
 
     def fail(pos: int, why: str) -> None:
         if strict:
-            raise TagSequenceError(f"position {pos}: {why} in {scheme} ({' '.join(tags[max(0, pos - 2):pos + 2])})")
+            raise TagSequenceError(f"position {pos}: {why} in {scheme} ({' '.join(tags[max(0, pos - 2):pos + 2])})", pos)
 
     for pos, tag in enumerate(tags):
         prefix, etype = split_tag(tag)
         if prefix != "O" and prefix not in (b, i, e, s):
-            raise TagSequenceError(f"position {pos}: tag {tag!r} is not a {scheme} tag")
+            raise TagSequenceError(f"position {pos}: tag {tag!r} is not a {scheme} tag", pos)
         # does this tag continue the open entity?
         continues = open_type is not None and etype == open_type and prefix in (i, e) and not (
             scheme in ("BIO", "BIOS") and prefix != i
@@ -137,6 +142,40 @@ def tags_to_spans(tags: Sequence[str], scheme: str, strict: bool = True) -> list
             fail(len(tags), f"entity {open_type} opened at {open_start} is not closed at the end")
         else:
             spans.append(Span(open_type, open_start, len(tags)))
+    return spans
+
+
+def lenient_spans(tags: Sequence[str], scheme: str) -> list[Span]:
+    """Read the spans of a possibly ill-formed tag sequence as conlleval and seqeval's default
+    mode do: an entity ends where the next tag is ``O``, a begin or single tag, another type, or
+    follows an end or single tag; an inside or end tag that continues nothing starts an entity.
+    ``... M-ORG`` at a sentence's end is an entity up to there; ``M-ORG ...`` at its start begins
+    one. On a well-formed sequence this is :func:`tags_to_spans`. Unknown tags still raise."""
+    b, i, e, s = _PREFIXES[_check_scheme(scheme)]
+    single_is_begin = s == b  # BIO and BIEO write a one-character entity as a lone begin tag
+    spans: list[Span] = []
+    open_type: str | None = None
+    open_start = 0
+    closes_after = False  # the previous tag ended its entity (an end or single tag)
+    for pos, tag in enumerate(tags):
+        prefix, etype = split_tag(tag)
+        if prefix != "O" and prefix not in (b, i, e, s):
+            raise TagSequenceError(f"position {pos}: tag {tag!r} is not a {scheme.upper()} tag", pos)
+        continues = open_type is not None and not closes_after and etype == open_type and prefix in (i, e) and prefix != b
+        if open_type is not None and not continues:
+            spans.append(Span(open_type, open_start, pos))
+            open_type = None
+        if prefix == "O":
+            closes_after = False
+            continue
+        if not continues:
+            open_type, open_start = etype, pos
+        closes_after = (prefix == e and e != i) or (prefix == s and not single_is_begin)
+        if closes_after:
+            spans.append(Span(open_type, open_start, pos + 1))
+            open_type = None
+    if open_type is not None:
+        spans.append(Span(open_type, open_start, len(tags)))
     return spans
 
 
