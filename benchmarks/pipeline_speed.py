@@ -175,7 +175,7 @@ def main() -> None:
                 chars = sum(map(len, texts))
                 ratio = chars / seconds / lac_rate[corpus] if corpus in lac_rate else None
                 f1 = entity_metrics(gold, [to_bio(t, e) for t, e in zip(texts, entities)], "BIO")["f1"]
-                f1_of[(label.split(" (")[0], corpus)] = f1
+                f1_of[(label.split(" (")[0], corpus, batch_size)] = f1
                 rows.append((label, corpus, batch_size, len(texts) / seconds, chars / seconds, ratio, f1))
                 if corpus == "msra":
                     saved[f"{name}{'-int8' if quantized else ''}/batch{batch_size}"] = entities
@@ -184,9 +184,10 @@ def main() -> None:
         ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
         rows.append((label, "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
         print(rows[-1], flush=True)
-    for (variant, corpus), f1 in f1_of.items():
+    for (variant, corpus, batch_size), f1 in f1_of.items():
         if variant.endswith(" int8"):
-            print(f"{variant} on {corpus}: F1 {100 * f1:.2f}, {100 * (f1 - f1_of[(variant[:-5], corpus)]):+.2f} against float32")
+            change = 100 * (f1 - f1_of[(variant[:-5], corpus, batch_size)])
+            print(f"{variant} on {corpus}, batch {batch_size}: F1 {100 * f1:.2f}, {change:+.2f} against float32")
 
     print("\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (strict; LAC: PER/LOC/ORG) |\n|---|---|---|---|---|---|---|")
     for tagger, corpus, batch, sps, cps, ratio, f1 in rows:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from transformers import BertTokenizerFast
 
 from conftest import ROOT
@@ -218,3 +219,19 @@ def test_saved_folder_declares_the_pipeline_and_loads_in_a_fresh_offline_process
     assert len(answer) == len(MIXED)
     for got, expected in zip(answer, memory_ner(MIXED)):
         assert_same_entities(got, expected)
+
+
+def test_an_int8_quantised_model_runs_in_the_pipeline_with_nearly_the_same_entities(memory_run, dev_sentences):
+    """The README's CPU option: int8 dynamic quantisation of the LSTM and linear layers, then the same pipeline."""
+    model = MemoryNetForTokenClassification.from_pretrained(memory_run[0]).eval()
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
+    assert type(quantized.encoder.lstm).__module__.startswith("torch.ao.nn.quantized.dynamic")  # the LSTM really is int8
+    assert type(model.encoder.lstm) is torch.nn.LSTM  # and the float model is left as it was
+    tokenizer = BertTokenizerFast.from_pretrained(memory_run[0])
+    texts = dev_sentences[:60]
+    exact = ChineseNERPipeline(model=model, tokenizer=tokenizer)(texts)
+    fast = ChineseNERPipeline(model=quantized, tokenizer=tokenizer)(texts)
+    for text, entities in zip(texts, fast):
+        check_entities(text, entities)
+    same = sum(key(a) == key(b) for a, b in zip(exact, fast))
+    assert same >= 0.9 * len(texts), f"only {same} of {len(texts)} sentences keep their entities under int8"
