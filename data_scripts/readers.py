@@ -362,7 +362,8 @@ def _finish(raw: dict[str, list[dict]], target_scheme: str, notes: list[str], re
 def _column_fields(line: str) -> list[str]:
     """A column line's fields: split at tabs when the line has any (a field may then hold a space
     character), else at spaces, where a line that starts with a space has that space as its token
-    (a space character of the text, kept in its position)."""
+    (a space character of the text, kept in its position). Trailing blanks are not a field."""
+    line = line[0] + line[1:].rstrip(" \t")
     if "\t" in line:
         return [f for f in re.split(r"\t+", line) if f != ""]
     if line[0] == " ":
@@ -396,7 +397,7 @@ def _read_column_file(path: Path, options: ReadOptions, encoding: str = "utf-8")
                 stats["blank_runs"] += 1
             flush()
             continue
-        parts = _column_fields(line[0] + line[1:].rstrip(" \t"))
+        parts = _column_fields(line)
         if stats["columns"] is None:
             stats["columns"] = len(parts)
             if len(parts) < 2:
@@ -496,11 +497,11 @@ def _records_to_sentences(
         if len(tokens) != len(tags):
             raise DataFormatError(path, line, f"{where}: {len(tokens)} tokens but {len(tags)} tags")
         for token in tokens:
-            if not isinstance(token, str) or len(token) != 1:
-                if isinstance(token, str) and token and options.token_first_char:
-                    continue
-                raise DataFormatError(path, line, f"{where}: expected one character per token, got {token!r}"
-                                      + (" (pass --token_first_char to read a token's first character)" if isinstance(token, str) and token else ""))
+            if not isinstance(token, str) or not token:
+                raise DataFormatError(path, line, f"{where}: expected one character per token, got {token!r}")
+            if len(token) > 1 and not options.token_first_char:
+                raise DataFormatError(path, line, f"{where}: expected one character per token, got {token!r} "
+                                      "(pass --token_first_char to read a token's first character)")
         first_char += [t for t in tokens if len(t) > 1]
         tokens = [t[0] for t in tokens]
         if any(isinstance(t, bool) or not isinstance(t, (int, str)) for t in tags):

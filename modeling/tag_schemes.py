@@ -154,24 +154,21 @@ def lenient_spans(tags: Sequence[str], scheme: str) -> list[Span]:
     b, i, e, s = _PREFIXES[_check_scheme(scheme)]
     single_is_begin = s == b  # BIO and BIEO write a one-character entity as a lone begin tag
     spans: list[Span] = []
-    open_type: str | None = None
+    open_type: str | None = None  # None also right after an end or single tag
     open_start = 0
-    closes_after = False  # the previous tag ended its entity (an end or single tag)
     for pos, tag in enumerate(tags):
         prefix, etype = split_tag(tag)
         if prefix != "O" and prefix not in (b, i, e, s):
             raise TagSequenceError(f"position {pos}: tag {tag!r} is not a {scheme.upper()} tag", pos)
-        continues = open_type is not None and not closes_after and etype == open_type and prefix in (i, e) and prefix != b
+        continues = open_type is not None and etype == open_type and prefix in (i, e) and prefix != b
         if open_type is not None and not continues:
             spans.append(Span(open_type, open_start, pos))
             open_type = None
         if prefix == "O":
-            closes_after = False
             continue
         if not continues:
             open_type, open_start = etype, pos
-        closes_after = (prefix == e and e != i) or (prefix == s and not single_is_begin)
-        if closes_after:
+        if (prefix == e and e != i) or (prefix == s and not single_is_begin):
             spans.append(Span(open_type, open_start, pos + 1))
             open_type = None
     if open_type is not None:
