@@ -74,6 +74,7 @@ def test_bad_tags_skip_drops_and_counts(tmp_path):
     ("E-LOC O S-PER", "BIOES", [("LOC", 0, 1), ("PER", 2, 3)]),
     ("B-A I-A", "BIEO", [("A", 0, 2)]),
     ("B-A E-A E-A", "BMES", [("A", 0, 2), ("A", 2, 3)]),
+    ("S-A E-A", "BIOES", [("A", 0, 1), ("A", 1, 2)]),  # a single tag closes its entity
 ])
 def test_lenient_reading_as_conlleval(tags, scheme, spans):
     assert lenient_spans(tags.split(), scheme) == [Span(*s) for s in spans]
