@@ -127,8 +127,8 @@ def tag_one(text: str, out: dict) -> tuple:
 
 
 def run_pipeline(texts: list[str]) -> list[dict]:
-    outs = NER(texts, return_memories=True) if HAS_MEMORY else [{"entities": e, "windows": []} for e in NER(texts)]
-    return [outs] if isinstance(outs, dict) else outs
+    """The pipeline on a list of texts (a list in, one answer per text out, also for one text)."""
+    return NER(texts, return_memories=True) if HAS_MEMORY else [{"entities": e, "windows": []} for e in NER(texts)]
 
 
 def tag(texts: list[str]) -> tuple[list, ...]:
