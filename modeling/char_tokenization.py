@@ -8,7 +8,8 @@ with ``is_split_into_words=True`` and exactly one id is kept per character:
   ``'１'`` stays full-width if the vocabulary has it, ``'😀'`` -> ``[UNK]``);
 * a character the tokenizer would drop (space, tab, zero-width and control characters) gets
   :data:`SPACE_TOKEN` so it keeps its position;
-* a character the tokenizer would split into several pieces keeps the first piece.
+* a character the tokenizer would split into several pieces keeps the first piece;
+* a lone surrogate (``'\\ud800'``, which no UTF-8 tokenizer can take) gets ``[UNK]``.
 
 Token ``k + 1`` is therefore character ``k`` (``[CLS]`` comes first), so labels align 1:1 and a
 prediction maps back to exact offsets in the original string. Sequences longer than
@@ -50,12 +51,18 @@ def encode_chars(
         for ch in chars:
             if len(ch) != 1:
                 raise ValueError(f"expected single characters, got {ch!r}")
-    enc = tokenizer(batch_chars, is_split_into_words=True, add_special_tokens=False)
+    # a lone surrogate (half of a UTF-16 pair, left by a bad decode) is no string the Rust tokenizer
+    # can take: it is read as "A" here and given [UNK] below, so it keeps its position like any unknown character
+    surrogates = [[k for k, ch in enumerate(chars) if "\ud800" <= ch <= "\udfff"] for chars in batch_chars]
+    readable = [[("A" if "\ud800" <= ch <= "\udfff" else ch) for ch in chars] if bad else chars for chars, bad in zip(batch_chars, surrogates)]
+    enc = tokenizer(readable, is_split_into_words=True, add_special_tokens=False)
     space_id = space_token_id(tokenizer)
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "token_type_ids": [], "num_chars": []}
     for b, chars in enumerate(batch_chars):
         ids = [space_id] * len(chars)
         seen = [False] * len(chars)
+        for k in surrogates[b]:
+            ids[k], seen[k] = tokenizer.unk_token_id, True
         for token_id, word in zip(enc["input_ids"][b], enc.word_ids(b)):
             if word is not None and not seen[word]:
                 ids[word] = token_id

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from transformers import BertTokenizerFast
 from conftest import ROOT
 from data_scripts.sample import SAMPLE_DIR
 from modeling import PIPELINE_TASK, ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger
+from modeling.char_tokenization import encode_chars
+from modeling.tag_schemes import spans_to_tags
 from modeling.text_splitting import SENTENCE_END, plan_windows
 
 MIXED = [
@@ -53,6 +56,8 @@ def check_entities(text, entities):
     for e in entities:
         assert set(e) == {"entity_group", "score", "word", "start", "end"}
         assert text[e["start"] : e["end"]] == e["word"] and e["word"]
+        ends = e["word"][0] + e["word"][-1]
+        assert not any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in ends), f"blank end: {e['word']!r}"
         assert 0.0 <= e["score"] <= 1.0
     spans = [(e["start"], e["end"]) for e in entities]
     assert spans == sorted(spans)
@@ -164,6 +169,61 @@ def test_a_sentence_longer_than_the_window_is_read_by_stride_windows(memory_ner,
         assert_same_entities(got, sorted(owned, key=lambda e: (e["start"], e["end"])))
         assert len(got) >= 10
         assert across_a_cut >= 1, "no entity crossed a window's end: the test did not exercise the merge"
+
+
+def tagged_windows(ner, text, windows):
+    """What ``postprocess`` receives for ``text`` read by ``windows``: ``[((start, end, own_start, own_end),
+    spans), ...]`` with spans ``(type, start, end)`` in window offsets, each character's score 0.5."""
+    scheme, label2id = ner.model.config.tag_scheme, ner.model.config.label2id
+    outputs = []
+    for (start, end, own_start, own_end), spans in windows:
+        ids = [label2id[t] for t in spans_to_tags(spans, end - start, scheme)]
+        outputs.append({"window": (start, end, own_start, own_end), "text": text, "lengths": torch.tensor([[end - start + 2]]),
+                        "tags": torch.tensor([[-100, *ids, -100]]), "tag_scores": torch.full((1, end - start + 2), 0.5)})
+    return ner.postprocess(outputs)
+
+
+def test_entities_from_two_stride_windows_never_overlap(memory_ner):
+    """Window [0, 12) owns characters 0-7 and window [6, 20) owns 8-19. The first window tags [5, 9)
+    (middle 6, its own), the second [8, 11) (middle 9, its own): they overlap at 8. The first lies 3
+    characters from its cut at 12, the second 2 from its cut at 6, so the first is kept."""
+    text = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
+    etype = sorted({t.split("-", 1)[1] for t in memory_ner.model.config.label2id if t != "O"})[0]
+    left, right = ((0, 12, 0, 8), [(etype, 5, 9)]), ((6, 20, 8, 20), [(etype, 2, 5)])
+    got = tagged_windows(memory_ner, text, [left, right])
+    assert [(e["start"], e["end"]) for e in got] == [(5, 9)]
+    # the second entity kept when it is the farther from its cut: now 3 characters from 6, and the first 2 from 12
+    left, right = ((0, 12, 0, 8), [(etype, 6, 10)]), ((6, 20, 8, 20), [(etype, 3, 6)])
+    got = tagged_windows(memory_ner, text, [left, right])
+    assert [(e["start"], e["end"]) for e in got] == [(9, 12)]
+    check_entities(text, got)
+
+
+@pytest.mark.parametrize("text, span, expected", [
+    ("张三\n\n在", (0, 4), "张三"),  # trailing newlines
+    ("张三\x00在", (0, 3), "张三"),  # a control character
+    ("\u200b 张三在", (0, 4), "张三"),  # zero-width and space before it
+    ("李\t四在", (0, 3), "李\t四"),  # in the middle: kept, the entity is what the model tagged
+    ("   \n\t  ", (0, 6), None),  # only blanks: no entity at all
+    ("张\ud800在", (0, 2), "张"),  # a lone surrogate at the end
+])
+def test_an_entity_never_starts_or_ends_with_blanks(memory_ner, text, span, expected):
+    etype = sorted({t.split("-", 1)[1] for t in memory_ner.model.config.label2id if t != "O"})[0]
+    got = tagged_windows(memory_ner, text, [((0, len(text), 0, len(text)), [(etype, *span)])])
+    check_entities(text, got)
+    assert [e["word"] for e in got] == ([expected] if expected else [])
+
+
+def test_a_lone_surrogate_is_an_unknown_character(memory_ner):
+    """Half of a UTF-16 pair (a bad JSON decode) is tagged like any unknown character, in place."""
+    tokenizer = memory_ner.tokenizer
+    enc = encode_chars(tokenizer, [list("张\ud800三"), list("张\udfff")])
+    assert enc["input_ids"][0][1:4] == [tokenizer.convert_tokens_to_ids("张"), tokenizer.unk_token_id, tokenizer.convert_tokens_to_ids("三")]
+    assert enc["input_ids"][1][2] == tokenizer.unk_token_id
+    for text in ("abc\ud800def", "\udc00", "林晓梅在\ud83d北京"):
+        check_entities(text, memory_ner(text))
+    for got, expected in zip(memory_ner(["abc\ud800def", "北京"]), [memory_ner("abc\ud800def"), memory_ner("北京")]):
+        assert_same_entities(got, expected)
 
 
 def test_memories_and_their_attention(memory_ner, dev_sentences):
