@@ -94,7 +94,10 @@ def test_bad_arguments():
 def test_cache(tmp_path):
     cache = RetrievalCache(tmp_path)
     key = cache.key("pos_edit", 2, BANK_TEXTS, BANK_TYPES)
-    assert key != cache.key("pos_edit", 3, BANK_TEXTS, BANK_TYPES) != cache.key("category", 2, BANK_TEXTS, BANK_TYPES)
+    keys = [key, cache.key("pos_edit", 3, BANK_TEXTS, BANK_TYPES), cache.key("category", 2, BANK_TEXTS, BANK_TYPES),
+            cache.key("pos_edit", 2, BANK_TEXTS[:-1], BANK_TYPES[:-1])]
+    assert len(set(keys)) == len(keys), "method, n and the bank must each change the key"
+    assert cache.key("pos_edit", 2, list(BANK_TEXTS), BANK_TYPES.copy()) == key  # equal contents, equal key
     calls = []
     first, _, cached = cache.get_or_compute(key, lambda: calls.append(1) or np.arange(4))
     again, seconds, cached_again = cache.get_or_compute(key, lambda: calls.append(1) or np.arange(4))
