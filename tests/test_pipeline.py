@@ -242,7 +242,18 @@ def test_memories_and_their_attention(memory_ner, dev_sentences):
                 assert memory["text"][e["start"] : e["end"]] == e["word"]
             attention = memory["attention"]
             assert len(attention) == n and all(len(row) == len(memory["text"]) for row in attention)
-            assert all(0.0 < sum(row) <= 1.0 + 1e-5 for row in attention)
+        # against the model's own M_j: each row's mass lies on the memory's tokens ([CLS] ... [SEP]),
+        # none on its padding, and the pipeline returns exactly the rows' character columns
+        enc = encode_chars(memory_ner.tokenizer, [list(text[window["start"] : window["end"]])])
+        memory_ids = torch.tensor([[m["bank_index"] for m in window["memories"]]])
+        with torch.no_grad():
+            full = memory_ner.model(torch.tensor(enc["input_ids"]), attention_mask=torch.tensor(enc["attention_mask"]),
+                                    memory_ids=memory_ids, output_attentions=True).memory_attentions[0]
+        for j, memory in enumerate(window["memories"]):
+            m = len(memory["text"])
+            rows = full[j, 1 : n + 1]
+            assert torch.allclose(rows[:, : m + 2].sum(-1), torch.ones(n), atol=1e-5)
+            assert torch.allclose(rows[:, 1 : m + 1], torch.tensor(memory["attention"]), atol=1e-5)
 
 
 def test_bad_arguments_get_clear_errors(memory_ner, seq2seq_ner):
