@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import BertModel, BertTokenizerFast
 
 from conftest import ROOT, run_train, write_cluener_slice
@@ -222,7 +223,8 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(data_dir, tmp_path)
     train = write_cluener_slice(data_dir / "cluener" / "train.json", tmp_path / "train.json", 96)
     dev = write_cluener_slice(data_dir / "cluener" / "dev.json", tmp_path / "dev.json", 48)
     common = ["--dataset", "files", "--train_file", str(train), "--validation_file", str(dev), "--num_train_epochs", "4",
-              "--learning_rate", "5e-3", "--save_total_limit", "10", "--seed", "3", *BASELINE]
+              "--learning_rate", "5e-3", "--save_total_limit", "10", "--seed", "3", *BASELINE,
+              "--load_best_model_at_end", "false"]  # the final weights are the last step's, not a best checkpoint's
     full = run_train([*common, "--output_dir", str(tmp_path / "full")])
     # an interrupted run: what is on disk after epoch 2 of the same run
     steps_per_epoch = -(-96 // 16)
@@ -233,6 +235,18 @@ def test_resume_from_checkpoint_gives_the_same_final_metrics(data_dir, tmp_path)
     assert resumed["validation_precision"] == full["validation_precision"]
     state = json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 * steps_per_epoch
+    # the same seed and deterministic CPU training would also match a run that ignored the checkpoint:
+    # so resume from a checkpoint whose weights were changed, and the result must change with them
+    perturbed = tmp_path / "perturbed" / ckpt.name
+    shutil.copytree(ckpt, perturbed)
+    weights = load_file(perturbed / "model.safetensors")
+    generator = torch.Generator().manual_seed(0)
+    save_file({k: v + 0.5 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v for k, v in weights.items()},
+              perturbed / "model.safetensors", metadata={"format": "pt"})
+    run_train([*common, "--output_dir", str(tmp_path / "perturbed"), "--resume_from_checkpoint", str(perturbed)])
+    final = {name: load_file(tmp_path / name / "model.safetensors") for name in ("full", "resumed", "perturbed")}
+    assert all(torch.equal(final["resumed"][k], v) for k, v in final["full"].items()), "resuming changed the final weights"
+    assert not all(torch.allclose(final["perturbed"][k], v) for k, v in final["full"].items() if v.is_floating_point())
 
 
 def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
