@@ -10,6 +10,15 @@ BANK_TEXTS = ["张三在北京工作", "李四去了华为", "王五在深圳的
 BANK_TYPES = np.array([[1, 0, 1], [1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 1, 0], [1, 0, 1]])
 
 
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
 def bank_pos():
     return pos_strings(BANK_TEXTS)
 
@@ -39,8 +48,10 @@ def test_pos_edit_is_nearest_first_and_deterministic():
     pos = bank_pos()
     q = pos_strings(["钱八在上海工作"])
     mem = rank_memories("pos_edit", 5, pos, BANK_TYPES, q)
-    d = pos_distances(q, pos)[0]
-    assert list(d[mem[0]]) == sorted(d[mem[0]])
+    # the 5 nearest by edit distance (a plain dynamic programme here, not rapidfuzz), ties to the lower index
+    distances = [edit_distance(q[0], p) for p in pos]
+    assert list(mem[0]) == sorted(range(len(pos)), key=lambda j: (distances[j], j))[:5]
+    assert list(pos_distances(q, pos)[0]) == distances
     assert np.array_equal(mem, rank_memories("pos_edit", 5, pos, BANK_TYPES, q))
 
 
