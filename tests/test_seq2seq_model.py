@@ -266,3 +266,27 @@ def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["class"] == "Seq2SeqAttnTagger" and got["module"].startswith("transformers_modules")
     assert got["greedy"] == expected["greedy"] and got["beam"] == expected["beam"]
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_untrained_model_decodes_only_valid_bieo_unless_constraints_are_off(num_beams):
+    """An untrained decoder's free choices are mostly invalid BIEO (I- after O, E- of another type, an open
+    B- at the end); the constrained decoder must never write one, and with constraints off it must."""
+    ids, mask, _ = toy_batch(seed=1, lengths=(12, 9, 7, 5, 3, 1))
+    invalid = {}
+    for constrained in (True, False):
+        model = tiny_model(seed=2, constrained_decoding=constrained)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(3)
+            for p in model.parameters():  # large random weights: peaked, arbitrary choices at every step
+                p.copy_(torch.randn(p.shape, generator=g))
+            tags = model(ids, attention_mask=mask, num_beams=num_beams).tags
+        invalid[constrained] = 0
+        for row, m in zip(tags, mask):
+            names = [LABELS[int(t)] for t in row[1 : int(m.sum()) - 1]]
+            try:
+                tags_to_spans(names, "BIEO")
+            except TagSequenceError:
+                invalid[constrained] += 1
+    assert invalid[True] == 0
+    assert invalid[False] > 0, "the unconstrained untrained decoder happened to write only valid sequences: the test shows nothing"
