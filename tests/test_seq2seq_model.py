@@ -290,3 +290,19 @@ def test_untrained_model_decodes_only_valid_bieo_unless_constraints_are_off(num_
                 invalid[constrained] += 1
     assert invalid[True] == 0
     assert invalid[False] > 0, "the unconstrained untrained decoder happened to write only valid sequences: the test shows nothing"
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_score_is_the_decoders_probability_of_its_own_tag_given_its_previous_tags(num_beams):
+    """The pipeline's ``score`` for the seq2seq tagger: p(y_i | y_<i, x) of the decoded tag, which
+    teacher forcing on the decoded sequence computes independently of the decoding loop."""
+    model = tiny_model(seed=4)
+    ids, mask, _ = toy_batch(seed=5, lengths=(8, 5, 2))
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, return_tags=True, num_beams=num_beams)
+        scores = model.tag_probabilities(out.logits, mask).gather(-1, out.tags.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        forced, _ = model.teacher_forced_logits(model.encode(ids, mask), mask, out.tags)
+    chars = character_mask(mask)[:, 1:-1]
+    expected = forced.softmax(-1).gather(-1, out.tags[:, 1:-1].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(scores[:, 1:-1][chars], expected[chars], atol=1e-5)
+    assert ((expected[chars] > 0) & (expected[chars] <= 1)).all()
