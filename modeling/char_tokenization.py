@@ -52,17 +52,14 @@ def encode_chars(
             if len(ch) != 1:
                 raise ValueError(f"expected single characters, got {ch!r}")
     # a lone surrogate (half of a UTF-16 pair, left by a bad decode) is no string the Rust tokenizer
-    # can take: it is read as "A" here and given [UNK] below, so it keeps its position like any unknown character
-    surrogates = [[k for k, ch in enumerate(chars) if "\ud800" <= ch <= "\udfff"] for chars in batch_chars]
-    readable = [[("A" if "\ud800" <= ch <= "\udfff" else ch) for ch in chars] if bad else chars for chars, bad in zip(batch_chars, surrogates)]
+    # can take: it goes in as the unknown token itself, so it keeps its position like any unknown character
+    readable = [[tokenizer.unk_token if "\ud800" <= ch <= "\udfff" else ch for ch in chars] for chars in batch_chars]
     enc = tokenizer(readable, is_split_into_words=True, add_special_tokens=False)
     space_id = space_token_id(tokenizer)
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "token_type_ids": [], "num_chars": []}
     for b, chars in enumerate(batch_chars):
         ids = [space_id] * len(chars)
         seen = [False] * len(chars)
-        for k in surrogates[b]:
-            ids[k], seen[k] = tokenizer.unk_token_id, True
         for token_id, word in zip(enc["input_ids"][b], enc.word_ids(b)):
             if word is not None and not seen[word]:
                 ids[word] = token_id

@@ -43,7 +43,7 @@ from .tag_schemes import tags_to_spans
 from .text_splitting import plan_windows
 
 TASK = "chinese-ner"
-BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})  # control, format (zero-width), surrogate, separators
+BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})  # control, format (zero-width), surrogate; str.isspace covers the separators
 
 
 class ChineseNERPipeline(ChunkPipeline):
