@@ -73,6 +73,13 @@ def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: l
     return results
 
 
+def load_pipeline(folder, cls):
+    """The ``chinese-ner`` pipeline on a saved folder, built in this process (no remote code)."""
+    from modeling import ChineseNERPipeline
+
+    return ChineseNERPipeline(model=cls.from_pretrained(folder).eval(), tokenizer=BertTokenizerFast.from_pretrained(folder))
+
+
 def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:
     """The first ``n`` lines of a CLUENER file (a small slice of the real data, in a temp dir)."""
     lines = src.read_text(encoding="utf-8").splitlines()[:n]

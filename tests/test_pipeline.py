@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
-from conftest import ROOT
+from conftest import ROOT, load_pipeline
 from data_scripts.sample import SAMPLE_DIR
 from modeling import PIPELINE_TASK, ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger
 from modeling.char_tokenization import encode_chars
@@ -25,18 +25,14 @@ MIXED = [
 ]
 
 
-def load(folder, cls):
-    return ChineseNERPipeline(model=cls.from_pretrained(folder).eval(), tokenizer=BertTokenizerFast.from_pretrained(folder))
-
-
 @pytest.fixture(scope="module")
 def memory_ner(memory_run):
-    return load(memory_run[0], MemoryNetForTokenClassification)
+    return load_pipeline(memory_run[0], MemoryNetForTokenClassification)
 
 
 @pytest.fixture(scope="module")
 def seq2seq_ner(seq2seq_run):
-    return load(seq2seq_run[0], Seq2SeqAttnTagger)
+    return load_pipeline(seq2seq_run[0], Seq2SeqAttnTagger)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +184,7 @@ def test_entities_from_two_stride_windows_never_overlap(memory_ner):
     (middle 6, its own), the second [8, 11) (middle 9, its own): they overlap at 8. The first lies 3
     characters from its cut at 12, the second 2 from its cut at 6, so the first is kept."""
     text = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
-    etype = sorted({t.split("-", 1)[1] for t in memory_ner.model.config.label2id if t != "O"})[0]
+    etype = memory_ner.model.config.id2label[1].split("-", 1)[1]  # the first entity tag's type
     left, right = ((0, 12, 0, 8), [(etype, 5, 9)]), ((6, 20, 8, 20), [(etype, 2, 5)])
     got = tagged_windows(memory_ner, text, [left, right])
     assert [(e["start"], e["end"]) for e in got] == [(5, 9)]
@@ -208,7 +204,7 @@ def test_entities_from_two_stride_windows_never_overlap(memory_ner):
     ("张\ud800在", (0, 2), "张"),  # a lone surrogate at the end
 ])
 def test_an_entity_never_starts_or_ends_with_blanks(memory_ner, text, span, expected):
-    etype = sorted({t.split("-", 1)[1] for t in memory_ner.model.config.label2id if t != "O"})[0]
+    etype = memory_ner.model.config.id2label[1].split("-", 1)[1]  # the first entity tag's type
     got = tagged_windows(memory_ner, text, [((0, len(text), 0, len(text)), [(etype, *span)])])
     check_entities(text, got)
     assert [e["word"] for e in got] == ([expected] if expected else [])

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_pipeline
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "_artifacts"
@@ -58,12 +58,9 @@ def space_url(memory_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected_entities(memory_run):
     """What the model behind the Space finds, by the pipeline in this process: ``text -> [(word, type, start, end)]``."""
-    from transformers import BertTokenizerFast
+    from modeling import MemoryNetForTokenClassification
 
-    from modeling import ChineseNERPipeline, MemoryNetForTokenClassification
-
-    folder, _ = memory_run
-    ner = ChineseNERPipeline(model=MemoryNetForTokenClassification.from_pretrained(folder).eval(), tokenizer=BertTokenizerFast.from_pretrained(folder))
+    ner = load_pipeline(memory_run[0], MemoryNetForTokenClassification)
     return lambda text: [(e["word"], e["entity_group"], e["start"], e["end"]) for e in ner(text)]
 
 
