@@ -1,10 +1,14 @@
 """The ``chinese-ner`` pipeline: offsets into the caller's string, long text, batching, memories, loading anywhere."""
 
+import contextlib
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 import unicodedata
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -144,27 +148,67 @@ def test_a_long_text_is_batched_by_default_with_the_same_entities(which, request
     assert_same_entities(default, one_by_one)
 
 
-def test_a_sentence_longer_than_the_window_is_read_by_stride_windows(memory_ner, dev_sentences):
-    """One "sentence" of ~1,700 characters (clauses joined by ，) is read by overlapping windows.
-    Each window, tagged on its own, must give back exactly the entities it owns (middle character in
-    its owned range): none lost at a cut, none counted twice where windows overlap."""
-    text = "，".join(s.rstrip("。") for s in dev_sentences[:40]) + "。"
-    window = memory_ner.model.config.max_length - 2
-    assert len(text) > 8 * window
-    for stride in (None, window // 3):  # the default (half a window) and one that does not divide the window
-        plan = plan_windows(text, window, stride)
-        assert len(plan) > 2 * len(text) // window - 2
-        got = memory_ner(text, stride=stride, batch_size=8)
-        check_entities(text, got)
-        owned, across_a_cut = [], 0
-        for (start, end, own_start, own_end), alone in zip(plan, memory_ner([text[a:b] for a, b, _, _ in plan], batch_size=8)):
-            for e in shifted(alone, start):
-                if own_start <= (e["start"] + e["end"] - 1) // 2 < own_end:
-                    owned.append(e)
-                    across_a_cut += any(e["start"] < cut < e["end"] for _, cut, _, _ in plan)
-        assert_same_entities(got, sorted(owned, key=lambda e: (e["start"], e["end"])))
-        assert len(got) >= 10
-        assert across_a_cut >= 1, "no entity crossed a window's end: the test did not exercise the merge"
+@contextlib.contextmanager
+def local_tagger(ner, words):
+    """The pipeline's model replaced by a tagger that marks each occurrence of ``words`` (type -> list of
+    strings) and nothing else: its tags never depend on where a window starts or ends, so however the
+    pipeline cuts a text, it must give back what reading the text whole gives."""
+    config, tokenizer = ner.model.config, ner.tokenizer
+    patterns = [(etype, w) for etype, ws in words.items() for w in ws]
+
+    def forward(input_ids, attention_mask=None, **kwargs):
+        tags = torch.full_like(input_ids, config.label2id["O"])
+        for b, row in enumerate(input_ids.tolist()):
+            n = int(attention_mask[b].sum()) - 2
+            chars = "".join(tokenizer.convert_ids_to_tokens(row[1 : n + 1]))
+            spans = [(etype, m.start(), m.end()) for etype, w in patterns for m in re.finditer(re.escape(w), chars)]
+            tags[b, 1 : n + 1] = torch.tensor([config.label2id[t] for t in spans_to_tags(spans, n, config.tag_scheme)])
+        logits = 30.0 * torch.nn.functional.one_hot(tags, config.num_labels).float()
+        return SimpleNamespace(tags=tags, logits=logits)
+
+    ner.model.forward = forward
+    try:
+        yield
+    finally:
+        del ner.model.forward
+
+
+def test_stride_windows_give_what_reading_the_text_whole_gives(memory_ner):
+    """One "sentence" of ~1,700 characters (clauses joined by ，, no sentence mark) is read by overlapping
+    windows. With a tagger that only matches words, reading it by windows must give exactly the words
+    the test put in, as reading the whole text in one window does: none lost at a cut, none doubled where
+    windows overlap, offsets into the whole text."""
+    config = memory_ner.model.config
+    etypes = sorted({label.split("-", 1)[1] for label in config.label2id if label != "O"})[:2]
+    chars = [t for t in memory_ner.tokenizer.get_vocab() if len(t) == 1 and "\u4e00" <= t <= "\u9fff"]
+    chars.sort()
+    words = {etypes[0]: ["".join(chars[k : k + 3]) for k in range(0, 12, 3)], etypes[1]: ["".join(chars[k : k + 4]) for k in range(12, 28, 4)]}
+    filler = chars[28:228]  # no character of a word, so the words occur only where the test puts them
+    rng = random.Random(0)
+    text, gold = "", []
+    while len(text) < 1700:
+        text += "".join(rng.choice(filler) for _ in range(rng.randint(2, 12))) + ("，" if rng.random() < 0.2 else "")
+        etype = rng.choice(etypes)
+        word = rng.choice(words[etype])
+        gold.append((etype, len(text), len(text) + len(word), word))
+        text += word
+    text += "。"
+    window = config.max_length - 2
+    assert len(text) > 8 * window and not any(ch in SENTENCE_END for ch in text[:-1])
+    with local_tagger(memory_ner, words):
+        for stride in (None, window // 3, 5):  # the default (half a window), one that does not divide it, a small one
+            got = memory_ner(text, stride=stride, batch_size=8)
+            check_entities(text, got)
+            assert [(e["entity_group"], e["start"], e["end"], e["word"]) for e in got] == gold, f"stride {stride}"
+        # the same text read whole, in one window: the tagger finds exactly the test's words
+        config.max_length = len(text) + 2
+        try:
+            whole = memory_ner(text)
+        finally:
+            config.max_length = window + 2
+    assert [(e["entity_group"], e["start"], e["end"], e["word"]) for e in whole] == gold
+    crossing = [g for g in gold if any(g[1] < cut < g[2] for cut in range(window, len(text), window // 2))]
+    assert len(crossing) >= 5, "too few words cross a window's end: the test would not exercise the merge"
 
 
 def tagged_windows(ner, text, windows):
