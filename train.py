@@ -16,6 +16,7 @@ modeling code), the ``chinese-ner`` pipeline (``custom_pipelines`` + ``pipeline_
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -542,6 +543,7 @@ def main() -> dict:
                 Path(training_args.output_dir) / "retrieval_cache", training_args.seed, predicted_types,
             )
         logger.info("retrieval: %s", retrieval_report)
+        check_memories_agree_across_processes(model, features)
         collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
 
     # 5. Trainer
@@ -612,6 +614,26 @@ def main() -> dict:
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")
     return results
+
+
+def check_memories_agree_across_processes(model, features: DatasetDict) -> None:
+    """Under ``torchrun`` each process reads the corpus, fits the type classifier and retrieves memories
+    by itself, and DDP only averages gradients: if the processes' banks, classifiers or memory ids
+    differed, each would train on other memories without a sign. Compared by digest; a mismatch stops the run."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_world_size() < 2:
+        return
+    digest = hashlib.sha256()
+    for split in sorted(features):
+        digest.update(np.asarray(features[split]["memory_ids"], dtype=np.int64).tobytes())
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(("memory_bank.", "type_classifier.")):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    digests = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(digests, digest.hexdigest())
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"the {len(digests)} processes prepared different memories (bank, type classifier or memory ids); "
+                           "every process must read the same corpus with the same arguments")
+    logger.info("memories: the same bank, type classifier and memory ids in all %d processes", len(digests))
 
 
 def write_predictions(trainer, features, raw, label_names, scheme, path: Path) -> None:
