@@ -60,9 +60,11 @@ def seq2seq_run(tmp_path_factory):
     return out, results
 
 
-def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: list[str] | None = None) -> dict:
-    """Run train.py with ``args`` offline; return its all_results.json (fail with the log on error)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: list[str] | None = None, threads: int | None = None) -> dict:
+    """Run train.py with ``args`` offline (``threads`` torch threads per process); return its all_results.json
+    (fail with the log on error)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "2")}
     cmd = (launcher or [sys.executable]) + [str(ROOT / "train.py"), *args, "--disable_tqdm", "true"]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
