@@ -190,8 +190,8 @@ def test_auto_classes_build_the_seq2seq_tagger():
 
 # training through train.py on a slice of the real data
 
-SEQ2SEQ = ["--model_type", "seq2seq", "--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
-           "--load_best_model_at_end", "false", "--seed", "1"]
+SEQ2SEQ = ["--model_type", "seq2seq", "--learning_rate", "1e-2", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+           "--eval_strategy", "no", "--load_best_model_at_end", "false", "--seed", "1"]  # scored once, after training
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def slice32(data_dir, tmp_path_factory):
 def seq2seq_bilstm(slice32, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-bilstm")
     args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
-            "--num_train_epochs", "40", *SEQ2SEQ]
+            "--num_train_epochs", "20", *SEQ2SEQ]
     return out, run_train(args)
 
 
@@ -211,7 +211,7 @@ def seq2seq_bilstm(slice32, tmp_path_factory):
 def seq2seq_bert(slice32, tiny_bert_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-bert")
     args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
-            "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3", "--num_train_epochs", "40", *SEQ2SEQ]
+            "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3", "--num_train_epochs", "25", *SEQ2SEQ]
     return out, run_train(args)
 
 
