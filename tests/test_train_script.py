@@ -164,6 +164,7 @@ def test_char_vectors_set_the_character_rows_and_the_label_embeddings(wiring_run
     vocab = tokenizer.get_vocab()
     vocab_lines = (wiring_run.out / "vocab.txt").read_text(encoding="utf-8").split("\n")
     assert vocab_lines[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # built from the corpus: no shared vocab here
+    assert {ch for line in wiring_run.train_lines for ch in json.loads(line)["text"]} <= set(vocab)
     weight = model.get_input_embeddings().weight.detach().numpy()
     for ch, vector in zip(wiring_run.chars, wiring_run.vectors):
         np.testing.assert_allclose(weight[vocab[ch]], vector, rtol=1e-6, err_msg=ch)
