@@ -627,7 +627,7 @@ def check_memories_agree_across_processes(model, features: DatasetDict) -> None:
         digest.update(np.asarray(features[split]["memory_ids"], dtype=np.int64).tobytes())
     for name, tensor in sorted(model.state_dict().items()):
         if name.startswith(("memory_bank.", "type_classifier.")):
-            digest.update(name.encode() + tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
     digests = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(digests, digest.hexdigest())
     if len(set(digests)) > 1:

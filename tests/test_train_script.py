@@ -16,9 +16,7 @@ from transformers import BertTokenizerFast
 from conftest import ROOT, run_train
 from data_scripts.sample import SAMPLE_DIR
 from modeling import MemoryNetForTokenClassification
-
-sys.path.insert(0, str(ROOT))
-import train  # noqa: E402
+import train  # conftest puts the repo root on sys.path
 
 
 def parse(monkeypatch, *argv: str):
