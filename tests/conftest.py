@@ -1,12 +1,20 @@
-"""Shared fixtures: paths to ../shared/data and helpers that run train.py in a subprocess."""
+"""Shared fixtures: paths to ../shared/data, small trained models, and a helper that runs train.py."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
+from unittest import mock
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: nothing in the suite may download
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 import torch
@@ -60,19 +68,58 @@ def seq2seq_run(tmp_path_factory):
     return out, results
 
 
-def run_train(args: list[str], cwd: Path = ROOT, timeout: int = 600, launcher: list[str] | None = None, threads: int | None = None) -> dict:
-    """Run train.py with ``args`` offline (``threads`` torch threads per process); return its all_results.json
-    (fail with the log on error)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "OMP_NUM_THREADS": str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "2")}
-    cmd = (launcher or [sys.executable]) + [str(ROOT / "train.py"), *args, "--disable_tqdm", "true"]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        pytest.fail(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    out = Path(args[args.index("--output_dir") + 1]) if "--output_dir" in args else cwd / "outputs" / "sample-bilstm"  # train.py's default
+def run_train(args: list[str], cwd: Path = ROOT, launcher: list[str] | None = None, threads: int | None = None,
+              timeout: int = 600) -> dict:
+    """Run train.py with ``args``, offline, ``threads`` torch threads per process; return its
+    all_results.json plus ``_stdout`` / ``_stderr`` (fail with the log on error).
+
+    Without ``launcher`` it runs in this process: ``train.main()`` with ``sys.argv`` patched, as
+    transformers' own example tests run run_ner.py. That saves the ~7 s a fresh interpreter spends
+    importing torch, transformers and datasets; the runs that must be separate processes (torchrun,
+    loading a saved folder fresh) use a ``launcher`` or their own subprocess."""
+    argv = [str(ROOT / "train.py"), *args, "--disable_tqdm", "true"]
+    if launcher:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "OMP_NUM_THREADS": str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "2")}
+        proc = subprocess.run([*launcher, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr, error = proc.stdout, proc.stderr, f"exit code {proc.returncode}" if proc.returncode else None
+    else:
+        stdout, stderr, error = _run_train_here(argv, cwd, threads)
+    if error:
+        pytest.fail(f"train.py failed ({error}):\n{stdout[-3000:]}\n{stderr[-5000:]}")
+    out = Path(cwd, args[args.index("--output_dir") + 1]) if "--output_dir" in args else cwd / "outputs" / "sample-bilstm"  # train.py's default
     results = json.loads((out / "all_results.json").read_text())
-    results["_stdout"], results["_stderr"] = proc.stdout, proc.stderr
+    results["_stdout"], results["_stderr"] = stdout, stderr
     return results
+
+
+def _run_train_here(argv: list[str], cwd: Path, threads: int | None) -> tuple[str, str, str | None]:
+    """``train.main()`` in this process; its prints, its log records and the error, if any."""
+    import train
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+    root, level, torch_threads = logging.getLogger(), logging.getLogger().level, torch.get_num_threads()
+    error = None
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)  # what train.py's logging.basicConfig sets in a fresh process (here pytest's handlers make it a no-op)
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with mock.patch.object(sys, "argv", argv), contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            train.main()
+    except SystemExit as exc:  # argparse's errors and train.py's own stops
+        error = f"exit {exc.code}" if exc.code else None
+        stderr.write(str(exc.code or ""))
+    except Exception:  # noqa: BLE001  (reported with the run's log, as a failed subprocess would be)
+        error = "exception"
+        stderr.write(traceback.format_exc())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        torch.set_num_threads(torch_threads)
+    return stdout.getvalue(), stderr.getvalue(), error
 
 
 def load_pipeline(folder, cls):

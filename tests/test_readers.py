@@ -73,12 +73,18 @@ def test_peoples_daily_split(data_dir):
     assert len(train_ids) == train and len(test_ids) == test and not train_ids & test_ids
     assert max(len(t) for t in dsd["train"]["tokens"]) <= 126
     assert any("no entity was cut" in n for n in dsd.read_notes)
-    # deterministic: the same seed gives the same split, another seed another
-    again = read_peoples_daily_1998(path, max_chars=126, seed=42)
-    assert again["test"]["id"] == dsd["test"]["id"]
-    other = read_peoples_daily_1998(path, max_chars=126, seed=7)
-    assert other["test"]["id"] != dsd["test"]["id"]
     print_summary(dsd, "peoples_daily")
+
+
+def test_peoples_daily_split_is_seeded(tmp_path):
+    """The same seed gives the same split, another seed another (on 50 lines: reading the real file takes 6 s)."""
+    path = tmp_path / "pd.txt"
+    lines = [f"19980101-01-{k:03d}-001/m  [中央/n  电视台/n]nt  第{k}/m  期/n" for k in range(50)]
+    path.write_bytes("\n\n".join(lines).encode("gbk"))
+    first = read_peoples_daily_1998(path, seed=42)["test"]["id"]
+    assert len(first) == 10
+    assert read_peoples_daily_1998(path, seed=42)["test"]["id"] == first
+    assert read_peoples_daily_1998(path, seed=7)["test"]["id"] != first
 
 
 def test_peoples_daily_line_rules():
