@@ -15,12 +15,14 @@ modeling code), the ``chinese-ner`` pipeline (``custom_pipelines`` + ``pipeline_
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,6 +48,7 @@ from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 logger = logging.getLogger("train")
 
 TENCENT_VECTORS = "vectors/tencent_char200_thucnews.npz"
+Scheme = Literal["BIO", "BIOS", "BIOES", "BIEO", "BMES"]  # modeling.tag_schemes.SCHEMES
 
 
 @dataclass
@@ -60,7 +63,7 @@ class ModelArguments:
         metadata={"help": "with --model_name_or_path and a corpus of other labels: initialise the label-dependent layers anew (emissions, "
                   "CRF, label embeddings, the entity-type classifier's head) instead of stopping"},
     )
-    model_type: str = field(
+    model_type: Literal["memory", "seq2seq"] = field(
         default="memory",
         metadata={"help": "memory: MemoryNetForTokenClassification (associated memory network, CRF); "
                   "seq2seq: Seq2SeqAttnTagger (BiLSTM encoder, attention, LSTM decoder; BIEO, hidden 128)"},
@@ -82,14 +85,14 @@ class ModelArguments:
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
     use_self_attention: bool = field(default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"})
     num_memory: int = field(default=4, metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
-    memory_method: str = field(
+    memory_method: Literal["entity", "lexical", "category", "hybrid", "pos_edit", "gold_category", "random"] = field(
         default="entity", metadata={"help": "memory retrieval: entity (bank sentences labelling the input's own strings), lexical, category (paper), "
                                     "hybrid (entity + category), pos_edit, gold_category (oracle) or random"}
     )
     memory_gradient: bool = field(
         default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
     )
-    type_classifier_kind: str = field(
+    type_classifier_kind: Literal["pooled", "tagger"] = field(
         default="pooled",
         metadata={"help": "category retrieval: the entity-type classifier, pooled (a multi-label classifier, the paper's) or tagger "
                   "(an encoder-CRF tagger whose decoded entities give the types)"},
@@ -112,7 +115,7 @@ class ModelArguments:
                   "(every split, drawn with --seed) by the gold ones before retrieval; between category (0) and gold_category (1). "
                   "The saved model tags raw text with its classifier's types alone"},
     )
-    attention_score: str = field(default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"})
+    attention_score: Literal["dot", "general", "additive"] = field(default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"})
     feed_encoder_state: bool = field(
         default=True, metadata={"help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 as written)"}
     )
@@ -136,8 +139,8 @@ class DataArguments:
     train_file: str | None = field(default=None, metadata={"help": "CLUENER .json or column file (char<TAB|SPACE>tag)"})
     validation_file: str | None = field(default=None, metadata={"help": "as --train_file"})
     test_file: str | None = field(default=None, metadata={"help": "as --train_file"})
-    source_tag_scheme: str | None = field(default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"})
-    tag_scheme: str = field(default="BIOS", metadata={"help": "scheme the model is trained in (memory paper: BIOS; seq2seq paper: BIEO, the seq2seq preset)"})
+    source_tag_scheme: Scheme | None = field(default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"})
+    tag_scheme: Scheme = field(default="BIOS", metadata={"help": "scheme the model is trained in (memory paper: BIOS; seq2seq paper: BIEO, the seq2seq preset)"})
     max_seq_length: int = field(default=64, metadata={"help": "tokens per input incl. [CLS]/[SEP]; longer sentences are split at punctuation (paper: 64)"})
     validation_ratio: float = field(default=0.05, metadata={"help": "share of train held out for model selection when the corpus has no dev split"})
     split_seed: int = field(
@@ -212,30 +215,37 @@ TRAINING_SETTINGS = ("learning_rate", "num_train_epochs", "per_device_train_batc
                      "lr_scheduler_type", "seed", "metric_for_best_model", "train_sampling_strategy")
 
 
-def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
+    """The three argument dataclasses, from the command line or from one ``.json`` / ``.yaml`` file.
+
+    Parsed twice: first what the user gave alone, which decides the presets (a saved model's fixed
+    arguments, then ``MODEL_PRESETS``, ``PRETRAINED_ENCODER_PRESET``, ``DATASET_PRESETS``); then the
+    presets under what the user gave, so that a flag the user passed always wins."""
     parser = HfArgumentParser((ModelArguments, DataArguments, NERTrainingArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-        given = set(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
-    elif len(sys.argv) == 2 and sys.argv[1].endswith((".yaml", ".yml")):
-        model_args, data_args, training_args = parser.parse_yaml_file(os.path.abspath(sys.argv[1]))
-        given = set(yaml.safe_load(Path(sys.argv[1]).read_text(encoding="utf-8")) or {})
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
-        given = {a[2:].split("=", 1)[0] for a in sys.argv[1:] if a.startswith("--")}
+    given = given_arguments(parser, sys.argv[1:] if argv is None else list(argv))
+    model_args, data_args, _ = parse_dict(parser, given)
     saved = AutoConfig.from_pretrained(model_args.model_name_or_path) if model_args.model_name_or_path else None
     if saved is not None:  # the architecture, scheme and window are the saved model's
         for name, value in saved_model_arguments(saved).items():
-            current = getattr(next(a for a in (model_args, data_args) if name in type(a).__dataclass_fields__), name)
-            if name in given and current != value:
-                parser.error(f"--{name} {current} differs from the saved model's {value} ({model_args.model_name_or_path}); "
+            if name in given and given[name] != value:
+                parser.error(f"--{name} {given[name]} differs from the saved model's {value} ({model_args.model_name_or_path}); "
                              f"it comes from the saved model: leave it out")
-            setattr(next(a for a in (model_args, data_args) if name in type(a).__dataclass_fields__), name, value)
-            given.add(name)
-    if model_args.ignore_mismatched_sizes and saved is None:
+            given[name] = value
+        model_args, data_args, _ = parse_dict(parser, given)
+    elif model_args.ignore_mismatched_sizes:
         parser.error("--ignore_mismatched_sizes applies to fine-tuning a saved model: it needs --model_name_or_path")
-    if model_args.model_type not in ("memory", "seq2seq"):
-        parser.error(f"--model_type must be memory or seq2seq, got {model_args.model_type!r}")
+    pretrained = model_args.encoder != "bilstm" or (saved is not None and saved.encoder_type == "transformers")
+    presets = [(f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})),
+               ("pretrained encoder", PRETRAINED_ENCODER_PRESET if pretrained else {}),
+               (f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
+    defaults = {"output_dir": f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"}  # not TrainingArguments' "trainer_output"
+    for what, preset in presets:
+        for name, value in preset.items():
+            if name not in given and name not in defaults:  # the first preset naming an argument wins over later ones
+                defaults[name] = value
+                logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
+    model_args, data_args, training_args = parse_dict(parser, {**defaults, **given})
+
     category = model_args.model_type == "memory" and model_args.memory_method in ("category", "hybrid") and model_args.num_memory > 0
     if model_args.oracle_type_share and not category:
         parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
@@ -243,19 +253,46 @@ def parse_args() -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
         parser.error("--type_classifier_encoder is the encoder of category retrieval's entity-type classifier: it needs --memory_method category")
     if not 0.0 <= model_args.oracle_type_share <= 1.0:
         parser.error(f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}")
-    presets = [(f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
-    if model_args.encoder != "bilstm" or (saved is not None and saved.encoder_type == "transformers"):
-        presets.insert(0, ("pretrained encoder", PRETRAINED_ENCODER_PRESET))
-    presets.insert(0, (f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})))
-    for what, preset in presets:
-        for name, value in preset.items():
-            if name not in given:  # a flag the user passed always wins; the first preset naming it wins over later ones
-                given.add(name)
-                setattr(next(a for a in (model_args, data_args, training_args) if name in type(a).__dataclass_fields__), name, value)
-                logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
-    if "output_dir" not in given:  # TrainingArguments' own default is "trainer_output"
-        training_args.output_dir = f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
     return model_args, data_args, training_args
+
+
+def given_arguments(parser: HfArgumentParser, argv: list[str]) -> dict:
+    """The arguments the user gave, by name: the keys of one ``.json`` / ``.yaml`` file, or the flags
+    on the command line (argparse's own parsing, so abbreviated flags count too)."""
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        text = Path(argv[0]).read_text(encoding="utf-8")
+        given = json.loads(text) if argv[0].endswith(".json") else yaml.safe_load(text) or {}
+        if not isinstance(given, dict):
+            parser.error(f"{argv[0]}: expected a mapping of argument names to values, got {type(given).__name__}")
+        return given
+    unset = object()  # argparse fills in a default only where the namespace has no value yet
+    namespace = argparse.Namespace(**{action.dest: unset for action in parser._actions if action.dest != "help"})
+    namespace, rest = parser.parse_known_args(argv, namespace=namespace)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return {name: value for name, value in vars(namespace).items() if value is not unset}
+
+
+def parse_dict(parser: HfArgumentParser, values: dict) -> tuple:
+    """``HfArgumentParser.parse_dict``, with its errors and the ``Literal`` choices (which it leaves to
+    argparse, so a file's values would go unchecked) reported as argparse reports them."""
+    unknown = sorted(set(values) - {f.name for dtype in parser.dataclass_types for f in dataclasses.fields(dtype)})
+    if unknown:
+        parser.error(f"unrecognized arguments: {', '.join(unknown)}")
+    for dtype in parser.dataclass_types:
+        for name, hint in typing.get_type_hints(dtype).items():
+            choices = literal_choices(hint)
+            if choices and values.get(name) is not None and values[name] not in choices:
+                parser.error(f"argument --{name}: invalid choice: {values[name]!r} (choose from {', '.join(choices)})")
+    return parser.parse_dict(values)
+
+
+def literal_choices(hint) -> tuple | None:
+    """The values of a ``Literal[...]`` or ``Literal[...] | None`` type, else None."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    inner = [a for a in typing.get_args(hint) if a is not type(None)]
+    return literal_choices(inner[0]) if len(inner) == 1 else None
 
 
 def saved_model_arguments(config) -> dict:

@@ -54,8 +54,25 @@ def test_presets_apply_only_to_what_the_user_left_out(monkeypatch):
     assert training_args.learning_rate == 2e-4  # the paper's rate for the layers above a pretrained encoder
 
 
+def test_an_abbreviated_flag_counts_as_given_and_beats_the_presets(monkeypatch):
+    model_args, data_args, training_args = parse(monkeypatch, "--model_type", "seq2seq", "--tag_sch", "BIO", "--num_train_ep", "3")
+    assert (data_args.tag_scheme, training_args.num_train_epochs) == ("BIO", 3)  # not the seq2seq / sample presets' BIEO and 30
+    assert (model_args.lstm_hidden_size, training_args.learning_rate) == (128, 2e-3)  # not given: the presets'
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"memory_method": "entities"}, "argument --memory_method: invalid choice: 'entities'"),
+    ({"num_train_epoch": 3}, "unrecognized arguments: num_train_epoch"),  # a file's keys are not abbreviated
+])
+def test_a_file_with_a_bad_choice_or_name_gets_a_clear_error(given, message, tmp_path, monkeypatch, capsys):
+    (tmp_path / "args.json").write_text(json.dumps(given))
+    with pytest.raises(SystemExit):
+        parse(monkeypatch, str(tmp_path / "args.json"))
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--model_type", "crf"], "--model_type must be memory or seq2seq"),
+    (["--model_type", "crf"], "invalid choice: 'crf' (choose from 'memory', 'seq2seq')"),
     (["--memory_method", "entity", "--oracle_type_share", "0.5"], "--oracle_type_share blends gold"),
     (["--memory_method", "category", "--oracle_type_share", "2"], "within [0, 1]"),
     (["--ignore_mismatched_sizes", "true"], "needs --model_name_or_path"),
