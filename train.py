@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
 import typing
 from dataclasses import dataclass, field
