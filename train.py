@@ -38,7 +38,7 @@ from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
 from data_scripts.memory_data import attach_memories, blend_gold_types, entity_type_vectors, gold_type_matrices
 from data_scripts.metrics import entity_metrics, multilabel_scores
-from data_scripts.readers import ReadOptions, ReadReport, print_summary
+from data_scripts.readers import ReadOptions, print_summary
 from modeling.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
@@ -511,13 +511,8 @@ def main() -> dict:
         )
     if training_args.should_log:
         print_summary(raw, data_args.dataset)
-    if data_args.max_train_samples:
-        raw["train"] = raw["train"].select(range(min(data_args.max_train_samples, len(raw["train"]))))
-    if data_args.max_eval_samples:
-        for split in ("validation", "test"):
-            if split in raw:
-                raw[split] = raw[split].select(range(min(data_args.max_eval_samples, len(raw[split]))))
-    label_names = raw["train"].features["ner_tags"].feature.names
+    raw = raw.truncated(data_args.max_train_samples, data_args.max_eval_samples)
+    label_names = raw.label_names
 
     # 2. tokenizer: one token per character
     pretrained = [e for e in (model_args.encoder, model_args.type_classifier_encoder) if e and e != "bilstm"]
@@ -633,7 +628,7 @@ def main() -> dict:
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
         results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
         results["char_vectors"] = model_args.char_vectors
-        results["data_read"] = getattr(raw, "read_report", ReadReport()).as_dict()  # sentences --bad_tags repaired or skipped
+        results["data_read"] = raw.report.as_dict()  # sentences --bad_tags repaired or skipped
         results["arguments"] = {  # what push_to_hub.py's model card reports as the training settings
             **dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
             **{k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v) for k in TRAINING_SETTINGS},

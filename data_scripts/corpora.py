@@ -1,14 +1,12 @@
-"""Named corpora and user files -> ``DatasetDict`` with ``train`` / ``validation`` (/ ``test``) splits."""
+"""Named corpora and user files -> a :class:`~data_scripts.readers.Corpus` with ``train`` / ``validation`` (/ ``test``) splits."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import DatasetDict
-
 from .features import default_data_dir
 from .readers import (
-    ReadOptions, ReadReport, is_token_json, read_cluener, read_cluener_files, read_column_files, read_hf_dataset, read_peoples_daily_1998,
+    Corpus, ReadOptions, is_token_json, read_cluener, read_cluener_files, read_column_files, read_hf_dataset, read_peoples_daily_1998,
     read_token_json_files,
 )
 from .sample import SAMPLE_DIR
@@ -16,23 +14,17 @@ from .sample import SAMPLE_DIR
 CORPORA = ("sample", "cluener", "msra", "peoples_daily")
 
 
-def carve_validation(dsd: DatasetDict, ratio: float, seed: int) -> DatasetDict:
+def carve_validation(corpus: Corpus, ratio: float, seed: int) -> Corpus:
     """Hold out ``ratio`` of ``train`` as ``validation`` (seeded) when a corpus has no dev split."""
-    if "validation" in dsd or ratio <= 0:
-        return dsd
-    parts = dsd["train"].train_test_split(test_size=ratio, seed=seed, shuffle=True)
-    out = DatasetDict({"train": parts["train"], "validation": parts["test"], **{k: v for k, v in dsd.items() if k != "train"}})
-    out.read_notes = getattr(dsd, "read_notes", []) + [
-        f"no dev split: {len(parts['test'])} train sentences ({ratio:.0%}, seed {seed}) held out as validation"
-    ]
-    out.tag_scheme, out.read_report = dsd.tag_scheme, getattr(dsd, "read_report", ReadReport())
-    return out
+    if "validation" in corpus or ratio <= 0:
+        return corpus
+    parts = corpus["train"].train_test_split(test_size=ratio, seed=seed, shuffle=True)
+    splits = {"train": parts["train"], "validation": parts["test"], **{k: v for k, v in corpus.items() if k != "train"}}
+    return corpus.with_splits(splits, f"no dev split: {len(parts['test'])} train sentences ({ratio:.0%}, seed {seed}) held out as validation")
 
 
-def _rename(dsd: DatasetDict, mapping: dict[str, str]) -> DatasetDict:
-    out = DatasetDict({mapping.get(k, k): v for k, v in dsd.items()})
-    out.read_notes, out.tag_scheme, out.read_report = dsd.read_notes, dsd.tag_scheme, getattr(dsd, "read_report", ReadReport())
-    return out
+def _dev_as_validation(corpus: Corpus) -> Corpus:
+    return corpus.with_splits({"validation" if k == "dev" else k: v for k, v in corpus.items()})
 
 
 def load_corpus(
@@ -48,7 +40,7 @@ def load_corpus(
     test_file: str | None = None,
     options: ReadOptions | None = None,
     dataset_name: str | None = None,
-) -> DatasetDict:
+) -> Corpus:
     """Load a corpus by name (``sample``, ``cluener``, ``msra``, ``peoples_daily``), or from files.
 
     ``name`` may also be a folder of CLUENER ``{train,dev,test}.json`` files, or ``files`` with
@@ -61,9 +53,9 @@ def load_corpus(
     if dataset_name:
         dsd = read_hf_dataset(dataset_name, source_scheme, scheme, max_chars=max_chars, options=options)
     elif name == "sample":
-        dsd = _rename(read_cluener(SAMPLE_DIR, scheme, max_chars=max_chars), {"dev": "validation"})
+        dsd = _dev_as_validation(read_cluener(SAMPLE_DIR, scheme, max_chars=max_chars))
     elif name == "cluener":
-        dsd = _rename(read_cluener(data_dir / "cluener", scheme, max_chars=max_chars), {"dev": "validation"})
+        dsd = _dev_as_validation(read_cluener(data_dir / "cluener", scheme, max_chars=max_chars))
     elif name == "msra":
         files = {"train": data_dir / "msra" / "train.bio", "test": data_dir / "msra" / "test.bio"}
         dsd = read_column_files(files, source_scheme or "BIO", scheme, max_chars=max_chars, options=options)
@@ -81,7 +73,7 @@ def load_corpus(
         else:
             dsd = read_column_files(files, source_scheme, scheme, max_chars=max_chars, options=options)
     elif Path(name).is_dir() and (Path(name) / "train.json").exists():
-        dsd = _rename(read_cluener(name, scheme, max_chars=max_chars), {"dev": "validation"})
+        dsd = _dev_as_validation(read_cluener(name, scheme, max_chars=max_chars))
     else:
         raise ValueError(
             f"unknown dataset {name!r}: use one of {', '.join(CORPORA)}, a folder with CLUENER train.json/dev.json, "

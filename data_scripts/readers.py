@@ -1,10 +1,10 @@
 """Corpus readers: CLUENER JSON lines, column files, and the People's Daily 1998 raw corpus.
 
-Every reader returns a :class:`datasets.DatasetDict` with columns ``id``, ``tokens`` (a list of
-characters) and ``ner_tags`` (``Sequence(ClassLabel)`` in the requested tag scheme; absent in an
-unlabelled split), and keeps what it did to the data in ``DatasetDict.read_notes``
-(lines skipped and why, long lines split, ...), which :func:`print_summary` prints with the
-sentence and entity counts. Malformed input raises :class:`DataFormatError` naming file and line.
+Every reader returns a :class:`Corpus`: its splits are ``datasets.Dataset`` objects with columns
+``id``, ``tokens`` (a list of characters) and ``ner_tags`` (``Sequence(ClassLabel)`` in the
+requested tag scheme; absent in an unlabelled split), and its ``notes`` say what reading did to
+the data (lines skipped and why, long lines split, ...); :func:`print_summary` prints them with
+the sentence and entity counts. Malformed input raises :class:`DataFormatError` naming file and line.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import json
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -36,7 +37,63 @@ class DataFormatError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# building the DatasetDict
+# the corpus object
+
+
+@dataclass
+class ReadReport:
+    """Sentences a reader repaired or skipped (``--bad_tags``), as ``file:line``, per split."""
+
+    repaired: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "repaired_sentences": sum(map(len, self.repaired.values())), "skipped_sentences": sum(map(len, self.skipped.values())),
+            "repaired": {k: v for k, v in self.repaired.items() if v}, "skipped": {k: v for k, v in self.skipped.items() if v},
+        }
+
+
+@dataclass
+class Corpus(Mapping):
+    """A corpus as read: ``corpus["train"]`` is a split (a ``datasets.Dataset``), ``tag_scheme`` the
+    scheme of its ``ner_tags``, ``notes`` what reading did to the data, ``report`` the sentences
+    ``--bad_tags`` repaired or skipped."""
+
+    splits: DatasetDict
+    tag_scheme: str
+    notes: list[str] = field(default_factory=list)
+    report: ReadReport = field(default_factory=ReadReport)
+
+    def __getitem__(self, split: str) -> Dataset:
+        return self.splits[split]
+
+    def __iter__(self):
+        return iter(self.splits)
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The tag of each ``ner_tags`` id (the same in every labelled split)."""
+        return self.splits["train"].features["ner_tags"].feature.names
+
+    def with_splits(self, splits: dict[str, Dataset], note: str | None = None) -> "Corpus":
+        """The same corpus with other splits (renamed, re-cut or truncated), and a note saying how."""
+        return replace(self, splits=DatasetDict(splits), notes=self.notes + ([note] if note else []))
+
+    def truncated(self, max_train: int | None = None, max_eval: int | None = None) -> "Corpus":
+        """The first ``max_train`` training and ``max_eval`` validation / test sentences (debugging, tests)."""
+        limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+        splits = {k: ds.select(range(min(limits[k], len(ds)))) if limits.get(k) else ds for k, ds in self.splits.items()}
+        if all(len(ds) == len(self.splits[k]) for k, ds in splits.items()):
+            return self
+        return self.with_splits(splits, "truncated to " + ", ".join(f"{k} {len(ds)}" for k, ds in splits.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# building the corpus
 
 
 def _features(types: Iterable[str], scheme: str, labelled: bool = True) -> Features:
@@ -46,9 +103,10 @@ def _features(types: Iterable[str], scheme: str, labelled: bool = True) -> Featu
     return Features(cols)
 
 
-def build_dataset_dict(
-    splits: dict[str, list[dict]], scheme: str, notes: list[str] | None = None, types: Iterable[str] | None = None
-) -> DatasetDict:
+def build_corpus(
+    splits: dict[str, list[dict]], scheme: str, notes: list[str] | None = None, types: Iterable[str] | None = None,
+    report: ReadReport | None = None,
+) -> Corpus:
     """``splits`` maps a split name to examples ``{"id", "tokens", "spans"}`` (``spans=None``: unlabelled).
 
     Tags are written in ``scheme``; the label set is the same for every split (the union of the
@@ -68,9 +126,7 @@ def build_dataset_dict(
         if labelled:
             cols["ner_tags"] = [spans_to_tags(ex["spans"], len(ex["tokens"]), scheme) for ex in examples]
         out[name] = Dataset.from_dict(cols, features=feats)
-    out.read_notes = list(notes or [])
-    out.tag_scheme = scheme
-    return out
+    return Corpus(out, scheme, list(notes or []), report or ReadReport())
 
 
 def dataset_spans(dataset: Dataset, scheme: str | None = None) -> list[list[Span]]:
@@ -80,14 +136,14 @@ def dataset_spans(dataset: Dataset, scheme: str | None = None) -> list[list[Span
     return [tags_to_spans([names[t] for t in tags], scheme) for tags in dataset["ner_tags"]]
 
 
-def print_summary(dsd: DatasetDict, title: str = "corpus", file=None) -> str:
+def print_summary(dsd: Corpus, title: str = "corpus", file=None) -> str:
     """Print (and return) sentences and entities per type for each split, plus the read notes."""
-    lines = [f"== {title} ({getattr(dsd, 'tag_scheme', '?')} tags)"]
+    lines = [f"== {title} ({dsd.tag_scheme} tags)"]
     types: list[str] = []
     counts: dict[str, Counter] = {}
     for name, ds in dsd.items():
         if "ner_tags" in ds.column_names:
-            c = Counter(s.type for spans in dataset_spans(ds, getattr(dsd, "tag_scheme", None)) for s in spans)
+            c = Counter(s.type for spans in dataset_spans(ds, dsd.tag_scheme) for s in spans)
             counts[name] = c
             types = sorted(set(types) | set(c))
     header = f"{'split':<8}{'sentences':>10}{'chars':>10}{'entities':>10}" + "".join(f"{t[:12]:>13}" for t in types)
@@ -100,7 +156,7 @@ def print_summary(dsd: DatasetDict, title: str = "corpus", file=None) -> str:
         else:
             row = f"{name:<8}{len(ds):>10}{n_chars:>10}  (unlabelled)"
         lines.append(row)
-    for note in getattr(dsd, "read_notes", []):
+    for note in dsd.notes:
         lines.append(f"  note: {note}")
     text = "\n".join(lines)
     print(text, file=file)
@@ -155,7 +211,7 @@ def _read_cluener_file(path: Path) -> tuple[list[dict], list[str]]:
             text = obj["text"]
             ex_id = str(obj.get("id", lineno - 1))
             if "label" not in obj:
-                examples.append({"id": ex_id, "tokens": list(text), "spans": None, "line": lineno})
+                examples.append({"id": ex_id, "tokens": list(text), "spans": None})
                 continue
             label = obj["label"] or {}
             if not isinstance(label, dict):
@@ -196,11 +252,11 @@ def _read_cluener_file(path: Path) -> tuple[list[dict], list[str]]:
                     nested.append(f"{path.name}:{lineno} {sp.type} '{text[sp.start:sp.end]}' inside {outer.type}")
                     continue
                 kept.append(sp)
-            examples.append({"id": ex_id, "tokens": list(text), "spans": kept, "line": lineno})
+            examples.append({"id": ex_id, "tokens": list(text), "spans": kept})
     return examples, nested
 
 
-def read_cluener_files(files: dict[str, str | Path], scheme: str = "BIOS", max_chars: int | None = None) -> DatasetDict:
+def read_cluener_files(files: dict[str, str | Path], scheme: str = "BIOS", max_chars: int | None = None) -> Corpus:
     """Read CLUENER-format JSON-lines files, one per split; spans are ``[start, end_inclusive]``.
 
     A file whose lines carry no ``"label"`` (the official test set) gives a split with no
@@ -220,7 +276,7 @@ def read_cluener_files(files: dict[str, str | Path], scheme: str = "BIOS", max_c
             notes.append(f"{split}: skipped {empty} empty texts")
             exs = [ex for ex in exs if ex["tokens"]]
         raw[split] = exs
-    return build_dataset_dict(raw, scheme, notes)
+    return build_corpus(raw, scheme, notes)
 
 
 def read_cluener(
@@ -228,7 +284,7 @@ def read_cluener(
     scheme: str = "BIOS",
     splits: Sequence[str] = ("train", "dev", "test"),
     max_chars: int | None = None,
-) -> DatasetDict:
+) -> Corpus:
     """Read the CLUENER2020 folder layout: ``{split}.json`` for each split present."""
     data_dir = Path(data_dir)
     files = {split: data_dir / f"{split}.json" for split in splits if (data_dir / f"{split}.json").exists()}
@@ -331,28 +387,12 @@ def _examples_from_tagged(read: dict[str, tuple], scheme: str | None, options: R
     return out
 
 
-@dataclass
-class ReadReport:
-    """Sentences a reader repaired or skipped (``--bad_tags``), as ``file:line``, per split."""
-
-    repaired: dict[str, list[str]] = field(default_factory=dict)
-    skipped: dict[str, list[str]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "repaired_sentences": sum(map(len, self.repaired.values())), "skipped_sentences": sum(map(len, self.skipped.values())),
-            "repaired": {k: v for k, v in self.repaired.items() if v}, "skipped": {k: v for k, v in self.skipped.items() if v},
-        }
-
-
-def _finish(raw: dict[str, list[dict]], target_scheme: str, notes: list[str], report: ReadReport, max_chars: int | None) -> DatasetDict:
+def _finish(raw: dict[str, list[dict]], target_scheme: str, notes: list[str], report: ReadReport, max_chars: int | None) -> Corpus:
     for split in raw:
         if max_chars:
             raw[split], n = split_long_examples(raw[split], max_chars)
             notes += [f"{split}: {x}" for x in n]
-    dsd = build_dataset_dict(raw, target_scheme, notes)
-    dsd.read_report = report
-    return dsd
+    return build_corpus(raw, target_scheme, notes, report=report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +470,7 @@ def read_column_files(
     encoding: str = "utf-8",
     max_chars: int | None = None,
     options: ReadOptions | None = None,
-) -> DatasetDict:
+) -> Corpus:
     """Read column files (``char<TAB or SPACE>tag``, or CoNLL-style ``char ... tag``), one per
     split, blank line between sentences.
 
@@ -541,7 +581,7 @@ def _json_records(path: Path):
 def read_token_json_files(
     files: dict[str, str | Path], scheme: str | None = None, target_scheme: str = "BIOS", max_chars: int | None = None,
     options: ReadOptions | None = None,
-) -> DatasetDict:
+) -> Corpus:
     """Read JSON or JSON-lines files of ``{"tokens": [...], "ner_tags": [...]}`` records, one per split
     (run_ner.py's layout); tags are strings, or integer ids with ``options.tag_names``."""
     options = options or ReadOptions()
@@ -554,7 +594,7 @@ def read_token_json_files(
 def read_hf_dataset(
     name_or_path: str, scheme: str | None = None, target_scheme: str = "BIOS", max_chars: int | None = None,
     options: ReadOptions | None = None,
-) -> DatasetDict:
+) -> Corpus:
     """A ``datasets`` dataset with token and tag columns: a folder written by ``save_to_disk``, or a
     Hub dataset id (needs the network). A ``ClassLabel`` tag feature gives the label names."""
     from datasets import load_dataset, load_from_disk
@@ -672,7 +712,7 @@ def read_peoples_daily_1998(
     test_ratio: float = 0.2,
     seed: int = 42,
     encoding: str = "gbk",
-) -> DatasetDict:
+) -> Corpus:
     """Read the raw January 1998 corpus (GBK): one example per non-empty line, seeded train/test split.
 
     Lines are split into train/test (``test_ratio``) *before* long lines are cut at sentence
@@ -710,4 +750,4 @@ def read_peoples_daily_1998(
     train, n1 = split_long_examples(train, max_chars, "train lines")
     test, n2 = split_long_examples(test, max_chars, "test lines")
     notes += n1 + n2
-    return build_dataset_dict({"train": train, "test": test}, scheme, notes, types=PD_ENTITY_TYPES.values())
+    return build_corpus({"train": train, "test": test}, scheme, notes, types=PD_ENTITY_TYPES.values())

@@ -49,9 +49,9 @@ def test_bad_tags_repair_changes_exactly_the_reported_sentences(tmp_path):
     path = write_columns(tmp_path / "train.char.bmes", BMES)
     dsd = read_column_files({"train": path}, scheme="BMES", target_scheme="BIOS", options=ReadOptions(bad_tags="repair"))
     expected_places = [f"train.char.bmes:{line_of(BMES, 1, 3)}", f"train.char.bmes:{line_of(BMES, 2, 0)}"]
-    assert dsd.read_report.repaired == {"train": expected_places}
-    assert dsd.read_report.as_dict()["repaired_sentences"] == 2
-    assert any("2 sentences with ill-formed tags repaired" in n and expected_places[0] in n for n in dsd.read_notes)
+    assert dsd.report.repaired == {"train": expected_places}
+    assert dsd.report.as_dict()["repaired_sentences"] == 2
+    assert any("2 sentences with ill-formed tags repaired" in n and expected_places[0] in n for n in dsd.notes)
     spans = dataset_spans(dsd["train"], "BIOS")
     assert len(spans) == 4  # nothing dropped
     # the well-formed sentences read as strictly; the two broken ones leniently, each keeping its part of ORG
@@ -63,8 +63,8 @@ def test_bad_tags_skip_drops_and_counts(tmp_path):
     path = write_columns(tmp_path / "train.char.bmes", BMES)
     dsd = read_column_files({"train": path}, scheme="BMES", options=ReadOptions(bad_tags="skip"))
     assert len(dsd["train"]) == 2
-    assert dsd.read_report.as_dict()["skipped_sentences"] == 2
-    assert dsd.read_report.skipped["train"] == [f"train.char.bmes:{line_of(BMES, 1, 3)}", f"train.char.bmes:{line_of(BMES, 2, 0)}"]
+    assert dsd.report.as_dict()["skipped_sentences"] == 2
+    assert dsd.report.skipped["train"] == [f"train.char.bmes:{line_of(BMES, 1, 3)}", f"train.char.bmes:{line_of(BMES, 2, 0)}"]
     assert [s for s in dataset_spans(dsd["train"])] == [[Span("LOC", 2, 4)], [Span("PER", 0, 2)]]
 
 
@@ -110,7 +110,7 @@ def test_suffixed_tokens_need_the_flag_and_are_reported(tmp_path):
     dsd = read_column_files({"train": path}, options=ReadOptions(token_first_char=True))
     assert dsd["train"][0]["tokens"] == list("张三在科大")
     assert sorted(dataset_spans(dsd["train"])[0]) == [Span("ORG.NAM", 3, 5), Span("PER.NAM", 0, 2)]
-    assert any("5 tokens of several characters read as their first character" in n and "'张0' -> '张'" in n for n in dsd.read_notes)
+    assert any("5 tokens of several characters read as their first character" in n and "'张0' -> '张'" in n for n in dsd.notes)
 
 
 def test_conll_columns_detected_or_chosen(tmp_path):
@@ -118,7 +118,7 @@ def test_conll_columns_detected_or_chosen(tmp_path):
     path = write_columns(tmp_path / "train.conll", rows)
     dsd = read_column_files({"train": path})
     assert dsd["train"][0]["tokens"] == list("北京好") and dataset_spans(dsd["train"]) == [[Span("LOC", 0, 2)]]
-    assert any("4 columns: tokens from column 0, tags from column 3" in n for n in dsd.read_notes)
+    assert any("4 columns: tokens from column 0, tags from column 3" in n for n in dsd.notes)
     moved = write_columns(tmp_path / "moved.conll", [[(t, c, p) for c, p, _, t in rows[0]]])  # tag first, POS last
     dsd = read_column_files({"train": moved}, options=ReadOptions(token_column=1, tag_column=0))
     assert dsd["train"][0]["tokens"] == list("北京好") and dataset_spans(dsd["train"]) == [[Span("LOC", 0, 2)]]
@@ -153,7 +153,7 @@ def test_token_json_strings_ints_and_errors(tmp_path):
         read_token_json_files({"train": jsonl}, scheme="BIO")
     assert str(err.value).startswith(f"{jsonl}:1:")
     dsd = read_token_json_files({"train": jsonl}, scheme="BIO", options=ReadOptions(bad_tags="repair"))
-    assert dsd.read_report.repaired == {"train": ["train.jsonl:1"]} and dataset_spans(dsd["train"]) == [[Span("PER", 0, 2)]]
+    assert dsd.report.repaired == {"train": ["train.jsonl:1"]} and dataset_spans(dsd["train"]) == [[Span("PER", 0, 2)]]
 
 
 def test_save_to_disk_dataset_with_classlabel_and_custom_columns(tmp_path):

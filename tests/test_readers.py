@@ -35,10 +35,10 @@ def test_cluener_counts(data_dir, capsys):
         for spans in dataset_spans(dsd[split], "BIOS"):
             for s in spans:
                 got[s.type] = got.get(s.type, 0) + 1
-        nested = sum(int(m) for m in re.findall(rf"{split}: (\d+) nested", " ".join(dsd.read_notes)))
+        nested = sum(int(m) for m in re.findall(rf"{split}: (\d+) nested", " ".join(dsd.notes)))
         assert sum(raw.values()) - sum(got.values()) == nested
         assert len(got) == 10
-    assert any("nested entities dropped" in n and "train.json:1507" in n for n in dsd.read_notes)
+    assert any("nested entities dropped" in n and "train.json:1507" in n for n in dsd.notes)
     # every gold span reads back its surface string
     line = json.loads((data_dir / "cluener" / "train.json").read_text(encoding="utf-8").splitlines()[0])
     tokens = dsd["train"][0]["tokens"]
@@ -51,7 +51,7 @@ def test_cluener_counts(data_dir, capsys):
 def test_msra_counts(data_dir):
     dsd = read_column_files({"train": data_dir / "msra" / "train.bio", "test": data_dir / "msra" / "test.bio"})
     assert len(dsd["train"]) == 45000 and len(dsd["test"]) == 3442
-    assert "source tag scheme BIO (detected)" in dsd.read_notes
+    assert "source tag scheme BIO (detected)" in dsd.notes
     raw_b = sum(1 for line in open(data_dir / "msra" / "test.bio", encoding="utf-8") if "\tB-" in line)
     assert sum(len(s) for s in dataset_spans(dsd["test"])) == raw_b
     assert set(dsd["train"].features["ner_tags"].feature.names) == {"O", "B-LOC", "I-LOC", "S-LOC", "B-ORG", "I-ORG", "S-ORG", "B-PER", "I-PER", "S-PER"}
@@ -61,7 +61,7 @@ def test_peoples_daily_split(data_dir):
     path = data_dir / "peoples_daily_1998" / "199801.txt"
     dsd = read_peoples_daily_1998(path, max_chars=126, seed=42)
     lines = [l for l in path.read_bytes().decode("gbk").splitlines() if l.strip()]
-    note = dsd.read_notes[0]
+    note = dsd.notes[0]
     m = re.search(r"(\d+) non-empty lines .* split (\d+)/(\d+)", note)
     total, train, test = map(int, m.groups())
     assert total == len(lines) == 19484
@@ -72,7 +72,7 @@ def test_peoples_daily_split(data_dir):
     train_ids, test_ids = {base(i) for i in dsd["train"]["id"]}, {base(i) for i in dsd["test"]["id"]}
     assert len(train_ids) == train and len(test_ids) == test and not train_ids & test_ids
     assert max(len(t) for t in dsd["train"]["tokens"]) <= 126
-    assert any("no entity was cut" in n for n in dsd.read_notes)
+    assert any("no entity was cut" in n for n in dsd.notes)
     print_summary(dsd, "peoples_daily")
 
 
