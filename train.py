@@ -31,18 +31,18 @@ import torch
 import transformers
 import yaml
 from datasets import DatasetDict
-from transformers import AutoConfig, DataCollatorForTokenClassification, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, DataCollatorForTokenClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
-from data_scripts.memory_data import attach_memories, blend_gold_types, entity_type_vectors, gold_type_matrices
-from data_scripts.metrics import entity_metrics, multilabel_scores
+from data_scripts.memory_data import entity_type_vectors, prepare_memories
+from data_scripts.metrics import entity_metrics
+from data_scripts.optim import build_optimizer
 from data_scripts.readers import ReadOptions, print_summary
-from modeling.tag_schemes import tags_to_spans
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
-from modeling.encoders import init_char_embeddings, load_pretrained_encoder, read_char_vectors
-from modeling.modeling_memory_ner import MemoryNetForEntityTypes
+from modeling.encoders import init_char_embeddings, read_char_vectors
+from modeling.tag_schemes import tags_to_spans
 
 logger = logging.getLogger("train")
 
@@ -327,122 +327,6 @@ def load_saved_model(path: str, label_names: list[str], ignore_mismatched_sizes:
     return model, True
 
 
-def build_optimizer(model, args: NERTrainingArguments, encoder_lr: float) -> torch.optim.Optimizer:
-    """AdamW with two learning rates: the encoder's (``model.encoder_parameter_names()``) and the other layers' (paper: 3e-5 / 2e-4)."""
-    groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
-    encoder = model.encoder_parameter_names()
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            decay = param.ndim > 1 and "norm" not in name.lower()
-            groups[(name in encoder, decay)].append(param)
-    param_groups = [
-        {"params": params, "lr": encoder_lr if is_encoder else args.learning_rate, "weight_decay": args.weight_decay if decay else 0.0}
-        for (is_encoder, decay), params in groups.items()
-        if params
-    ]
-    # the fused kernel is several times faster on CPU, where the 21k-row embedding dominates the step
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters())
-    return torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=fused)
-
-
-def fit_type_classifier(config, train_ds, eval_ds, tokenizer, model_args, training_args, char_vectors, output_dir: Path, epochs: float,
-                        init=None):
-    """One Trainer run of the multi-label entity-type classifier (``MemoryNetForEntityTypes``).
-
-    With ``eval_ds`` it is evaluated every epoch and the best epoch kept, as the tagger is;
-    without (the out-of-fold classifiers) it trains for ``epochs`` and keeps the last weights.
-    ``init``: a trained classifier to start from (fine-tuning a saved model)."""
-    clf = MemoryNetForEntityTypes(config)
-    encoder = model_args.type_classifier_encoder or model_args.encoder
-    if init is not None:
-        clf.type_classifier.load_state_dict(init.state_dict())
-    elif encoder != "bilstm":
-        clf.type_classifier.encoder = load_pretrained_encoder(encoder)
-    elif char_vectors:
-        init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
-    # a pretrained classifier encoder trains at the paper's 3e-5 (or the tagger's --encoder_learning_rate when it is the same encoder)
-    pretrained = config.type_classifier_encoder[0] == "transformers"
-    encoder_lr = (model_args.encoder_learning_rate if encoder == model_args.encoder else None) or (3e-5 if pretrained else training_args.learning_rate)
-    logger.info("entity-type classifier: %s (%s), lr encoder %g / other layers %g", config.type_classifier_kind, encoder, encoder_lr, training_args.learning_rate)
-
-    tagger = config.type_classifier_kind == "tagger"
-
-    def type_metrics(eval_pred) -> dict:
-        gold = eval_pred.label_ids[0] if tagger else eval_pred.label_ids  # the tagger's labels: (entity_types, tags)
-        scores = multilabel_scores(gold, (eval_pred.predictions > 0).astype(int), config.entity_types)
-        return {"f1": scores["micro"]["f1"], "precision": scores["micro"]["precision"], "recall": scores["micro"]["recall"]}
-
-    args = dataclasses.replace(
-        training_args, output_dir=str(output_dir), num_train_epochs=epochs, save_total_limit=1,
-        label_names=["entity_types", "labels"] if tagger else ["entity_types"],
-    )
-    if eval_ds is None:
-        args = dataclasses.replace(args, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
-    trainer = Trainer(
-        model=clf, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=DataCollatorForTokenClassification(tokenizer) if tagger else DataCollatorWithPadding(tokenizer), compute_metrics=type_metrics,
-        optimizers=(build_optimizer(clf, args, encoder_lr), None),
-    )
-    trainer.train()
-    return trainer
-
-
-def type_folds(texts: list[str], k: int, seed: int) -> np.ndarray:
-    """Fold id of every training sentence; identical texts share a fold (a classifier must not have seen the text it predicts)."""
-    unique = sorted(set(texts))
-    fold_of = dict(zip(unique, np.random.default_rng(seed).permutation(len(unique)) % k))
-    return np.array([fold_of[t] for t in texts])
-
-
-def train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors):
-    """The multi-label entity-type classifier for ``category`` retrieval (section 2.1).
-
-    Trained on the training split (its own Trainer run), copied into ``model.type_classifier``
-    (frozen from then on) and used to predict the types of the validation and test sentences. The
-    training sentences' types are predicted out of fold (``--type_classifier_folds``): by
-    classifiers that did not see them, so the tagger learns from memories retrieved with the same
-    kind of errors it will meet at test time, not from in-sample predictions that are nearly gold.
-    """
-    config = model.config
-    columns = ["input_ids", "attention_mask"] + (["labels"] if config.type_classifier_kind == "tagger" else [])
-    clf_features = DatasetDict({
-        split: ds.select_columns(columns).add_column("entity_types", gold_types[split].tolist())
-        for split, ds in features.items() if split in gold_types
-    })
-    out_dir = Path(training_args.output_dir) / "type_classifier"
-    init = model.type_classifier if model_args.model_name_or_path else None  # fine-tuning: from the saved classifier
-    trainer = fit_type_classifier(config, clf_features["train"], clf_features["validation"], tokenizer, model_args, training_args,
-                                  char_vectors, out_dir, model_args.type_classifier_epochs, init)
-    logits = {split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions for split, ds in features.items()}
-    report = multilabel_scores(gold_types["validation"], (logits["validation"] > 0).astype(np.uint8), config.entity_types)
-    train_report = None
-    k = model_args.type_classifier_folds
-    if k > 1:
-        folds = type_folds(["".join(t) for t in raw["train"]["tokens"]], k, training_args.seed)
-        for fold in range(k):
-            held_out = np.flatnonzero(folds == fold)
-            fold_trainer = fit_type_classifier(
-                config, clf_features["train"].select(np.flatnonzero(folds != fold)), None, tokenizer, model_args, training_args,
-                char_vectors, out_dir / f"fold{fold}", model_args.type_classifier_epochs, init,
-            )
-            held_out_inputs = features["train"].select(held_out).select_columns(["input_ids", "attention_mask"])
-            logits["train"][held_out] = fold_trainer.predict(held_out_inputs).predictions
-        train_report = multilabel_scores(gold_types["train"], (logits["train"] > 0).astype(np.uint8), config.entity_types)
-    predicted = {split: (l > 0).astype(np.uint8) for split, l in logits.items()}
-    if trainer.is_world_process_zero():
-        print("\n== entity-type classifier on validation (multi-label, per type)")
-        print(f"{'type':<14}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
-        for name, r in report.items():
-            print(f"{name:<14}{100 * r['precision']:>8.2f}{100 * r['recall']:>8.2f}{100 * r['f1']:>8.2f}{r['support']:>9}")
-        if train_report is not None:
-            micro = train_report["micro"]
-            print(f"training sentences, {k}-fold out-of-fold predictions: micro P {100 * micro['precision']:.2f} "
-                  f"R {100 * micro['recall']:.2f} F1 {100 * micro['f1']:.2f}")
-    model.type_classifier.load_state_dict(trainer.model.type_classifier.state_dict())
-    model.type_classifier.requires_grad_(False)
-    return predicted, report, train_report
-
-
 def type_classifier_encoder_kwargs(encoder: str | None, tokenizer) -> dict:
     """Config of an entity-type classifier whose encoder differs from the tagger's (``--type_classifier_encoder``)."""
     if not encoder:
@@ -502,25 +386,23 @@ def main() -> dict:
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
 
-    # 1. corpus -> DatasetDict{tokens, ner_tags}
+    # 1. corpus: splits of {id, tokens, ner_tags}
     with training_args.main_process_first(desc="reading the corpus"):
-        raw = load_corpus(
+        corpus = load_corpus(
             data_args.dataset, data_args.data_dir, data_args.tag_scheme, data_args.max_seq_length - 2,
             data_args.source_tag_scheme, data_args.validation_ratio, data_args.split_seed,
             data_args.train_file, data_args.validation_file, data_args.test_file, data_args.read_options(), data_args.dataset_name,
         )
     if training_args.should_log:
-        print_summary(raw, data_args.dataset)
-    raw = raw.truncated(data_args.max_train_samples, data_args.max_eval_samples)
-    label_names = raw.label_names
+        print_summary(corpus, data_args.dataset)
+    corpus = corpus.truncated(data_args.max_train_samples, data_args.max_eval_samples)
 
-    # 2. tokenizer: one token per character
+    # 2. tokenizer: one token per character; a saved model's, or a pretrained encoder's (the tagger's, else the type classifier's)
     pretrained = [e for e in (model_args.encoder, model_args.type_classifier_encoder) if e and e != "bilstm"]
-    tokenizer, tokenizer_source = load_tokenizer(  # a saved model's, or a pretrained encoder's: the tagger's, else the type classifier's
-        model_args.tokenizer_name or model_args.model_name_or_path or next(iter(pretrained), None),
-        raw["train"]["tokens"], training_args.output_dir,
+    tokenizer, tokenizer_source = load_tokenizer(
+        model_args.tokenizer_name or model_args.model_name_or_path or next(iter(pretrained), None), corpus["train"]["tokens"], training_args.output_dir,
+        model_max_length=data_args.max_seq_length,  # saved with the model: its window in tokens
     )
-    tokenizer.model_max_length = data_args.max_seq_length  # saved with the model: its window in tokens
     logger.info("tokenizer: %s", tokenizer_source)
 
     # 3. model
@@ -528,18 +410,11 @@ def main() -> dict:
     if model_args.char_vectors:
         char_vectors = read_char_vectors(default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors)
     if model_args.model_name_or_path:
-        model, new_labels = load_saved_model(model_args.model_name_or_path, label_names, model_args.ignore_mismatched_sizes)
+        model, new_labels = load_saved_model(model_args.model_name_or_path, corpus.label_names, model_args.ignore_mismatched_sizes)
     else:
-        model, new_labels = build_model(model_args, data_args, tokenizer, label_names, char_vectors), True
-    memory_model = isinstance(model, MemoryNetForTokenClassification)
-    uses_memory = memory_model and model.config.num_memory > 0
-    if new_labels and memory_model and model.label_embeddings is not None:  # a saved model's own labels keep their embeddings
-        if char_vectors:
-            type_vectors = entity_type_vectors(raw, data_args.tag_scheme, *char_vectors)
-            model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
-            logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
-        else:
-            logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
+        model, new_labels = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors), True
+    if new_labels and getattr(model, "label_embeddings", None) is not None:  # a saved model's own labels keep their embeddings
+        init_label_embeddings(model, corpus, char_vectors)
     encoder_lr = model_args.encoder_learning_rate or (3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate)
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
                 model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)
@@ -547,104 +422,111 @@ def main() -> dict:
     # 4. features
     with training_args.main_process_first(desc="tokenizing"):
         features = DatasetDict({  # split by split: an unlabelled split (CLUENER's test) has no ner_tags
-            split: ds.map(
-                tokenize_and_align, batched=True, remove_columns=ds.column_names, desc=f"tokenizing {split}",
-                fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length},
-            )
-            for split, ds in raw.items()
+            split: ds.map(tokenize_and_align, batched=True, remove_columns=ds.column_names, desc=f"tokenizing {split}",
+                          fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length})
+            for split, ds in corpus.items()
         })
 
-    # 4b. memories: the training split becomes the model's memory bank; every example gets its n memories
-    collator = DataCollatorForTokenClassification(tokenizer)
-    type_report = train_type_report = predicted_types = retrieval_type_report = None
-    if uses_memory:
-        gold_types = gold_type_matrices(raw, data_args.tag_scheme, model.config.entity_types)
-    if memory_model and model.type_classifier is not None:  # category retrieval: first the entity-type classifier
-        predicted_types, type_report, train_type_report = train_type_classifier(model, raw, features, gold_types, tokenizer, model_args, training_args, char_vectors)
-        if model_args.oracle_type_share:
-            predicted_types = blend_gold_types(predicted_types, gold_types, model_args.oracle_type_share, training_args.seed)
-            retrieval_type_report = {split: multilabel_scores(gold_types[split], types, model.config.entity_types)["micro"]
-                                     for split, types in predicted_types.items() if split in gold_types}
-            logger.info("retrieval types: %s of each split's type sets replaced by gold; micro F1 %s", model_args.oracle_type_share,
-                        {split: round(100 * r["f1"], 2) for split, r in retrieval_type_report.items()})
-    if uses_memory:
-        with training_args.main_process_first(desc="retrieving memories"):
-            features, retrieval_report = attach_memories(
-                raw, features, model, tokenizer.get_vocab(), gold_types,
-                Path(training_args.output_dir) / "retrieval_cache", training_args.seed, predicted_types,
-            )
-        logger.info("retrieval: %s", retrieval_report)
+    # 5. memories: the training split becomes the model's memory bank, and every example gets its n memories
+    plan = None
+    if isinstance(model, MemoryNetForTokenClassification) and model.config.num_memory > 0:
+        plan = prepare_memories(model, corpus, features, tokenizer, model_args, training_args, char_vectors)
+        model.apply_memory_plan(plan)
+        features = plan.with_memory_ids(features)
         check_memories_agree_across_processes(model, features)
-        collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
 
-    # 5. Trainer
-    def scores_of(tags: np.ndarray, labels: np.ndarray) -> dict:
-        """Viterbi tags vs gold labels (both aligned with input_ids, -100 off characters) -> entity scores."""
-        gold = [[label_names[l] for l in row if l != -100] for row in labels]
-        pred = [[label_names[t] for t, l in zip(trow, lrow) if l != -100] for trow, lrow in zip(tags, labels)]
-        return entity_metrics(gold, pred, data_args.tag_scheme)
-
-    def compute_metrics(eval_pred) -> dict:
-        scores = scores_of(eval_pred.predictions, eval_pred.label_ids)
-        out = {k: scores[k] for k in ("precision", "recall", "f1")}
-        out.update({f"{t}_f1": s["f1"] for t, s in scores["per_type"].items()})
-        return out
-
+    # 6. Trainer
+    metrics = EntityMetrics(corpus.label_names, corpus.tag_scheme)
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=features["train"],
         eval_dataset=features["validation"],
         processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=compute_metrics,
+        data_collator=DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank) if plan else DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=metrics.compute_metrics,
         preprocess_logits_for_metrics=lambda outputs, labels: outputs[1],  # (emissions, viterbi tags) -> tags
         optimizers=(build_optimizer(model, training_args, encoder_lr), None),
     )
 
-    # 6. train, save, evaluate
+    # 7. train and save
     resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True
-    train_result = trainer.train(resume_from_checkpoint=resume)
+    train_result = trainer.train(resume_from_checkpoint=True if isinstance(resume, str) and resume.lower() in ("true", "last") else resume)
     trainer.save_model()  # the model's save_pretrained writes the chinese-ner pipeline with it
-    results = dict(train_result.metrics)  # train_runtime, train_loss, ...
 
-    for split in ("validation", "test"):
-        if split not in features or "labels" not in features[split].column_names:
-            continue
-        prediction = trainer.predict(features[split], metric_key_prefix=split)
-        scores = scores_of(prediction.predictions, prediction.label_ids)
-        results.update({f"{split}_{k}": scores[k] for k in ("precision", "recall", "f1")})
-        results[f"{split}_per_type"] = scores["per_type"]
-        results[f"{split}_examples"] = len(prediction.label_ids)
-        if trainer.is_world_process_zero():
-            print(f"\n== {split}: strict entity-level scores ({data_args.dataset}, {len(prediction.label_ids)} sentences)\n{scores['report']}")
-            Path(training_args.output_dir, f"{split}_report.txt").write_text(scores["report"], encoding="utf-8")
-    for split in ("test",):
-        if split in features and "labels" not in features[split].column_names:
-            write_predictions(trainer, features[split], raw[split], label_names, data_args.tag_scheme, Path(training_args.output_dir, f"{split}_predictions.json"))
+    # 8. evaluate; tag an unlabelled test split
+    results = dict(train_result.metrics)  # train_runtime, train_loss, ...
+    results.update(evaluate(trainer, features, metrics, data_args.dataset, Path(training_args.output_dir)))
+    if "test" in features and "labels" not in features["test"].column_names:
+        write_predictions(trainer, features["test"], corpus["test"], corpus.label_names, corpus.tag_scheme,
+                          Path(training_args.output_dir, "test_predictions.json"))
     if trainer.is_world_process_zero():
-        results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
-        results["dataset"], results["encoder"] = data_args.dataset, model_args.encoder
-        results["char_vectors"] = model_args.char_vectors
-        results["data_read"] = raw.report.as_dict()  # sentences --bad_tags repaired or skipped
-        results["arguments"] = {  # what push_to_hub.py's model card reports as the training settings
-            **dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
-            **{k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v) for k in TRAINING_SETTINGS},
-        }
-        if uses_memory:
-            results["memory"] = {"num_memory": model.config.num_memory, "method": model.config.memory_method, **retrieval_report}
-        if type_report is not None:
-            results["type_classifier_validation"] = type_report
-        if train_type_report is not None:
-            results["type_classifier_train_out_of_fold"] = train_type_report
-        if retrieval_type_report is not None:  # --oracle_type_share: the blended type sets retrieval used
-            results["retrieval_types_micro"] = retrieval_type_report
+        results.update(run_record(trainer, corpus, model_args, data_args, training_args))
+        results.update(plan.report if plan else {})
         Path(training_args.output_dir, "all_results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")
     return results
+
+
+def init_label_embeddings(model: MemoryNetForTokenClassification, corpus, char_vectors) -> None:
+    """The paper's label embeddings: per entity type the mean char vector of its training entities (random without vectors)."""
+    if char_vectors:
+        type_vectors = entity_type_vectors(corpus, corpus.tag_scheme, *char_vectors)
+        model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
+        logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
+    else:
+        logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
+
+
+@dataclass
+class EntityMetrics:
+    """Strict entity-level scores of Viterbi tags against gold labels (both aligned with input_ids, -100 off characters)."""
+
+    label_names: list[str]
+    scheme: str
+
+    def scores(self, tags: np.ndarray, labels: np.ndarray) -> dict:
+        names = self.label_names
+        gold = [[names[lab] for lab in row if lab != -100] for row in labels]
+        pred = [[names[t] for t, lab in zip(trow, lrow) if lab != -100] for trow, lrow in zip(tags, labels)]
+        return entity_metrics(gold, pred, self.scheme)
+
+    def compute_metrics(self, eval_pred) -> dict:
+        scores = self.scores(eval_pred.predictions, eval_pred.label_ids)
+        out = {k: scores[k] for k in ("precision", "recall", "f1")}
+        out.update({f"{t}_f1": s["f1"] for t, s in scores["per_type"].items()})
+        return out
+
+
+def evaluate(trainer: Trainer, features: DatasetDict, metrics: EntityMetrics, dataset: str, output_dir: Path) -> dict:
+    """Scores of the labelled validation and test splits, printed and written as ``<split>_report.txt``."""
+    results = {}
+    for split in ("validation", "test"):
+        if split not in features or "labels" not in features[split].column_names:
+            continue
+        prediction = trainer.predict(features[split], metric_key_prefix=split)
+        scores = metrics.scores(prediction.predictions, prediction.label_ids)
+        results.update({f"{split}_{k}": scores[k] for k in ("precision", "recall", "f1")})
+        results[f"{split}_per_type"] = scores["per_type"]
+        results[f"{split}_examples"] = len(prediction.label_ids)
+        if trainer.is_world_process_zero():
+            print(f"\n== {split}: strict entity-level scores ({dataset}, {len(prediction.label_ids)} sentences)\n{scores['report']}")
+            (output_dir / f"{split}_report.txt").write_text(scores["report"], encoding="utf-8")
+    return results
+
+
+def run_record(trainer: Trainer, corpus, model_args: ModelArguments, data_args: DataArguments, training_args: NERTrainingArguments) -> dict:
+    """What all_results.json records about the run besides its scores (push_to_hub.py's model card reads it)."""
+    return {
+        "best_model_checkpoint": trainer.state.best_model_checkpoint,
+        "dataset": data_args.dataset, "encoder": model_args.encoder, "char_vectors": model_args.char_vectors,
+        "data_read": corpus.report.as_dict(),  # sentences --bad_tags repaired or skipped
+        "arguments": {
+            **dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
+            **{k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v) for k in TRAINING_SETTINGS},
+        },
+    }
 
 
 def check_memories_agree_across_processes(model, features: DatasetDict) -> None:

@@ -41,26 +41,29 @@ def build_char_vocab(token_lists: Iterable[Sequence[str]], path: str | Path, min
     return path
 
 
-def load_tokenizer(name_or_path: str | None = None, train_tokens: Iterable[Sequence[str]] | None = None, work_dir: str | Path = "."):
+def load_tokenizer(name_or_path: str | None = None, train_tokens: Iterable[Sequence[str]] | None = None, work_dir: str | Path = ".",
+                   model_max_length: int | None = None):
     """The tokenizer, in this order of preference:
 
     1. ``name_or_path``: a ``vocab.txt`` file, or a model folder / Hub id with a BERT-style tokenizer;
     2. the Chinese BERT vocabulary in ``$NER_DATA_DIR`` (``../shared/data``) if present;
     3. a character vocabulary built from ``train_tokens`` (written to ``work_dir/vocab.txt``).
 
-    Returns the tokenizer and a sentence saying which one it is.
+    ``model_max_length``: the model's window in tokens, saved with the tokenizer. Returns the
+    tokenizer and a sentence saying which one it is.
     """
+    kwargs = {"model_max_length": model_max_length} if model_max_length else {}
     if name_or_path:
         if Path(name_or_path).is_file():
-            return BertTokenizerFast(vocab=str(name_or_path)), f"vocabulary file {name_or_path}"
-        return AutoTokenizer.from_pretrained(name_or_path), f"tokenizer of {name_or_path}"
+            return BertTokenizerFast(vocab=str(name_or_path), **kwargs), f"vocabulary file {name_or_path}"
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs), f"tokenizer of {name_or_path}"
     shared = default_data_dir() / BERT_VOCAB
     if shared.is_file():
-        return BertTokenizerFast(vocab=str(shared)), f"Chinese BERT vocabulary {shared}"
+        return BertTokenizerFast(vocab=str(shared), **kwargs), f"Chinese BERT vocabulary {shared}"
     if train_tokens is None:
         raise ValueError("no tokenizer given, no shared BERT vocabulary found, and no corpus to build one from")
     path = build_char_vocab(train_tokens, Path(work_dir) / "vocab.txt")
-    tok = BertTokenizerFast(vocab=str(path))
+    tok = BertTokenizerFast(vocab=str(path), **kwargs)
     return tok, f"character vocabulary built from the training corpus ({len(tok)} tokens, {path})"
 
 

@@ -1,16 +1,22 @@
-"""Preparing a corpus for the memory model: the bank, each example's memories, label-embedding init."""
+"""The memory stage: a corpus prepared for the memory model (the bank, each example's memories, the
+entity-type classifier of category retrieval) as one :class:`MemoryPlan`; and the label-embedding init."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from datasets import DatasetDict
 
-from modeling.retrieval import INDEX_METHODS, TYPE_METHODS, RetrievalCache, pos_strings, rank_memories
+from modeling.memory_bank import MemoryBank
+from modeling.retrieval import INDEX_METHODS, TYPE_METHODS, BankIndex, RetrievalCache, pos_strings, rank_memories
 
-from .readers import dataset_spans
+from .metrics import multilabel_scores
+from .readers import Corpus, dataset_spans
+from .type_classifier import train_type_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +31,7 @@ def type_matrix(spans_per_example, entity_types: list[str]) -> np.ndarray:
     return out
 
 
-def gold_type_matrices(raw: DatasetDict, scheme: str, entity_types: list[str]) -> dict[str, np.ndarray]:
+def gold_type_matrices(raw: Corpus, scheme: str, entity_types: list[str]) -> dict[str, np.ndarray]:
     """The gold :func:`type_matrix` of every labelled split."""
     return {split: type_matrix(dataset_spans(ds, scheme), entity_types) for split, ds in raw.items() if "ner_tags" in ds.column_names}
 
@@ -52,29 +58,75 @@ def blend_gold_types(predicted: dict[str, np.ndarray], gold: dict[str, np.ndarra
     return out
 
 
-def attach_memories(
-    raw: DatasetDict,
+@dataclass
+class MemoryPlan:
+    """What the memory stage prepares for a ``MemoryNetForTokenClassification``, before the model takes
+    it (``model.apply_memory_plan``): the training split as the memory bank, the memories of every
+    example, the trained entity-type classifier (category / hybrid retrieval) and a report."""
+
+    bank: MemoryBank
+    memory_ids: dict[str, np.ndarray]  # per split, [examples, n] bank indices
+    type_classifier_state: dict[str, torch.Tensor] | None = None
+    report: dict = field(default_factory=dict)  # all_results.json's memory, type_classifier_* and retrieval_types_micro
+
+    def with_memory_ids(self, features: DatasetDict) -> DatasetDict:
+        """The splits that have memories, each with its ``memory_ids`` column."""
+        return DatasetDict({split: ds.add_column("memory_ids", self.memory_ids[split].tolist())
+                            for split, ds in features.items() if split in self.memory_ids})
+
+
+def prepare_memories(model, corpus: Corpus, features: DatasetDict, tokenizer, model_args, training_args, char_vectors=None) -> MemoryPlan:
+    """The memory stage of ``train.py``: the entity-type classifier (category / hybrid retrieval, with
+    its out-of-fold predictions for the training sentences), POS tags, the bank, and each example's
+    ``num_memory`` memories (``modeling.retrieval.rank_memories``). Training queries never retrieve
+    themselves or an identical text. Retrieval and POS results are cached under the output folder.
+
+    ``model`` is read, not changed; ``model_args`` / ``training_args`` are train.py's (the classifier's
+    settings, and the Trainer settings its runs start from)."""
+    config = model.config
+    gold_types = gold_type_matrices(corpus, corpus.tag_scheme, config.entity_types)
+    report: dict = {}
+    classifier = predicted_types = None
+    if model.type_classifier is not None:
+        classifier = train_type_classifier(model, corpus, features, gold_types, tokenizer, model_args, training_args, char_vectors)
+        predicted_types = classifier.predicted
+        report["type_classifier_validation"] = classifier.report
+        if classifier.train_report is not None:
+            report["type_classifier_train_out_of_fold"] = classifier.train_report
+        if model_args.oracle_type_share:
+            predicted_types = blend_gold_types(predicted_types, gold_types, model_args.oracle_type_share, training_args.seed)
+            report["retrieval_types_micro"] = {split: multilabel_scores(gold_types[split], types, config.entity_types)["micro"]
+                                               for split, types in predicted_types.items() if split in gold_types}
+            logger.info("retrieval types: %s of each split's type sets replaced by gold; micro F1 %s", model_args.oracle_type_share,
+                        {split: round(100 * r["f1"], 2) for split, r in report["retrieval_types_micro"].items()})
+    with training_args.main_process_first(desc="retrieving memories"):
+        bank, memory_ids, retrieval = retrieve_memories(corpus, features, config, tokenizer.get_vocab(), gold_types,
+                                                        Path(training_args.output_dir) / "retrieval_cache", training_args.seed, predicted_types)
+    logger.info("retrieval: %s", retrieval)
+    report["memory"] = {"num_memory": config.num_memory, "method": config.memory_method, **retrieval}
+    return MemoryPlan(bank, memory_ids, classifier.state if classifier else None, report)
+
+
+def retrieve_memories(
+    corpus: Corpus,
     features: DatasetDict,
-    model,
+    config,
     vocab: dict[str, int],
     gold_types: dict[str, np.ndarray],
     cache_dir: str | Path,
     seed: int = 0,
     predicted_types: dict[str, np.ndarray] | None = None,
-) -> tuple[DatasetDict, dict]:
-    """Fill ``model``'s memory bank with the training split and add ``memory_ids`` to every split.
+) -> tuple[MemoryBank, dict[str, np.ndarray], dict]:
+    """The bank (the training split) and the memory ids of every split, by ``config.memory_method``.
 
     ``gold_types`` are the splits' gold :func:`type_matrix` (the bank's type sets; the queries' for
-    ``gold_category``); ``predicted_types`` (for ``category``) the classifier's, per split.
-    Training queries never retrieve themselves or an identical text. Returns the features and a
-    report (retrieval seconds per split, cache hits).
-    """
-    config = model.config
+    ``gold_category``); ``predicted_types`` (for ``category``) the classifier's, per split. Returns
+    the bank, the ids and a report (retrieval seconds per split, cache hits)."""
     n, method = config.num_memory, config.memory_method
     if method in ("category", "hybrid") and predicted_types is None:
         raise ValueError(f"memory_method {method!r} needs the entity types the classifier predicts for every split")
     cache = RetrievalCache(cache_dir)
-    texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in raw.items()}
+    texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in corpus.items()}
     report = {}
 
     def pos_of(split: str) -> list[str]:
@@ -85,12 +137,12 @@ def attach_memories(
 
     bank_pos = pos_of("train")
     bank_types = gold_types["train"]
-    model.set_memory_bank(features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab)
+    bank = MemoryBank.from_sentences(features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab)
     index, seen_texts = None, texts
     if method in INDEX_METHODS:  # the texts as the model sees them (rebuilt from ids), so that training and raw-text retrieval agree
-        index = model.bank_index()
-        seen_texts = {split: [model.memory_bank.text_of(ids) for ids in ds["input_ids"]] for split, ds in features.items()}
-    out = DatasetDict()
+        index = BankIndex.of_bank(bank, config.id2label, config.tag_scheme)
+        seen_texts = {split: [bank.text_of(ids) for ids in ds["input_ids"]] for split, ds in features.items()}
+    memory_ids = {}
     for split, ds in features.items():
         query_types = {"gold_category": gold_types, "category": predicted_types or {}, "hybrid": predicted_types or {}}.get(method, {}).get(split)
         if method in TYPE_METHODS and query_types is None:
@@ -106,11 +158,11 @@ def attach_memories(
         report[f"{split}_retrieval_seconds"] = round(seconds, 2)
         report[f"{split}_retrieval_cached"] = hit
         logger.info("memories for %s: %s, n=%d, %s", split, method, n, "from cache" if hit else f"{seconds:.1f}s")
-        out[split] = ds.add_column("memory_ids", ids.tolist())
-    return out, report
+        memory_ids[split] = np.asarray(ids)
+    return bank, memory_ids, report
 
 
-def entity_type_vectors(raw: DatasetDict, scheme: str, tokens: list[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
+def entity_type_vectors(raw: Corpus, scheme: str, tokens: list[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
     """Per entity type, the mean over its training entities of the mean vector of their characters
     (the paper averages 300-d word vectors, falling back to characters; here 200-d character vectors)."""
     row = {t: i for i, t in enumerate(tokens)}

@@ -73,7 +73,7 @@ class MemoryNetConfig(PreTrainedConfig):
             sentence and, through `s`, from the memory attention (eq. 3), and a training step costs
             about half as much. The paper does not say which it did; see `benchmarks/RESULTS.md`.
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
-            Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`).
+            Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`, `add_memories` and `remove_memories`).
     """
 
     model_type = "memory_ner"

@@ -35,6 +35,18 @@ class MemoryBank(nn.Module):
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    @classmethod
+    def from_sentences(cls, input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], types: np.ndarray,
+                       pos: Sequence[str], vocab: dict[str, int] | None = None) -> "MemoryBank":
+        """A bank just large enough for these sentences (formats as in :meth:`fill`); ``vocab`` fills
+        the token table that lets retrieval rebuild a query's text from its ids."""
+        bank = cls(len(input_ids), max(len(x) for x in input_ids), max(1, max(len(p) for p in pos)),
+                   np.asarray(types).reshape(len(input_ids), -1).shape[1], len(vocab) if vocab else 0)
+        bank.fill(input_ids, labels, types, pos)
+        if vocab:
+            bank.fill_token_table(vocab)
+        return bank
+
     @torch.no_grad()
     def fill(
         self,

@@ -231,7 +231,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         """Take a new label set (fine-tuning on other entity types): the label-dependent parts, the
         emission layer, the CRF, the label embeddings and the entity-type classifier's head, are
         initialised anew; the encoders and the self-attention keep their weights. The memory bank
-        is filled again from the new training sentences (``set_memory_bank``)."""
+        is filled again from the new training sentences (``apply_memory_plan``)."""
         old_size = self.config.label_embedding_size
         self.config.id2label = dict(id2label)
         self.config.label2id = {label: i for i, label in self.config.id2label.items()}
@@ -280,21 +280,21 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             weight[idx, size + prefixes.index(prefix)] = 1.0
 
     @torch.no_grad()
-    def set_memory_bank(self, input_ids, labels, types, pos, vocab: dict[str, int] | None = None) -> None:
-        """Store the training sentences memories are drawn from (see ``MemoryBank.fill``); saved with the model."""
-        self.config.memory_bank_size = len(input_ids)
-        self.config.memory_bank_length = max(len(x) for x in input_ids)
-        self.config.memory_pos_length = max(1, max(len(p) for p in pos))
-        self.config.token_table_size = len(vocab) if vocab else 0
-        bank = MemoryBank(
-            self.config.memory_bank_size, self.config.memory_bank_length, self.config.memory_pos_length,
-            len(self.config.entity_types), self.config.token_table_size,
-        )
-        bank.fill(input_ids, labels, types, pos)
-        if vocab:
-            bank.fill_token_table(vocab)
-        self.memory_bank = bank.to(self.device)
-        self._memory_cache.clear()
+    def set_memory_bank(self, bank: MemoryBank) -> None:
+        """Hold ``bank`` (``MemoryBank.from_sentences``) as the sentences memories are drawn from; saved with the model."""
+        self.config.memory_pos_length = bank.pos.shape[1]
+        self.config.token_table_size = len(bank.token_chars)
+        self._replace_memory_bank(bank.to(self.device), None)
+
+    @torch.no_grad()
+    def apply_memory_plan(self, plan) -> None:
+        """Take what the memory stage prepared (``data_scripts.memory_data.prepare_memories``): its
+        bank (``plan.bank``) and, for ``category`` / ``hybrid`` retrieval, its trained entity-type
+        classifier (``plan.type_classifier_state``), frozen from then on (section 2.1)."""
+        self.set_memory_bank(plan.bank)
+        if plan.type_classifier_state is not None:
+            self.type_classifier.load_state_dict(plan.type_classifier_state)
+            self.type_classifier.requires_grad_(False)
 
     @torch.no_grad()
     def add_memories(self, texts: list[str], tags: list[list[str]] | None = None, tokenizer=None,
@@ -356,12 +356,17 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             raise ValueError(f"a bank must keep more than num_memory={self.config.num_memory} sentences")
         self._replace_memory_bank(self.memory_bank.subset(keep), keep)
 
-    def _replace_memory_bank(self, bank: MemoryBank, old_index: torch.LongTensor) -> None:
+    def _replace_memory_bank(self, bank: MemoryBank, old_index: torch.LongTensor | None) -> None:
+        """``old_index``: the old bank index of each new sentence (-1: new), to keep their cached
+        encodings; None: a bank of other sentences."""
         self.config.memory_bank_size = len(bank)
         self.config.memory_bank_length = bank.input_ids.shape[1]
         self.config.memory_pos_length = bank.pos.shape[1]
         self.memory_bank = bank
-        self._memory_cache.remap(old_index, bank.input_ids.shape[1])
+        if old_index is None:
+            self._memory_cache.clear()
+        else:
+            self._memory_cache.remap(old_index, bank.input_ids.shape[1])
 
     def train(self, mode: bool = True):
         self._memory_cache.clear()  # bank encodings are only valid while the weights stay as they are
@@ -379,19 +384,14 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         """The memory bank's ``retrieval.BankIndex`` (TF-IDF, entity strings), built when first needed
         and again whenever the bank changes; ``lexical``, ``entity`` and ``hybrid`` retrieval read it."""
         from .retrieval import BankIndex
-        from .tag_schemes import tags_to_spans
 
         bank = self.memory_bank
         if bank is None:
             raise ValueError("this model has no memory bank (train it with num_memory > 0)")
         cached = self._bank_index
         if cached is None or cached[0] is not bank.input_ids or cached[1] != (bank.input_ids._version, bank.labels._version):
-            id2label, scheme = self.config.id2label, self.config.tag_scheme
-            entities = [
-                [(s.start, s.end, s.type) for s in tags_to_spans([id2label[t] for t in row if t != -100], scheme, strict=False)]
-                for row in bank.labels.tolist()
-            ]
-            cached = self._bank_index = (bank.input_ids, (bank.input_ids._version, bank.labels._version), BankIndex(bank.sentence_texts(), entities))
+            index = BankIndex.of_bank(bank, self.config.id2label, self.config.tag_scheme)
+            cached = self._bank_index = (bank.input_ids, (bank.input_ids._version, bank.labels._version), index)
         return cached[2]
 
     @torch.no_grad()
@@ -513,8 +513,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
     """The entity-type classifier alone, for its own training run (BCE loss, or the CRF's for the tagger kind).
 
-    ``train.py`` trains it first, uses it to retrieve memories by ``category``, and copies it into
-    ``MemoryNetForTokenClassification.type_classifier`` so inference needs no gold labels.
+    ``train.py``'s memory stage trains it first and retrieves memories by ``category`` with it; its
+    weights then go into ``MemoryNetForTokenClassification.type_classifier`` (``apply_memory_plan``),
+    so inference needs no gold labels.
     """
 
     encoder_modules = ("type_classifier.encoder",)
@@ -523,6 +524,13 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
         super().__init__(config)
         self.type_classifier = EntityTypeClassifier(config)
         self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(cls, encoder_name_or_path: str, config: MemoryNetConfig) -> "MemoryNetForEntityTypes":
+        """A classifier around a pretrained transformers encoder (Hub id when online, or a local folder)."""
+        model = cls(config)
+        model.type_classifier.encoder = load_pretrained_encoder(encoder_name_or_path)
+        return model
 
     def forward(self, input_ids, attention_mask=None, entity_types=None, labels=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
         r"""

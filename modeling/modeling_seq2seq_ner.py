@@ -194,7 +194,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         logits = self.classifier(self.dropout(torch.cat([state[0], step_input], dim=-1)))  # eqs. 9, 11
         return logits, state, weights
 
-    def _allowed(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def transition_constraints(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Transition masks (``tag_constraints.transition_masks``) on ``device``; all-True without constraints."""
         if device not in self._constraints:
             num = self.config.num_labels
@@ -266,11 +266,11 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             tags, logits = self._greedy(hidden, attention_mask, num_chars, steps)
         else:
             tags, logits = self._beam_search(hidden, attention_mask, num_chars, steps, num_beams)
-        return self._align(tags, attention_mask), self._align(logits, attention_mask)
+        return self.align_to_input_ids(tags, attention_mask), self.align_to_input_ids(logits, attention_mask)
 
     def _choose_mask(self, prev_tags, position, num_chars):
         """``[rows, num_labels]``: the tags allowed after ``prev_tags`` at character ``position`` (last ones must end an entity)."""
-        allowed, can_end = self._allowed(prev_tags.device)
+        allowed, can_end = self.transition_constraints(prev_tags.device)
         mask = allowed[prev_tags]
         last = (num_chars - 1 == position)[:, None]
         return mask & (can_end[None] | ~last)
@@ -324,7 +324,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return torch.stack(tags[::-1], dim=1), torch.stack(logits[::-1], dim=1)
 
     @staticmethod
-    def _align(per_char: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def align_to_input_ids(per_char: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Steps ``[batch, length - 2, ...]`` -> ``[batch, length, ...]`` aligned with ``input_ids``:
         ``-100`` (tags) or 0 (scores) on ``[CLS]``, ``[SEP]`` and padding."""
         out = per_char.new_full((per_char.shape[0], attention_mask.shape[1], *per_char.shape[2:]), -100 if not per_char.is_floating_point() else 0)
@@ -372,7 +372,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             step_logits, attentions = self.teacher_forced_logits(hidden, attention_mask, labels, bool(output_attentions))
             gold = labels[:, 1:-1].masked_fill(~character_mask(attention_mask)[:, 1:-1], -100)
             loss = nn.functional.cross_entropy(step_logits.flatten(0, 1).float(), gold.flatten(), ignore_index=-100)
-            logits = self._align(step_logits, attention_mask)
+            logits = self.align_to_input_ids(step_logits, attention_mask)
         if return_tags:
             tags, logits = self.generate_tags(attention_mask=attention_mask, num_beams=num_beams, hidden=hidden)
         elif logits is None:  # neither labels nor tags asked for: the greedy pass's scores

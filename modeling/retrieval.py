@@ -217,6 +217,18 @@ class BankIndex:
         if postings:
             self.automaton.make_automaton()
 
+
+    @classmethod
+    def of_bank(cls, bank, id2label: dict[int, str], scheme: str) -> "BankIndex":
+        """The index of a ``MemoryBank``: its sentences as retrieval sees them (rebuilt from their ids)
+        and the entities their labels spell out in ``scheme``."""
+        from .tag_schemes import tags_to_spans
+
+        entities = [
+            [(s.start, s.end, s.type) for s in tags_to_spans([id2label[t] for t in row if t != -100], scheme, strict=False)]
+            for row in bank.labels.tolist()
+        ]
+        return cls(bank.sentence_texts(), entities)
     def __len__(self) -> int:
         return len(self.texts)
 
