@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import argparse
 
-from runner import results, run_all
+from common import flags_from_argv, results, run_all
 
-LONG = ["--max_seq_length", "128", "--per_device_train_batch_size", "32"]
-PLAIN = ["--num_memory", "0", "--use_self_attention", "false"]  # train.py's defaults are the memory network's
-ENTITY = ["--num_memory", "4", "--memory_method", "entity", "--use_self_attention", "true"]
+LONG = {"max_seq_length": 128, "per_device_train_batch_size": 32}
+PLAIN = {"num_memory": 0, "use_self_attention": False}  # train.py's defaults are the memory network's
+ENTITY = {"num_memory": 4, "memory_method": "entity", "use_self_attention": True}
+TENCENT = {"char_vectors": "tencent"}
 
-# name -> (train.py arguments, split reported, paper figure for comparison)
+# name -> (train.py flags, split reported, paper figure for comparison)
 RUNS = {
-    "cluener": (["--dataset", "cluener"], "validation", "70.00 (memory paper, test); 67.47 (published dev)"),
-    "cluener-tencent": (["--dataset", "cluener", "--char_vectors", "tencent"], "validation", "70.16 (memory paper, LSTM+CRF+char, test)"),
-    "peoples_daily-tencent": (["--dataset", "peoples_daily", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "8"], "test", "89.91 (seq2seq paper BiLSTM-CRF)"),
+    "cluener": ({"dataset": "cluener"}, "validation", "70.00 (memory paper, test); 67.47 (published dev)"),
+    "cluener-tencent": ({"dataset": "cluener", **TENCENT}, "validation", "70.16 (memory paper, LSTM+CRF+char, test)"),
+    "peoples_daily-tencent": ({"dataset": "peoples_daily", **TENCENT, **LONG, "num_train_epochs": 8}, "test", "89.91 (seq2seq paper BiLSTM-CRF)"),
     # MSRA: twice the text of People's Daily, so half the epochs (what fits in a 3-hour session on 2 cores)
-    "msra-tencent": (["--dataset", "msra", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "4"], "test", "89.08 (seq2seq paper BiLSTM-CRF, on its 23,700/4,400 subset)"),
+    "msra-tencent": ({"dataset": "msra", **TENCENT, **LONG, "num_train_epochs": 4}, "test", "89.08 (seq2seq paper BiLSTM-CRF, on its 23,700/4,400 subset)"),
     # the memory network, entity retrieval, in the two runs' setups above (not run by default)
-    "peoples_daily-tencent-entity": (["--dataset", "peoples_daily", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "8", *ENTITY], "test", "BiLSTM-CRF: peoples_daily-tencent"),
-    "msra-tencent-entity": (["--dataset", "msra", "--char_vectors", "tencent", *LONG, "--num_train_epochs", "4", *ENTITY], "test", "BiLSTM-CRF: msra-tencent"),
+    "peoples_daily-tencent-entity": ({"dataset": "peoples_daily", **TENCENT, **LONG, "num_train_epochs": 8, **ENTITY}, "test", "BiLSTM-CRF: peoples_daily-tencent"),
+    "msra-tencent-entity": ({"dataset": "msra", **TENCENT, **LONG, "num_train_epochs": 4, **ENTITY}, "test", "BiLSTM-CRF: msra-tencent"),
 }
 DEFAULT_RUNS = [name for name in RUNS if not name.endswith("-entity")]
 
@@ -58,8 +59,8 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --, e.g. -- --num_train_epochs 1")
     args = parser.parse_args()
     if not args.table_only:
-        # later arguments win: the memory runs' ENTITY flags override PLAIN
-        run_all({name: PLAIN + RUNS[name][0] + args.extra for name in args.runs}, args.parallel, "baseline runs")
+        # later keys win: the memory runs' ENTITY flags override PLAIN
+        run_all({name: {**PLAIN, **RUNS[name][0], **flags_from_argv(args.extra)} for name in args.runs}, args.parallel, "baseline runs")
     print(table(args.runs))
 
 

@@ -1,4 +1,8 @@
-"""Shared by the benchmark scripts: run ``train.py`` configurations in parallel and read their results."""
+"""What the benchmark scripts share: the repository on ``sys.path``, ``train.py`` runs given as dicts of
+flags (run in parallel, results read back), batching, Markdown tables and figures with Chinese text.
+
+Each script imports this module before the project's own (``modeling``, ``data_scripts``), since a
+script run as ``python benchmarks/<script>.py`` has only ``benchmarks/`` on its path."""
 
 from __future__ import annotations
 
@@ -14,6 +18,95 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_DIR = ROOT / "benchmarks" / "runs"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+Flags = dict[str, object]  # train.py arguments by name: {"dataset": "msra", "num_train_epochs": 8}
+
+
+def argv(flags: Flags) -> list[str]:
+    """``{"dataset": "msra", "num_train_epochs": 8}`` -> ``["--dataset", "msra", "--num_train_epochs", "8"]``;
+    later keys of a merged dict (``{**base, "num_train_epochs": 16}``) override earlier ones."""
+    out = []
+    for name, value in flags.items():
+        out += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return out
+
+
+SAMPLE_MODELS: dict[str, Flags] = {  # the speed benchmarks' models, trained on the embedded sample when no folder is given
+    "plain": {"num_memory": 0, "use_self_attention": False},
+    "memory": {},  # train.py's default: the memory network, entity retrieval
+    "seq2seq": {"model_type": "seq2seq"},
+}
+
+
+def sample_model_folder(name: str, given: dict[str, str]) -> Path:
+    """``given[name]`` if the user named a folder, else the ``SAMPLE_MODELS[name]`` model (trained into ``runs/`` once)."""
+    if name in given:
+        return Path(given[name])
+    folder = RUNS_DIR / f"speed-sample-{name}"
+    if not (folder / "model.safetensors").exists():
+        print(f"training the sample {name} model into {folder} ...", flush=True)
+        cmd = [sys.executable, "train.py", *argv(SAMPLE_MODELS[name]), "--output_dir", str(folder), "--disable_tqdm", "true"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"training the sample {name} model failed:\n{proc.stderr[-3000:]}")
+    return folder
+
+
+def flags_from_argv(extra: list[str]) -> Flags:
+    """``["--num_train_epochs", "1"]`` (a script's extra train.py arguments after ``--``) -> ``{"num_train_epochs": "1"}``."""
+    if len(extra) % 2 or not all(a.startswith("--") for a in extra[::2]):
+        raise SystemExit(f"extra train.py arguments must be --name value pairs, got: {' '.join(extra)}")
+    return {name[2:]: value for name, value in zip(extra[::2], extra[1::2])}
+
+
+def pad(rows: list[list[int]], value: int):
+    """Rows of different lengths -> one ``torch.LongTensor`` padded with ``value``."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "SimHei", "Microsoft YaHei")
+
+
+def use_cjk_font() -> str:
+    """Make matplotlib draw Chinese; exit with the package to install when no such font exists."""
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    for rescan in (False, True):  # a font installed after matplotlib cached its list needs a rescan
+        if rescan:
+            font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        for name in CJK_FONTS:
+            if name in installed:
+                plt.rcParams["font.sans-serif"] = [name, *plt.rcParams["font.sans-serif"]]
+                plt.rcParams["axes.unicode_minus"] = False
+                return name
+    sys.exit(f"no font with Chinese characters found (looked for {', '.join(CJK_FONTS)}): apt-get install fonts-wqy-microhei")
+
+
+def save_figure(fig, output: str, what: str) -> None:
+    """Lay out ``fig``, write it to ``output`` (creating its folder) and say so."""
+    fig.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=130)
+    print(f"wrote {output} ({what})")
+
+
+def short_tag(tag: str) -> str:
+    """``B-government`` -> ``B-gov``: tick labels stay readable."""
+    return tag if tag == "O" else f"{tag.split('-', 1)[0]}-{tag.split('-', 1)[1][:3]}"
 
 
 def run_one(name: str, args: list[str], threads: int) -> float:
@@ -32,7 +125,7 @@ def run_one(name: str, args: list[str], threads: int) -> float:
     return elapsed
 
 
-def run_all(runs: dict[str, list[str]], parallel: int, desc: str) -> None:
+def run_all(runs: dict[str, Flags], parallel: int, desc: str) -> None:
     """Run several configurations, ``parallel`` at a time, each with ``cores // parallel`` threads.
 
     A run whose folder already has ``all_results.json`` is finished and skipped (its log and
@@ -43,7 +136,7 @@ def run_all(runs: dict[str, list[str]], parallel: int, desc: str) -> None:
         runs = {name: args for name, args in runs.items() if name not in finished}
     threads = max(1, (os.cpu_count() or 2) // parallel)
     with ThreadPoolExecutor(parallel) as pool, tqdm(total=len(runs), desc=desc, unit="run") as bar:
-        futures = [pool.submit(run_one, name, args, threads) for name, args in runs.items()]
+        futures = [pool.submit(run_one, name, argv(flags), threads) for name, flags in runs.items()]
         for fut in as_completed(futures):
             fut.result()
             bar.update(1)

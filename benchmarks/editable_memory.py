@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from runner import ROOT, RUNS_DIR, results, run_all
-
-sys.path.insert(0, str(ROOT))
+from common import RUNS_DIR, results, run_all
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.features import default_data_dir  # noqa: E402
@@ -36,10 +33,10 @@ from modeling import MemoryNetForTokenClassification  # noqa: E402
 from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
 SPLIT_DIR = RUNS_DIR / "editable-split"
-COMMON = ["--char_vectors", "tencent", "--use_self_attention", "true", "--num_train_epochs", "8"]
+COMMON = {"char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
 RUNS = {
-    "editable-entity-T1-s1": ["--num_memory", "4", "--memory_method", "entity", "--seed", "1"],
-    "editable-baseline-T1-s1": ["--num_memory", "0", "--seed", "1"],
+    "editable-entity-T1-s1": {"num_memory": 4, "memory_method": "entity", "seed": 1},
+    "editable-baseline-T1-s1": {"num_memory": 0, "seed": 1},
 }
 FULL_TRAIN_RUN = "memory-entity-s1"  # memory_cluener.py: the same model on all of train (the upper bound)
 
@@ -57,10 +54,9 @@ def split_halves(seed: int = 0) -> dict[str, Path]:
     return halves
 
 
-def run_arguments(halves: dict[str, Path]) -> dict[str, list[str]]:
-    dev = default_data_dir() / "cluener" / "dev.json"
-    data = ["--dataset", "files", "--train_file", str(halves["T1"]), "--validation_file", str(dev)]
-    return {name: [*data, *COMMON, *args] for name, args in RUNS.items()}
+def run_arguments(halves: dict[str, Path]) -> dict[str, dict]:
+    data = {"dataset": "files", "train_file": halves["T1"], "validation_file": default_data_dir() / "cluener" / "dev.json"}
+    return {name: {**data, **COMMON, **flags} for name, flags in RUNS.items()}
 
 
 def entity_strings(ds) -> set[str]:

@@ -18,18 +18,14 @@ gold-history step is wrong at the same positions.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import RUNS_DIR  # noqa: E402  (first: it puts the repository on sys.path)
 
 from seq2seq_pd_msra import test_batches  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import Seq2SeqAttnTagger  # noqa: E402
-from runner import RUNS_DIR  # noqa: E402
 
 
 @torch.no_grad()
@@ -42,7 +38,7 @@ def measure(name: str) -> dict:
         hidden = model.encode(ids, mask)
         decoded, _ = model.generate_tags(attention_mask=mask, hidden=hidden, num_beams=1)
         step_logits, _ = model.teacher_forced_logits(hidden, mask, labels)
-        forced = model._align(step_logits.argmax(-1), mask)
+        forced = model.align_to_input_ids(step_logits.argmax(-1), mask)
         for b, tags in enumerate(gold_tags):
             n = len(tags)
             g, d, f = labels[b, 1 : n + 1], decoded[b, 1 : n + 1], forced[b, 1 : n + 1]

@@ -18,40 +18,40 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from runner import results, run_all
+from common import flags_from_argv, results, run_all
 
-COMMON = ["--dataset", "cluener", "--char_vectors", "tencent", "--use_self_attention", "true", "--num_train_epochs", "8"]
+COMMON = {"dataset": "cluener", "char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
 GROUPS = {
-    "baseline": (["--num_memory", "0"], [1, 2, 3]),  # the same model without memory (self-attention kept)
-    "category": (["--num_memory", "4", "--memory_method", "category"], [1, 2, 3]),  # training queries' types out of fold (default)
-    "category_in_sample": (["--num_memory", "4", "--memory_method", "category", "--type_classifier_folds", "1"], [1, 2, 3]),
+    "baseline": ({"num_memory": 0}, [1, 2, 3]),  # the same model without memory (self-attention kept)
+    "category": ({"num_memory": 4, "memory_method": "category"}, [1, 2, 3]),  # training queries' types out of fold (default)
+    "category_in_sample": ({"num_memory": 4, "memory_method": "category", "type_classifier_folds": 1}, [1, 2, 3]),
     # the query types from an encoder-CRF tagger (its Viterbi entities' types) instead of the pooled multi-label classifier
-    "category_tagger": (["--num_memory", "4", "--memory_method", "category", "--type_classifier_kind", "tagger"], [1, 2, 3]),
-    "pos_edit": (["--num_memory", "4", "--memory_method", "pos_edit"], [1]),
-    "gold_category": (["--num_memory", "4", "--memory_method", "gold_category"], [1]),
-    "random": (["--num_memory", "4", "--memory_method", "random"], [1]),
+    "category_tagger": ({"num_memory": 4, "memory_method": "category", "type_classifier_kind": "tagger"}, [1, 2, 3]),
+    "pos_edit": ({"num_memory": 4, "memory_method": "pos_edit"}, [1]),
+    "gold_category": ({"num_memory": 4, "memory_method": "gold_category"}, [1]),
+    "random": ({"num_memory": 4, "memory_method": "random"}, [1]),
     # retrieval that brings the query's own strings: TF-IDF of character n-grams, bank entity strings, entity + category
-    "lexical": (["--num_memory", "4", "--memory_method", "lexical"], [1]),
-    "entity": (["--num_memory", "4", "--memory_method", "entity"], [1, 2, 3]),
-    "hybrid": (["--num_memory", "4", "--memory_method", "hybrid"], [1, 2, 3]),
-    # the paper's 20 epochs (later arguments win), three seeds each
-    "baseline_20ep": (["--num_memory", "0", "--num_train_epochs", "20"], [1, 2, 3]),
-    "category_20ep": (["--num_memory", "4", "--memory_method", "category", "--num_train_epochs", "20"], [1, 2, 3]),
-    "entity_20ep": (["--num_memory", "4", "--memory_method", "entity", "--num_train_epochs", "20"], [1, 2, 3]),
-    "hybrid_20ep": (["--num_memory", "4", "--memory_method", "hybrid", "--num_train_epochs", "20"], [1, 2, 3]),
+    "lexical": ({"num_memory": 4, "memory_method": "lexical"}, [1]),
+    "entity": ({"num_memory": 4, "memory_method": "entity"}, [1, 2, 3]),
+    "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
+    # the paper's 20 epochs (a group's flags override COMMON's), three seeds each
+    "baseline_20ep": ({"num_memory": 0, "num_train_epochs": 20}, [1, 2, 3]),
+    "category_20ep": ({"num_memory": 4, "memory_method": "category", "num_train_epochs": 20}, [1, 2, 3]),
+    "entity_20ep": ({"num_memory": 4, "memory_method": "entity", "num_train_epochs": 20}, [1, 2, 3]),
+    "hybrid_20ep": ({"num_memory": 4, "memory_method": "hybrid", "num_train_epochs": 20}, [1, 2, 3]),
     # gradients through the memories' encodings too (the paper encodes s and a_j with one trained encoder;
     # the default detaches the memories, 1.4x a baseline step against 2.5x)
-    "category_memgrad": (["--num_memory", "4", "--memory_method", "category", "--memory_gradient", "true"], [1]),
+    "category_memgrad": ({"num_memory": 4, "memory_method": "category", "memory_gradient": True}, [1]),
     # between category and gold_category: 25% / 50% of every split's predicted type sets replaced by the gold ones
-    "category_oracle25": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.25"], [1]),
-    "category_oracle50": (["--num_memory", "4", "--memory_method", "category", "--oracle_type_share", "0.5"], [1, 2]),
+    "category_oracle25": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.25}, [1]),
+    "category_oracle50": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.5}, [1, 2]),
 }
 EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "entity_20ep", "hybrid_20ep", "category_memgrad", "category_oracle25", "category_oracle50")  # not run by default
 
 
-def run_names(group: str) -> dict[str, list[str]]:
-    args, seeds = GROUPS[group]
-    return {f"memory-{group}-s{seed}": [*COMMON, *args, "--seed", str(seed)] for seed in seeds}
+def run_names(group: str) -> dict[str, dict]:
+    flags, seeds = GROUPS[group]
+    return {f"memory-{group}-s{seed}": {**COMMON, **flags, "seed": seed} for seed in seeds}
 
 
 def table(groups: list[str]) -> str:
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
     if not args.table_only:
-        runs = {name: a + args.extra for g in args.groups for name, a in run_names(g).items()
+        runs = {name: {**flags, **flags_from_argv(args.extra)} for g in args.groups for name, flags in run_names(g).items()
                 if not args.seeds or int(name.rsplit("-s", 1)[1]) in args.seeds}
         # interleave seeds so that every group has a result early: baseline-s1, category-s1, ..., then seeds 2 and 3
         runs = dict(sorted(runs.items(), key=lambda kv: int(kv[0].rsplit("-s", 1)[1])))

@@ -22,21 +22,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import BertConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import pad  # noqa: E402  (first: it puts the repository on sys.path)
 
 from data_scripts.features import BERT_VOCAB, default_data_dir, load_tokenizer, tokenize_and_align  # noqa: E402
 from data_scripts.memory_data import gold_type_matrices  # noqa: E402
 from data_scripts.readers import read_cluener  # noqa: E402
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
+from modeling.memory_bank import MemoryBank  # noqa: E402
 from modeling.retrieval import pos_strings, rank_memories  # noqa: E402
 
 
@@ -44,11 +43,6 @@ def timed(fn):
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
-
-
-def pad(rows, value):
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
 
 def main() -> None:
@@ -89,7 +83,7 @@ def main() -> None:
 
     def memory_model(**config_kwargs) -> MemoryNetForTokenClassification:
         model = MemoryNetForTokenClassification(MemoryNetConfig(num_memory=args.num_memory, **config_kwargs, **common)).eval()
-        model.set_memory_bank(enc["train"]["input_ids"], enc["train"]["labels"], types["train"], bank_pos, tokenizer.get_vocab())
+        model.set_memory_bank(MemoryBank.from_sentences(enc["train"]["input_ids"], enc["train"]["labels"], types["train"], bank_pos, tokenizer.get_vocab()))
         return model
 
     mem = memory_model()

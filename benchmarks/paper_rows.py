@@ -15,11 +15,9 @@ corpus and a split of about the same size) stand in for them, so the results are
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402, F401  (puts the repository on sys.path)
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from modeling.tag_schemes import tags_to_spans  # noqa: E402

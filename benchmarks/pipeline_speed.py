@@ -21,13 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import SAMPLE_MODELS, sample_model_folder
 
 import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
@@ -37,27 +34,8 @@ from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
 from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
-RUNS = ROOT / "benchmarks" / "runs"
-SAMPLE_MODELS = {  # trained on the embedded sample when no folder is given
-    "plain": ["--num_memory", "0", "--use_self_attention", "false"],
-    "memory": [],  # train.py's default: the memory network, entity retrieval
-    "seq2seq": ["--model_type", "seq2seq"],
-}
 CLASSES = {"plain": MemoryNetForTokenClassification, "memory": MemoryNetForTokenClassification, "seq2seq": Seq2SeqAttnTagger}
 LAC_TYPES = {"PER", "LOC", "ORG"}
-
-
-def model_folder(name: str, given: dict[str, str]) -> Path:
-    if name in given:
-        return Path(given[name])
-    folder = RUNS / f"speed-sample-{name}"
-    if not (folder / "model.safetensors").exists():
-        print(f"training the sample {name} model into {folder} ...", flush=True)
-        cmd = [sys.executable, "train.py", *SAMPLE_MODELS[name], "--output_dir", str(folder), "--disable_tqdm", "true"]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"training the sample {name} model failed:\n{proc.stderr[-3000:]}")
-    return folder
 
 
 def corpus_texts(name: str, limit: int | None) -> tuple[list[str], list[list[str]]]:
@@ -162,7 +140,7 @@ def main() -> None:
     f1_of: dict[tuple[str, str], float] = {}
     variants = [(name, False) for name in args.which] + ([(name, True) for name in args.which] if args.quantize else [])
     for name, quantized in variants:
-        folder = model_folder(name, given)
+        folder = sample_model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
         if quantized:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import matplotlib
 
@@ -24,46 +23,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import save_figure, short_tag, use_cjk_font  # noqa: E402
 
 from data_scripts.features import default_data_dir  # noqa: E402
 from data_scripts.readers import read_cluener  # noqa: E402
 from modeling import ChineseNERPipeline, MemoryNetForTokenClassification  # noqa: E402
 from modeling.char_tokenization import encode_chars  # noqa: E402
 from modeling.tag_schemes import spans_to_tags  # noqa: E402
-
-CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "SimHei", "Microsoft YaHei")
-
-
-def short(tag: str) -> str:
-    """``B-government`` -> ``B-gov``: tick labels stay readable."""
-    return tag if tag == "O" else f"{tag.split('-', 1)[0]}-{tag.split('-', 1)[1][:3]}"
-
-
-def use_cjk_font() -> str:
-    """Make matplotlib draw Chinese; exit with the package to install when no such font exists."""
-    for rescan in (False, True):  # a font installed after matplotlib cached its list needs a rescan
-        if rescan:
-            font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
-        installed = {f.name for f in font_manager.fontManager.ttflist}
-        for name in CJK_FONTS:
-            if name in installed:
-                plt.rcParams["font.sans-serif"] = [name, *plt.rcParams["font.sans-serif"]]
-                plt.rcParams["axes.unicode_minus"] = False
-                return name
-    sys.exit(f"no font with Chinese characters found (looked for {', '.join(CJK_FONTS)}): apt-get install fonts-wqy-microhei")
-
-
-def save_figure(fig, output: str, what: str) -> None:
-    """Lay out ``fig``, write it to ``output`` (creating its folder) and say so."""
-    fig.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=130)
-    print(f"wrote {output} ({what})")
-
 
 def default_sentence(index: int | None) -> str:
     """CLUENER dev sentence ``index``, or by default the first short one with three or more entities."""
@@ -110,8 +78,8 @@ def main() -> None:
         memory = memories[j]
         weights = np.array(memory["attention"])  # [sentence characters, memory characters]
         ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
-        ax.set_yticks(range(len(chars)), [f"{c} {short(t)}" for c, t in zip(chars, tags)], fontsize=7)
-        ax.set_xticks(range(len(memory["text"])), [f"{c}\n{short(t)}" if t != "O" else c for c, t in zip(memory["text"], memory["tags"])],
+        ax.set_yticks(range(len(chars)), [f"{c} {short_tag(t)}" for c, t in zip(chars, tags)], fontsize=7)
+        ax.set_xticks(range(len(memory["text"])), [f"{c}\n{short_tag(t)}" if t != "O" else c for c, t in zip(memory["text"], memory["tags"])],
                       fontsize=6, rotation=0)
         mem_types = [t for t, on in zip(types, bank.types[memory["bank_index"]].tolist()) if on]
         ax.set_title(f"memory {j + 1}: bank sentence {memory['bank_index']} (types: {', '.join(mem_types) or 'none'})", fontsize=9)

@@ -18,8 +18,6 @@ font with Chinese characters (``apt-get install fonts-wqy-microhei``).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import matplotlib
 
@@ -28,11 +26,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from transformers import BertTokenizerFast  # noqa: E402
 
-from plot_memory_attention import save_figure, short, use_cjk_font  # noqa: E402
-from runner import RUNS_DIR  # noqa: E402
+from common import RUNS_DIR, save_figure, short_tag, use_cjk_font  # noqa: E402
 from seq2seq_pd_msra import test_batches  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling import Seq2SeqAttnTagger  # noqa: E402
 from modeling.crf import character_mask  # noqa: E402
@@ -108,7 +104,7 @@ def main() -> None:
         tags, attention = replay(model, ids, mask)
         predicted = [model.config.id2label[t] for t in tags[0, 1:-1].tolist()]
         ax.imshow(attention[0, : len(chars)].numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_yticks(range(len(chars)), [f"{c} {short(t)}" for c, t in zip(chars, predicted)], fontsize=7)
+        ax.set_yticks(range(len(chars)), [f"{c} {short_tag(t)}" for c, t in zip(chars, predicted)], fontsize=7)
         ax.set_xticks(range(len(tokens)), tokens, fontsize=6)
         wrong = sum(p != g for p, g in zip(predicted, gold))
         ax.set_title(f"{name}\nfeed_encoder_state={model.config.feed_encoder_state}, {wrong} of {len(chars)} tags wrong", fontsize=9)

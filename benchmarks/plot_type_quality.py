@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plot_memory_attention import save_figure  # noqa: E402
-from runner import results  # noqa: E402
+from common import results, save_figure  # noqa: E402
 
 
 def retrieval_type_f1(res: dict) -> float:

@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402, F401  (puts the repository on sys.path)
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.features import default_data_dir, load_tokenizer  # noqa: E402
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
 from modeling.char_tokenization import encode_chars  # noqa: E402
+from modeling.memory_bank import MemoryBank  # noqa: E402
 from modeling.retrieval import BankIndex, rank_memories  # noqa: E402
 from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
@@ -66,7 +67,7 @@ def model_file_mb(ids, labels, types, num_labels: dict, vocab_size: int) -> floa
     """``model.safetensors`` of a BiLSTM memory network (the default sizes) whose bank holds these sentences."""
     config = MemoryNetConfig(encoder_type="bilstm", vocab_size=vocab_size, num_memory=4, memory_method="entity", id2label=num_labels)
     model = MemoryNetForTokenClassification(config)
-    model.set_memory_bank(ids, labels, types, ["" for _ in ids])
+    model.set_memory_bank(MemoryBank.from_sentences(ids, labels, types, ["" for _ in ids]))
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         return Path(tmp, "model.safetensors").stat().st_size / 2**20

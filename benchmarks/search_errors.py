@@ -18,18 +18,14 @@ gold sequence had it kept it.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import RUNS_DIR  # noqa: E402  (first: it puts the repository on sys.path)
 
 from seq2seq_pd_msra import test_batches  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import Seq2SeqAttnTagger  # noqa: E402
-from runner import RUNS_DIR  # noqa: E402
 
 
 def path_scores(step_logits: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
@@ -45,13 +41,13 @@ def measure(name: str, beams: list[int], limit: int | None = None) -> list[dict]
     id2label = model.config.id2label
     found = {k: {"pred": [], "wrong": 0, "search": 0, "margin": []} for k in beams}
     gold_all, gold_disallowed = [], 0
-    allowed, can_end = model._allowed(torch.device("cpu"))
+    allowed, can_end = model.transition_constraints(torch.device("cpu"))
     for ids, mask, labels, gold_tags in test_batches(name, model):
         if limit is not None and len(gold_all) >= limit:
             break
         hidden = model.encode(ids, mask)
         forced, _ = model.teacher_forced_logits(hidden, mask, labels)
-        gold_score = path_scores(model._align(forced, mask), labels)
+        gold_score = path_scores(model.align_to_input_ids(forced, mask), labels)
         for b, tags in enumerate(gold_tags):  # a gold sequence the tag scheme forbids would score -inf in the beam
             g = labels[b, 1 : len(tags) + 1]
             prev = torch.cat([torch.tensor([model.go_id]), g[:-1]])

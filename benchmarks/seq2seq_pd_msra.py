@@ -18,59 +18,54 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from runner import RUNS_DIR, results, run_all
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import RUNS_DIR, flags_from_argv, pad, results, run_all
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.features import tokenize_and_align  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import Seq2SeqAttnTagger  # noqa: E402
 
-COMMON = ["--char_vectors", "tencent", "--max_seq_length", "128", "--per_device_train_batch_size", "32", "--train_sampling_strategy", "group_by_length"]
-CRF = ["--num_memory", "0", "--use_self_attention", "false"]
-SEQ2SEQ = ["--model_type", "seq2seq"]
-EPOCHS = {"peoples_daily": "8", "msra": "4"}  # MSRA train is ~3x People's Daily: 4 epochs, as its foundation baseline
+COMMON = {"char_vectors": "tencent", "max_seq_length": 128, "per_device_train_batch_size": 32, "train_sampling_strategy": "group_by_length"}
+CRF = {"num_memory": 0, "use_self_attention": False}
+SEQ2SEQ = {"model_type": "seq2seq"}
+EPOCHS = {"peoples_daily": 8, "msra": 4}  # MSRA train is ~3x People's Daily: 4 epochs, as its foundation baseline
 PAPER = {("seq2seq", "peoples_daily"): "94.11 (BERT)", ("crf", "peoples_daily"): "89.91",
          ("seq2seq", "msra"): "93.55 (BERT)", ("crf", "msra"): "89.08 (its 23,700 / 4,400 subset)"}
 MODELS = {"seq2seq": SEQ2SEQ, "crf": CRF}
 RUNS = {
-    f"{model}-{corpus}": [*MODELS[model], "--dataset", corpus, *COMMON, "--num_train_epochs", EPOCHS[corpus]]
+    f"{model}-{corpus}": {**MODELS[model], "dataset": corpus, **COMMON, "num_train_epochs": EPOCHS[corpus]}
     for corpus in ("peoples_daily", "msra") for model in MODELS
 }
 # seq2seq16ep: twice the epochs, since the 8-epoch run was still improving at its last epoch (a
 # 256-wide encoder, the CRF's, was started too: about twice as slow per step in its first minutes,
 # too long for one session, so it was stopped)
-RUNS["seq2seq16ep-peoples_daily"] = [*SEQ2SEQ, "--dataset", "peoples_daily", *COMMON, "--num_train_epochs", "16"]
+RUNS["seq2seq16ep-peoples_daily"] = {**RUNS["seq2seq-peoples_daily"], "num_train_epochs": 16}
 # crf128: the BiLSTM-CRF at the seq2seq paper's own settings (section 3.1: one BiLSTM layer, 128 per
 # direction, BIEO), i.e. the seq2seq tagger's encoder with a CRF instead of the attention decoder;
 # the "crf" rows are the foundation baseline's wider BiLSTM (256 per direction, BIOS)
 for _corpus in ("peoples_daily", "msra"):
-    RUNS[f"crf128-{_corpus}"] = [*CRF, "--lstm_hidden_size", "128", "--tag_scheme", "BIEO", "--dataset", _corpus, *COMMON, "--num_train_epochs", EPOCHS[_corpus]]
+    RUNS[f"crf128-{_corpus}"] = {**RUNS[f"crf-{_corpus}"], "lstm_hidden_size": 128, "tag_scheme": "BIEO"}
 # 8 epochs on MSRA: its 4-epoch runs were all still improving at their last epoch
-RUNS["seq2seq8ep-msra"] = [*SEQ2SEQ, "--dataset", "msra", *COMMON, "--num_train_epochs", "8"]
-RUNS["crf128_8ep-msra"] = [*RUNS["crf128-msra"][:-1], "8"]
+RUNS["seq2seq8ep-msra"] = {**RUNS["seq2seq-msra"], "num_train_epochs": 8}
+RUNS["crf128_8ep-msra"] = {**RUNS["crf128-msra"], "num_train_epochs": 8}
 # 16 epochs on People's Daily: the same schedule as seq2seq16ep, so that the two compare epoch for epoch
-RUNS["crf128_16ep-peoples_daily"] = [*RUNS["crf128-peoples_daily"][:-1], "16"]
+RUNS["crf128_16ep-peoples_daily"] = {**RUNS["crf128-peoples_daily"], "num_train_epochs": 16}
 # 16 epochs on MSRA too (the paper's MSRA curves peak after about 20 of its 50 epochs): both models were still rising after 8
-RUNS["seq2seq16ep-msra"] = [*RUNS["seq2seq8ep-msra"][:-1], "16"]
-RUNS["crf128_16ep-msra"] = [*RUNS["crf128-msra"][:-1], "16"]
+RUNS["seq2seq16ep-msra"] = {**RUNS["seq2seq-msra"], "num_train_epochs": 16}
+RUNS["crf128_16ep-msra"] = {**RUNS["crf128-msra"], "num_train_epochs": 16}
 # scheduled sampling: the seq2seq16ep run whose decoder is fed its own previous choice instead of the
 # gold tag with probability 0.25 / 0.5 in training (config.scheduled_sampling_prob; 0 = teacher forcing)
 for _p in ("25", "50"):
-    RUNS[f"seq2seq16ep_ss{_p}-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--scheduled_sampling_prob", f"0.{_p}"]
+    RUNS[f"seq2seq16ep_ss{_p}-peoples_daily"] = {**RUNS["seq2seq16ep-peoples_daily"], "scheduled_sampling_prob": f"0.{_p}"}
 # the decoder of eqs. 9-10 as written: no encoder state h_i of the character being tagged, so the
 # attention alone has to find it (config.feed_encoder_state; this repo's default feeds h_i)
-RUNS["seq2seq16ep_attnonly-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--feed_encoder_state", "false"]
+RUNS["seq2seq16ep_attnonly-peoples_daily"] = {**RUNS["seq2seq16ep-peoples_daily"], "feed_encoder_state": False}
 # the additive score (vᵀ tanh(W_q s + W_k h)) instead of general, with and without h_i
-RUNS["seq2seq16ep_additive-peoples_daily"] = [*RUNS["seq2seq16ep-peoples_daily"], "--attention_score", "additive"]
-RUNS["seq2seq16ep_attnonly_additive-peoples_daily"] = [*RUNS["seq2seq16ep_attnonly-peoples_daily"], "--attention_score", "additive"]
+RUNS["seq2seq16ep_additive-peoples_daily"] = {**RUNS["seq2seq16ep-peoples_daily"], "attention_score": "additive"}
+RUNS["seq2seq16ep_attnonly_additive-peoples_daily"] = {**RUNS["seq2seq16ep_attnonly-peoples_daily"], "attention_score": "additive"}
 
 
 DEFAULT_SEED = 42
@@ -97,9 +92,7 @@ def test_batches(name: str, model: Seq2SeqAttnTagger, batch_size: int = 64):
     names = test.features["ner_tags"].feature.names
     for i in tqdm(range(0, len(test), batch_size), desc=name):
         rows, labels = enc["input_ids"][i : i + batch_size], enc["labels"][i : i + batch_size]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        labels = torch.tensor([row + [-100] * (width - len(row)) for row in labels])
+        ids, labels = pad(rows, tokenizer.pad_token_id), pad(labels, -100)
         yield ids, (ids != tokenizer.pad_token_id).long(), labels, [[names[t] for t in chars] for chars in test["ner_tags"][i : i + batch_size]]
 
 
@@ -156,7 +149,7 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
-    runs = {run_name(base, seed): [*RUNS[base], "--seed", str(seed), *args.extra] for seed in args.seeds for base in args.runs}
+    runs = {run_name(base, seed): {**RUNS[base], "seed": seed, **flags_from_argv(args.extra)} for seed in args.seeds for base in args.runs}
     if not args.table_only:
         run_all(runs, args.parallel, "seq2seq vs CRF runs")
     print(table(list(runs), args.beams))

@@ -25,12 +25,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import ROOT, sample_model_folder
 
-from data_scripts.corpora import load_corpus  # noqa: E402
-from pipeline_speed import model_folder  # noqa: E402
+from data_scripts.corpora import load_corpus
 
 
 def free_port() -> int:
@@ -80,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     from gradio_client import Client
 
-    model = Path(args.model) if args.model else model_folder("memory", {})
+    model = Path(args.model) if args.model else sample_model_folder("memory", {})
     source, texts = texts_for(args.requests)
     port = free_port()
     log = Path(tempfile.mkdtemp()) / "space.log"

@@ -15,14 +15,13 @@ the classifier's (the memory network's accuracy follows the query types: oracle 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402, F401  (puts the repository on sys.path)
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.memory_data import type_matrix  # noqa: E402
