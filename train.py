@@ -1,12 +1,16 @@
 #!/usr/bin/env python
 """Train and evaluate a Chinese NER tagger with 🤗 Trainer (in the manner of transformers' run_ner.py).
 
-    python train.py                                   # embedded sample corpus, char BiLSTM memory network, ~1 min on CPU
-    python train.py --dataset cluener --char_vectors tencent                    # the paper's model, BiLSTM tier
-    python train.py --dataset cluener --char_vectors tencent --num_memory 0     # the BiLSTM(-self-attention)-CRF baseline
-    python train.py --model_type seq2seq --dataset peoples_daily --char_vectors tencent   # BiLSTM-attention-LSTM decoder, BIEO
-    python train.py --dataset cluener --char_vectors tencent --encoder hfl/chinese-roberta-wwm-ext  # paper setting (GPU)
-    python train.py args.json   # or args.yaml: the same arguments as a file
+    # the embedded sample corpus, char BiLSTM memory network, ~1 min on CPU
+    python train.py
+    # the paper's model, BiLSTM tier; with --num_memory 0 the BiLSTM(-self-attention)-CRF baseline
+    python train.py --dataset cluener --char_vectors tencent
+    # BiLSTM-attention-LSTM decoder, BIEO
+    python train.py --model_type seq2seq --dataset peoples_daily --char_vectors tencent
+    # the paper's setting (GPU)
+    python train.py --dataset cluener --char_vectors tencent --encoder hfl/chinese-roberta-wwm-ext
+    # the same arguments as a file (or args.yaml)
+    python train.py args.json
 
 Writes to ``--output_dir``: the model (``config.json`` with ``auto_map``, ``model.safetensors``, the
 modeling code), the ``chinese-ner`` pipeline (``custom_pipelines`` + ``pipeline_ner.py``), the tokenizer,
@@ -31,7 +35,14 @@ import torch
 import transformers
 import yaml
 from datasets import DatasetDict
-from transformers import AutoConfig, DataCollatorForTokenClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    DataCollatorForTokenClassification,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 from data_scripts.collator import DataCollatorForMemoryNER
 from data_scripts.corpora import CORPORA, load_corpus
@@ -54,77 +65,139 @@ Scheme = Literal["BIO", "BIOS", "BIOES", "BIEO", "BMES"]  # modeling.tag_schemes
 class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "a tagger saved by this project (folder, or Hub id when online) to fine-tune on the corpus; its config sets "
-                  "the architecture, the tag scheme and the window, and its memory bank is filled again with the new training sentences"},
+        metadata={
+            "help": "a tagger saved by this project (folder, or Hub id when online) to fine-tune on the corpus; its "
+            "config sets "
+            "the architecture, the tag scheme and the window, and its memory bank is filled again with the new "
+            "training sentences"
+        },
     )
     ignore_mismatched_sizes: bool = field(
         default=False,
-        metadata={"help": "with --model_name_or_path and a corpus of other labels: initialise the label-dependent layers anew (emissions, "
-                  "CRF, label embeddings, the entity-type classifier's head) instead of stopping"},
+        metadata={
+            "help": "with --model_name_or_path and a corpus of other labels: initialise the label-dependent layers "
+            "anew (emissions, "
+            "CRF, label embeddings, the entity-type classifier's head) instead of stopping"
+        },
     )
     model_type: Literal["memory", "seq2seq"] = field(
         default="memory",
-        metadata={"help": "memory: MemoryNetForTokenClassification (associated memory network, CRF); "
-                  "seq2seq: Seq2SeqAttnTagger (BiLSTM encoder, attention, LSTM decoder; BIEO, hidden 128)"},
+        metadata={
+            "help": "memory: MemoryNetForTokenClassification (associated memory network, CRF); "
+            "seq2seq: Seq2SeqAttnTagger (BiLSTM encoder, attention, LSTM decoder; BIEO, hidden 128)"
+        },
     )
     encoder: str = field(
         default="bilstm",
-        metadata={"help": "'bilstm' (offline char BiLSTM) or a transformers model id / local folder, e.g. hfl/chinese-roberta-wwm-ext"},
+        metadata={
+            "help": "'bilstm' (offline char BiLSTM) or a transformers model id / local folder, e.g. "
+            "hfl/chinese-roberta-wwm-ext"
+        },
     )
     char_vectors: str | None = field(
         default=None,
-        metadata={"help": "char vectors (.npz with key 'embeddings' + .vocab.txt; 'tencent' = the shared 200-d ones): initialise the BiLSTM's char embeddings and the memory's label type vectors"},
+        metadata={
+            "help": "char vectors (.npz with key 'embeddings' + .vocab.txt; 'tencent' = the shared 200-d ones): "
+            "initialise the BiLSTM's char embeddings and the memory's label type vectors"
+        },
     )
     tokenizer_name: str | None = field(
-        default=None, metadata={"help": "vocab.txt or tokenizer folder; default: the encoder's, else the shared BERT vocab, else built from the corpus"}
+        default=None,
+        metadata={
+            "help": "vocab.txt or tokenizer folder; default: the encoder's, else the shared BERT vocab, else built "
+            "from the corpus"
+        },
     )
     char_embedding_size: int = field(default=200, metadata={"help": "BiLSTM: character embedding size"})
-    lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM: hidden size per direction (seq2seq: 128, the paper's)"})
+    lstm_hidden_size: int = field(
+        default=256, metadata={"help": "BiLSTM: hidden size per direction (seq2seq: 128, the paper's)"}
+    )
     lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
-    use_self_attention: bool = field(default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"})
-    num_memory: int = field(default=4, metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"})
+    use_self_attention: bool = field(
+        default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"}
+    )
+    num_memory: int = field(
+        default=4,
+        metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"},
+    )
     memory_method: Literal["entity", "lexical", "category", "hybrid", "pos_edit", "gold_category", "random"] = field(
-        default="entity", metadata={"help": "memory retrieval: entity (bank sentences labelling the input's own strings), lexical, category (paper), "
-                                    "hybrid (entity + category), pos_edit, gold_category (oracle) or random"}
+        default="entity",
+        metadata={
+            "help": "memory retrieval: entity (bank sentences labelling the input's own strings), lexical, category "
+            "(paper), "
+            "hybrid (entity + category), pos_edit, gold_category (oracle) or random"
+        },
     )
     memory_gradient: bool = field(
-        default=False, metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"}
+        default=False,
+        metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"},
     )
     type_classifier_kind: Literal["pooled", "tagger"] = field(
         default="pooled",
-        metadata={"help": "category retrieval: the entity-type classifier, pooled (a multi-label classifier, the paper's) or tagger "
-                  "(an encoder-CRF tagger whose decoded entities give the types)"},
+        metadata={
+            "help": "category retrieval: the entity-type classifier, pooled (a multi-label classifier, the paper's) "
+            "or tagger "
+            "(an encoder-CRF tagger whose decoded entities give the types)"
+        },
     )
     type_classifier_encoder: str | None = field(
         default=None,
-        metadata={"help": "category retrieval: the entity-type classifier's encoder, 'bilstm' or a transformers model id / local folder "
-                  "(the paper's classifier is BERT-based); default: the tagger's --encoder. It reads the tagger's input ids: "
-                  "both need one vocabulary (the Chinese BERT one by default)"},
+        metadata={
+            "help": "category retrieval: the entity-type classifier's encoder, 'bilstm' or a transformers model id / "
+            "local folder "
+            "(the paper's classifier is BERT-based); default: the tagger's --encoder. It reads the tagger's input "
+            "ids: "
+            "both need one vocabulary (the Chinese BERT one by default)"
+        },
     )
-    type_classifier_epochs: float = field(default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"})
+    type_classifier_epochs: float = field(
+        default=5.0, metadata={"help": "category retrieval: epochs of the entity-type classifier"}
+    )
     type_classifier_folds: int = field(
         default=2,
-        metadata={"help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained on the other folds, "
-                  "so training memories are as noisy as test-time ones; 1: in-sample predictions of the final classifier"},
+        metadata={
+            "help": "category retrieval: predict the training sentences' types out of fold, with classifiers trained "
+            "on the other folds, "
+            "so training memories are as noisy as test-time ones; 1: in-sample predictions of the final classifier"
+        },
     )
     oracle_type_share: float = field(
         default=0.0,
-        metadata={"help": "category retrieval, analysis only: replace the predicted entity types of this share of the sentences "
-                  "(every split, drawn with --seed) by the gold ones before retrieval; between category (0) and gold_category (1). "
-                  "The saved model tags raw text with its classifier's types alone"},
+        metadata={
+            "help": "category retrieval, analysis only: replace the predicted entity types of this share of the "
+            "sentences "
+            "(every split, drawn with --seed) by the gold ones before retrieval; between category (0) and "
+            "gold_category (1). "
+            "The saved model tags raw text with its classifier's types alone"
+        },
     )
-    attention_score: Literal["dot", "general", "additive"] = field(default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"})
+    attention_score: Literal["dot", "general", "additive"] = field(
+        default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"}
+    )
     feed_encoder_state: bool = field(
-        default=True, metadata={"help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 as written)"}
+        default=True,
+        metadata={
+            "help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 "
+            "as written)"
+        },
     )
     scheduled_sampling_prob: float = field(
-        default=0.0, metadata={"help": "seq2seq: in training, feed the decoder its own previous choice instead of the gold tag with this probability (0: pure teacher forcing, the paper's)"}
+        default=0.0,
+        metadata={
+            "help": "seq2seq: in training, feed the decoder its own previous choice instead of the gold tag with this "
+            "probability (0: pure teacher forcing, the paper's)"
+        },
     )
-    num_beams: int = field(default=1, metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"})
+    num_beams: int = field(
+        default=1, metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"}
+    )
     encoder_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a pretrained encoder (paper), --learning_rate for the BiLSTM"},
+        metadata={
+            "help": "learning rate of the encoder; --learning_rate is that of the other layers. Default: 3e-5 for a "
+            "pretrained encoder (paper), --learning_rate for the BiLSTM"
+        },
     )
 
 
@@ -134,35 +207,72 @@ class DataArguments:
         default="sample",
         metadata={"help": f"one of {', '.join(CORPORA)}, a CLUENER-layout folder, or 'files' (with --train_file ...)"},
     )
-    data_dir: str | None = field(default=None, metadata={"help": "where named corpora live (default $NER_DATA_DIR or ../shared/data)"})
-    train_file: str | None = field(default=None, metadata={"help": "CLUENER .json or column file (char<TAB|SPACE>tag)"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "where named corpora live (default $NER_DATA_DIR or ../shared/data)"}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "CLUENER .json or column file (char<TAB|SPACE>tag)"}
+    )
     validation_file: str | None = field(default=None, metadata={"help": "as --train_file"})
     test_file: str | None = field(default=None, metadata={"help": "as --train_file"})
-    source_tag_scheme: Scheme | None = field(default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"})
-    tag_scheme: Scheme = field(default="BIOS", metadata={"help": "scheme the model is trained in (memory paper: BIOS; seq2seq paper: BIEO, the seq2seq preset)"})
-    max_seq_length: int = field(default=64, metadata={"help": "tokens per input incl. [CLS]/[SEP]; longer sentences are split at punctuation (paper: 64)"})
-    validation_ratio: float = field(default=0.05, metadata={"help": "share of train held out for model selection when the corpus has no dev split"})
+    source_tag_scheme: Scheme | None = field(
+        default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"}
+    )
+    tag_scheme: Scheme = field(
+        default="BIOS",
+        metadata={
+            "help": "scheme the model is trained in (memory paper: BIOS; seq2seq paper: BIEO, the seq2seq preset)"
+        },
+    )
+    max_seq_length: int = field(
+        default=64,
+        metadata={"help": "tokens per input incl. [CLS]/[SEP]; longer sentences are split at punctuation (paper: 64)"},
+    )
+    validation_ratio: float = field(
+        default=0.05, metadata={"help": "share of train held out for model selection when the corpus has no dev split"}
+    )
     split_seed: int = field(
         default=42,
-        metadata={"help": "seed of the People's Daily 80/20 split and of the held-out share of train; apart from --seed, so that "
-                          "runs with different --seed are scored on the same test set"},
+        metadata={
+            "help": "seed of the People's Daily 80/20 split and of the held-out share of train; apart from --seed, so "
+            "that "
+            "runs with different --seed are scored on the same test set"
+        },
     )
     dataset_name: str | None = field(
-        default=None, metadata={"help": "a datasets dataset with token and tag columns: a save_to_disk folder, or a Hub id (online)"})
-    text_column_name: str | None = field(default=None, metadata={"help": "token column of JSON files and datasets (default: tokens)"})
-    label_column_name: str | None = field(default=None, metadata={"help": "tag column of JSON files and datasets (default: ner_tags)"})
+        default=None,
+        metadata={
+            "help": "a datasets dataset with token and tag columns: a save_to_disk folder, or a Hub id (online)"
+        },
+    )
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "token column of JSON files and datasets (default: tokens)"}
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "tag column of JSON files and datasets (default: ner_tags)"}
+    )
     tag_names: list[str] | None = field(
-        default=None, metadata={"help": "the tag of each id, in order, when the tag column holds integers without ClassLabel names"})
+        default=None,
+        metadata={"help": "the tag of each id, in order, when the tag column holds integers without ClassLabel names"},
+    )
     bad_tags: Literal["error", "repair", "skip"] = field(
         default="error",
-        metadata={"help": "a sentence with ill-formed tags (an entity left open at a sentence break, O I-PER): stop with "
-                          "file:line (error), read it leniently as seqeval does (repair), or leave it out (skip); "
-                          "repaired and skipped sentences are listed in all_results.json"},
+        metadata={
+            "help": "a sentence with ill-formed tags (an entity left open at a sentence break, O I-PER): stop with "
+            "file:line (error), read it leniently as seqeval does (repair), or leave it out (skip); "
+            "repaired and skipped sentences are listed in all_results.json"
+        },
     )
-    token_column: int | None = field(default=None, metadata={"help": "column of the characters in column files (0-based; default: the first)"})
-    tag_column: int | None = field(default=None, metadata={"help": "column of the tags in column files (0-based, -1 the last; default: the last)"})
+    token_column: int | None = field(
+        default=None, metadata={"help": "column of the characters in column files (0-based; default: the first)"}
+    )
+    tag_column: int | None = field(
+        default=None, metadata={"help": "column of the tags in column files (0-based, -1 the last; default: the last)"}
+    )
     token_first_char: bool = field(
-        default=False, metadata={"help": "read a token of several characters as its first (a character with a suffix, e.g. 科0)"})
+        default=False,
+        metadata={"help": "read a token of several characters as its first (a character with a suffix, e.g. 科0)"},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging, tests)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "truncate validation/test"})
 
@@ -172,9 +282,15 @@ class DataArguments:
             self.dataset = self.dataset_name or "files"
 
     def read_options(self) -> ReadOptions:
-        return ReadOptions(bad_tags=self.bad_tags, token_column=self.token_column, tag_column=self.tag_column,
-                           token_first_char=self.token_first_char, tag_names=self.tag_names,
-                           text_column_name=self.text_column_name, label_column_name=self.label_column_name)
+        return ReadOptions(
+            bad_tags=self.bad_tags,
+            token_column=self.token_column,
+            tag_column=self.tag_column,
+            token_first_char=self.token_first_char,
+            tag_names=self.tag_names,
+            text_column_name=self.text_column_name,
+            label_column_name=self.label_column_name,
+        )
 
 
 @dataclass
@@ -185,24 +301,30 @@ class NERTrainingArguments(TrainingArguments):
     num_train_epochs: float = field(default=20.0, metadata={"help": "paper: 20"})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "paper: 16"})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "eval batch size"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of the non-encoder layers (paper: 2e-4 with a pretrained encoder)"})
+    learning_rate: float = field(
+        default=1e-3,
+        metadata={"help": "learning rate of the non-encoder layers (paper: 2e-4 with a pretrained encoder)"},
+    )
     eval_strategy: str = field(default="epoch", metadata={"help": "evaluate every epoch"})
     save_strategy: str = field(default="epoch", metadata={"help": "checkpoint every epoch"})
     logging_strategy: str = field(default="epoch", metadata={"help": "log every epoch"})
     save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (the best is never deleted)"})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "keep the checkpoint with the best dev F1"})
     metric_for_best_model: str | None = field(default="f1", metadata={"help": "entity-level micro F1"})
-    dataloader_pin_memory: bool = field(default=torch.cuda.is_available(), metadata={"help": "pin memory (only with a GPU)"})
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "pin memory (only with a GPU)"}
+    )
     use_cpu: bool = field(
         default=not torch.cuda.is_available(),
         metadata={"help": "train on CPU; the default without a GPU, which also makes torchrun use CPU DDP (gloo)"},
     )
 
 
-# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. The 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to
-# learn much; 2e-3 for 30 epochs works (5e-3 suits the plain BiLSTM-CRF but makes the
-# self-attention layer diverge). A pretrained encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate),
-# 2e-4 for the other layers; the BiLSTM learns from scratch at 1e-3.
+# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. The
+# 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to learn much; 2e-3
+# for 30 epochs works (5e-3 suits the plain BiLSTM-CRF but makes the self-attention layer diverge). A
+# pretrained encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate), 2e-4 for the
+# other layers; the BiLSTM learns from scratch at 1e-3.
 DATASET_PRESETS = {"sample": {"learning_rate": 2e-3, "num_train_epochs": 30.0}}
 PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
 # the seq2seq paper: BIEO tags, a BiLSTM of 128 per direction (its lr 1e-3 is the general default)
@@ -210,8 +332,17 @@ MODEL_PRESETS = {"seq2seq": {"tag_scheme": "BIEO", "lstm_hidden_size": 128}}
 
 
 # the Trainer settings all_results.json records next to the model and data arguments
-TRAINING_SETTINGS = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay", "warmup_steps",
-                     "lr_scheduler_type", "seed", "metric_for_best_model", "train_sampling_strategy")
+TRAINING_SETTINGS = (
+    "learning_rate",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "seed",
+    "metric_for_best_model",
+    "train_sampling_strategy",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
@@ -227,17 +358,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     if saved is not None:  # the architecture, scheme and window are the saved model's
         for name, value in saved_model_arguments(saved).items():
             if name in given and given[name] != value:
-                parser.error(f"--{name} {given[name]} differs from the saved model's {value} ({model_args.model_name_or_path}); "
-                             f"it comes from the saved model: leave it out")
+                parser.error(
+                    f"--{name} {given[name]} differs from the saved model's {value} "
+                    f"({model_args.model_name_or_path}); "
+                    f"it comes from the saved model: leave it out"
+                )
             given[name] = value
         model_args, data_args, _ = parse_dict(parser, given)
     elif model_args.ignore_mismatched_sizes:
         parser.error("--ignore_mismatched_sizes applies to fine-tuning a saved model: it needs --model_name_or_path")
     pretrained = model_args.encoder != "bilstm" or (saved is not None and saved.encoder_type == "transformers")
-    presets = [(f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})),
-               ("pretrained encoder", PRETRAINED_ENCODER_PRESET if pretrained else {}),
-               (f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {}))]
-    defaults = {"output_dir": f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"}  # not TrainingArguments' "trainer_output"
+    presets = [
+        (f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})),
+        ("pretrained encoder", PRETRAINED_ENCODER_PRESET if pretrained else {}),
+        (f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {})),
+    ]
+    defaults = {
+        "output_dir": f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
+    }  # not TrainingArguments' "trainer_output"
     for what, preset in presets:
         for name, value in preset.items():
             if name not in given and name not in defaults:  # the first preset naming an argument wins over later ones
@@ -245,13 +383,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
                 logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
     model_args, data_args, training_args = parse_dict(parser, {**defaults, **given})
 
-    category = model_args.model_type == "memory" and model_args.memory_method in ("category", "hybrid") and model_args.num_memory > 0
+    category = (
+        model_args.model_type == "memory"
+        and model_args.memory_method in ("category", "hybrid")
+        and model_args.num_memory > 0
+    )
     if model_args.oracle_type_share and not category:
-        parser.error("--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs --memory_method category")
+        parser.error(
+            "--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs "
+            "--memory_method category"
+        )
     if model_args.type_classifier_encoder and not category:
-        parser.error("--type_classifier_encoder is the encoder of category retrieval's entity-type classifier: it needs --memory_method category")
+        parser.error(
+            "--type_classifier_encoder is the encoder of category retrieval's entity-type classifier: it needs "
+            "--memory_method category"
+        )
     if not 0.0 <= model_args.oracle_type_share <= 1.0:
-        parser.error(f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}")
+        parser.error(
+            f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}"
+        )
     return model_args, data_args, training_args
 
 
@@ -298,17 +448,24 @@ def saved_model_arguments(config) -> dict:
     """The arguments a saved model fixes, as ``train.py`` flags: fine-tuning takes them from its config."""
     model_type = {MemoryNetConfig.model_type: "memory", Seq2SeqAttnConfig.model_type: "seq2seq"}.get(config.model_type)
     if model_type is None:
-        raise ValueError(f"--model_name_or_path: a {config.model_type!r} model is not a tagger of this project "
-                         f"({MemoryNetConfig.model_type} or {Seq2SeqAttnConfig.model_type})")
+        raise ValueError(
+            f"--model_name_or_path: a {config.model_type!r} model is not a tagger of this project "
+            f"({MemoryNetConfig.model_type} or {Seq2SeqAttnConfig.model_type})"
+        )
     out = {"model_type": model_type, "tag_scheme": config.tag_scheme, "max_seq_length": config.max_length}
     if model_type == "memory":
-        out.update(num_memory=config.num_memory, memory_method=config.memory_method, use_self_attention=config.use_self_attention,
-                   type_classifier_kind=config.type_classifier_kind)
+        out.update(
+            num_memory=config.num_memory,
+            memory_method=config.memory_method,
+            use_self_attention=config.use_self_attention,
+            type_classifier_kind=config.type_classifier_kind,
+        )
     return out
 
 
 def load_saved_model(path: str, label_names: list[str], ignore_mismatched_sizes: bool):
-    """A saved tagger to fine-tune, and whether its label-dependent layers were initialised anew (another label set)."""
+    """A saved tagger to fine-tune, and whether its label-dependent layers were initialised anew (another label
+    set)."""
     config = AutoConfig.from_pretrained(path)
     model_class = MemoryNetForTokenClassification if isinstance(config, MemoryNetConfig) else Seq2SeqAttnTagger
     model = model_class.from_pretrained(path)
@@ -317,13 +474,20 @@ def load_saved_model(path: str, label_names: list[str], ignore_mismatched_sizes:
         return model, False
     if not ignore_mismatched_sizes:
         raise SystemExit(
-            f"train.py: error: --model_name_or_path {path} tags {len(saved)} labels ({', '.join(saved)}), the corpus has "
-            f"{len(label_names)} ({', '.join(label_names)}). Pass --ignore_mismatched_sizes to initialise the label-dependent "
+            f"train.py: error: --model_name_or_path {path} tags {len(saved)} labels ({', '.join(saved)}), the corpus "
+            "has "
+            f"{len(label_names)} ({', '.join(label_names)}). Pass --ignore_mismatched_sizes to initialise the "
+            "label-dependent "
             "layers anew and keep the rest, or fine-tune on a corpus with the model's labels."
         )
     model.reset_labels(dict(enumerate(label_names)))
-    logger.warning("--model_name_or_path %s: new label set (%d -> %d labels); emissions, CRF, label embeddings and the type "
-                   "classifier's head start anew, the encoders keep their weights", path, len(saved), len(label_names))
+    logger.warning(
+        "--model_name_or_path %s: new label set (%d -> %d labels); emissions, CRF, label embeddings and the type "
+        "classifier's head start anew, the encoders keep their weights",
+        path,
+        len(saved),
+        len(label_names),
+    )
     return model, True
 
 
@@ -335,23 +499,34 @@ def type_classifier_encoder_kwargs(encoder: str | None, tokenizer) -> dict:
         return {"type_classifier_encoder_type": "bilstm"}
     config = AutoConfig.from_pretrained(encoder)
     if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
-        raise ValueError(f"--type_classifier_encoder {encoder}: its {config.vocab_size} token embeddings do not cover the tokenizer's "
-                         f"{len(tokenizer)} tokens; the classifier reads the tagger's input ids, so both need one vocabulary")
+        raise ValueError(
+            f"--type_classifier_encoder {encoder}: its {config.vocab_size} token embeddings do not cover the "
+            "tokenizer's "
+            f"{len(tokenizer)} tokens; the classifier reads the tagger's input ids, so both need one vocabulary"
+        )
     return {"type_classifier_encoder_type": "transformers", "type_classifier_encoder_config": config.to_dict()}
 
 
-def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None):
-    """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char embeddings."""
+def build_model(
+    model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None
+):
+    """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char
+    embeddings."""
     kwargs = {
-        "id2label": dict(enumerate(label_names)), "label2id": {label: i for i, label in enumerate(label_names)},
-        "hidden_dropout_prob": model_args.hidden_dropout_prob, "tag_scheme": data_args.tag_scheme,
-        "max_length": data_args.max_seq_length, "pad_token_id": tokenizer.pad_token_id,
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {label: i for i, label in enumerate(label_names)},
+        "hidden_dropout_prob": model_args.hidden_dropout_prob,
+        "tag_scheme": data_args.tag_scheme,
+        "max_length": data_args.max_seq_length,
+        "pad_token_id": tokenizer.pad_token_id,
     }
     if model_args.model_type == "memory":
         model_class, config_class = MemoryNetForTokenClassification, MemoryNetConfig
         kwargs.update(
-            use_self_attention=model_args.use_self_attention, num_memory=model_args.num_memory,
-            memory_method=model_args.memory_method, memory_gradient=model_args.memory_gradient,
+            use_self_attention=model_args.use_self_attention,
+            num_memory=model_args.num_memory,
+            memory_method=model_args.memory_method,
+            memory_gradient=model_args.memory_gradient,
             type_classifier_kind=model_args.type_classifier_kind,
         )
         kwargs.update(type_classifier_encoder_kwargs(model_args.type_classifier_encoder, tokenizer))
@@ -361,7 +536,10 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer,
     else:
         model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
         kwargs.update(
-            lstm_hidden_size=model_args.lstm_hidden_size, attention_score=model_args.attention_score, feed_encoder_state=model_args.feed_encoder_state, num_beams=model_args.num_beams,
+            lstm_hidden_size=model_args.lstm_hidden_size,
+            attention_score=model_args.attention_score,
+            feed_encoder_state=model_args.feed_encoder_state,
+            num_beams=model_args.num_beams,
             scheduled_sampling_prob=model_args.scheduled_sampling_prob,
         )
         if model_args.attention_score == "dot":  # s_{i-1} . h_t: the decoder state as wide as the encoder's
@@ -389,18 +567,30 @@ def main() -> dict:
     # 1. corpus: splits of {id, tokens, ner_tags}
     with training_args.main_process_first(desc="reading the corpus"):
         corpus = load_corpus(
-            data_args.dataset, data_args.data_dir, data_args.tag_scheme, data_args.max_seq_length - 2,
-            data_args.source_tag_scheme, data_args.validation_ratio, data_args.split_seed,
-            data_args.train_file, data_args.validation_file, data_args.test_file, data_args.read_options(), data_args.dataset_name,
+            data_args.dataset,
+            data_args.data_dir,
+            data_args.tag_scheme,
+            data_args.max_seq_length - 2,
+            data_args.source_tag_scheme,
+            data_args.validation_ratio,
+            data_args.split_seed,
+            data_args.train_file,
+            data_args.validation_file,
+            data_args.test_file,
+            data_args.read_options(),
+            data_args.dataset_name,
         )
     if training_args.should_log:
         print_summary(corpus, data_args.dataset)
     corpus = corpus.truncated(data_args.max_train_samples, data_args.max_eval_samples)
 
-    # 2. tokenizer: one token per character; a saved model's, or a pretrained encoder's (the tagger's, else the type classifier's)
+    # 2. tokenizer: one token per character; a saved model's, or a pretrained encoder's (the tagger's, else the type
+    # classifier's)
     pretrained = [e for e in (model_args.encoder, model_args.type_classifier_encoder) if e and e != "bilstm"]
     tokenizer, tokenizer_source = load_tokenizer(
-        model_args.tokenizer_name or model_args.model_name_or_path or next(iter(pretrained), None), corpus["train"]["tokens"], training_args.output_dir,
+        model_args.tokenizer_name or model_args.model_name_or_path or next(iter(pretrained), None),
+        corpus["train"]["tokens"],
+        training_args.output_dir,
         model_max_length=data_args.max_seq_length,  # saved with the model: its window in tokens
     )
     logger.info("tokenizer: %s", tokenizer_source)
@@ -408,24 +598,44 @@ def main() -> dict:
     # 3. model
     char_vectors = None
     if model_args.char_vectors:
-        char_vectors = read_char_vectors(default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors)
+        char_vectors = read_char_vectors(
+            default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors
+        )
     if model_args.model_name_or_path:
-        model, new_labels = load_saved_model(model_args.model_name_or_path, corpus.label_names, model_args.ignore_mismatched_sizes)
+        model, new_labels = load_saved_model(
+            model_args.model_name_or_path, corpus.label_names, model_args.ignore_mismatched_sizes
+        )
     else:
         model, new_labels = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors), True
-    if new_labels and getattr(model, "label_embeddings", None) is not None:  # a saved model's own labels keep their embeddings
+    if (
+        new_labels and getattr(model, "label_embeddings", None) is not None
+    ):  # a saved model's own labels keep their embeddings
         init_label_embeddings(model, corpus, char_vectors)
-    encoder_lr = model_args.encoder_learning_rate or (3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate)
-    logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
-                model.config.encoder_type, model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)
+    encoder_lr = model_args.encoder_learning_rate or (
+        3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate
+    )
+    logger.info(
+        "model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
+        model.config.encoder_type,
+        model.num_parameters() / 1e6,
+        encoder_lr,
+        training_args.learning_rate,
+    )
 
     # 4. features
     with training_args.main_process_first(desc="tokenizing"):
-        features = DatasetDict({  # split by split: an unlabelled split (CLUENER's test) has no ner_tags
-            split: ds.map(tokenize_and_align, batched=True, remove_columns=ds.column_names, desc=f"tokenizing {split}",
-                          fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length})
-            for split, ds in corpus.items()
-        })
+        features = DatasetDict(
+            {  # split by split: an unlabelled split (CLUENER's test) has no ner_tags
+                split: ds.map(
+                    tokenize_and_align,
+                    batched=True,
+                    remove_columns=ds.column_names,
+                    desc=f"tokenizing {split}",
+                    fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length},
+                )
+                for split, ds in corpus.items()
+            }
+        )
 
     # 5. memories: the training split becomes the model's memory bank, and every example gets its n memories
     plan = None
@@ -443,7 +653,9 @@ def main() -> dict:
         train_dataset=features["train"],
         eval_dataset=features["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank) if plan else DataCollatorForTokenClassification(tokenizer),
+        data_collator=DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
+        if plan
+        else DataCollatorForTokenClassification(tokenizer),
         compute_metrics=metrics.compute_metrics,
         preprocess_logits_for_metrics=lambda outputs, labels: outputs[1],  # (emissions, viterbi tags) -> tags
         optimizers=(build_optimizer(model, training_args, encoder_lr), None),
@@ -451,37 +663,52 @@ def main() -> dict:
 
     # 7. train and save
     resume = training_args.resume_from_checkpoint
-    train_result = trainer.train(resume_from_checkpoint=True if isinstance(resume, str) and resume.lower() in ("true", "last") else resume)
+    train_result = trainer.train(
+        resume_from_checkpoint=True if isinstance(resume, str) and resume.lower() in ("true", "last") else resume
+    )
     trainer.save_model()  # the model's save_pretrained writes the chinese-ner pipeline with it
 
     # 8. evaluate; tag an unlabelled test split
     results = dict(train_result.metrics)  # train_runtime, train_loss, ...
     results.update(evaluate(trainer, features, metrics, data_args.dataset, Path(training_args.output_dir)))
     if "test" in features and "labels" not in features["test"].column_names:
-        write_predictions(trainer, features["test"], corpus["test"], corpus.label_names, corpus.tag_scheme,
-                          Path(training_args.output_dir, "test_predictions.json"))
+        write_predictions(
+            trainer,
+            features["test"],
+            corpus["test"],
+            corpus.label_names,
+            corpus.tag_scheme,
+            Path(training_args.output_dir, "test_predictions.json"),
+        )
     if trainer.is_world_process_zero():
         results.update(run_record(trainer, corpus, model_args, data_args, training_args))
         results.update(plan.report if plan else {})
-        Path(training_args.output_dir, "all_results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        Path(training_args.output_dir, "all_results.json").write_text(
+            json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")
     return results
 
 
 def init_label_embeddings(model: MemoryNetForTokenClassification, corpus, char_vectors) -> None:
-    """The paper's label embeddings: per entity type the mean char vector of its training entities (random without vectors)."""
+    """The paper's label embeddings: per entity type the mean char vector of its training entities (random without
+    vectors)."""
     if char_vectors:
         type_vectors = entity_type_vectors(corpus, corpus.tag_scheme, *char_vectors)
         model.reset_label_embeddings({t: torch.as_tensor(v) for t, v in type_vectors.items()})
         logger.info("label embeddings: type vectors from the char vectors of %d entity types", len(type_vectors))
     else:
-        logger.warning("label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity vectors)")
+        logger.warning(
+            "label embeddings: random type vectors (pass --char_vectors tencent for the paper's mean-of-entity "
+            "vectors)"
+        )
 
 
 @dataclass
 class EntityMetrics:
-    """Strict entity-level scores of Viterbi tags against gold labels (both aligned with input_ids, -100 off characters)."""
+    """Strict entity-level scores of Viterbi tags against gold labels (both aligned with input_ids, -100 off
+    characters)."""
 
     label_names: list[str]
     scheme: str
@@ -511,20 +738,31 @@ def evaluate(trainer: Trainer, features: DatasetDict, metrics: EntityMetrics, da
         results[f"{split}_per_type"] = scores["per_type"]
         results[f"{split}_examples"] = len(prediction.label_ids)
         if trainer.is_world_process_zero():
-            print(f"\n== {split}: strict entity-level scores ({dataset}, {len(prediction.label_ids)} sentences)\n{scores['report']}")
+            print(
+                f"\n== {split}: strict entity-level scores ({dataset}, {len(prediction.label_ids)} "
+                f"sentences)\n{scores['report']}"
+            )
             (output_dir / f"{split}_report.txt").write_text(scores["report"], encoding="utf-8")
     return results
 
 
-def run_record(trainer: Trainer, corpus, model_args: ModelArguments, data_args: DataArguments, training_args: NERTrainingArguments) -> dict:
+def run_record(
+    trainer: Trainer, corpus, model_args: ModelArguments, data_args: DataArguments, training_args: NERTrainingArguments
+) -> dict:
     """What all_results.json records about the run besides its scores (push_to_hub.py's model card reads it)."""
     return {
         "best_model_checkpoint": trainer.state.best_model_checkpoint,
-        "dataset": data_args.dataset, "encoder": model_args.encoder, "char_vectors": model_args.char_vectors,
+        "dataset": data_args.dataset,
+        "encoder": model_args.encoder,
+        "char_vectors": model_args.char_vectors,
         "data_read": corpus.report.as_dict(),  # sentences --bad_tags repaired or skipped
         "arguments": {
-            **dataclasses.asdict(model_args), **dataclasses.asdict(data_args),
-            **{k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v) for k in TRAINING_SETTINGS},
+            **dataclasses.asdict(model_args),
+            **dataclasses.asdict(data_args),
+            **{
+                k: v if isinstance(v := getattr(training_args, k), (int, float, str, bool, type(None))) else str(v)
+                for k in TRAINING_SETTINGS
+            },
         },
     }
 
@@ -533,7 +771,10 @@ def check_memories_agree_across_processes(model, features: DatasetDict) -> None:
     """Under ``torchrun`` each process reads the corpus, fits the type classifier and retrieves memories
     by itself, and DDP only averages gradients: if the processes' banks, classifiers or memory ids
     differed, each would train on other memories without a sign. Compared by digest; a mismatch stops the run."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_world_size() < 2:
+    if (
+        not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        or torch.distributed.get_world_size() < 2
+    ):
         return
     digest = hashlib.sha256()
     for split in sorted(features):
@@ -544,8 +785,10 @@ def check_memories_agree_across_processes(model, features: DatasetDict) -> None:
     digests = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(digests, digest.hexdigest())
     if len(set(digests)) > 1:
-        raise RuntimeError(f"the {len(digests)} processes prepared different memories (bank, type classifier or memory ids); "
-                           "every process must read the same corpus with the same arguments")
+        raise RuntimeError(
+            f"the {len(digests)} processes prepared different memories (bank, type classifier or memory ids); "
+            "every process must read the same corpus with the same arguments"
+        )
     logger.info("memories: the same bank, type classifier and memory ids in all %d processes", len(digests))
 
 
@@ -561,11 +804,15 @@ def write_predictions(trainer, features, raw, label_names, scheme, path: Path) -
         names = [label_names[t] for t in row[1 : len(tokens) + 1]]
         for span in tags_to_spans(names, scheme, strict=False):
             surface = "".join(tokens[span.start : span.end])
-            labels.setdefault(base, {}).setdefault(span.type, {}).setdefault(surface, []).append([offset + span.start, offset + span.end - 1])
+            labels.setdefault(base, {}).setdefault(span.type, {}).setdefault(surface, []).append(
+                [offset + span.start, offset + span.end - 1]
+            )
     if trainer.is_world_process_zero():
         with open(path, "w", encoding="utf-8") as f:
             for base, text in texts.items():
-                f.write(json.dumps({"id": base, "text": text, "label": labels.get(base, {})}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps({"id": base, "text": text, "label": labels.get(base, {})}, ensure_ascii=False) + "\n"
+                )
         logger.info("wrote %d predictions to %s", len(texts), path)
 
 

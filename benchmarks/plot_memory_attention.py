@@ -2,7 +2,8 @@
 """Heat map of the memory attention M_j (paper eqs. 3-5, figures 6-7) of one sentence against its memories.
 
 The ``chinese-ner`` pipeline retrieves the memories (the model's own method and saved bank), tags
-the sentence and returns M_j (``return_memories=True``). One panel per memory: rows are the sentence's characters (with the predicted tag),
+the sentence and returns M_j (``return_memories=True``). One panel per memory: rows are the sentence's characters (with
+the predicted tag),
 columns the memory's characters (with its gold tag).
 
     python benchmarks/plot_memory_attention.py benchmarks/runs/memory-category-s1 -o benchmarks/memory_attention.png
@@ -33,6 +34,7 @@ from modeling import ChineseNERPipeline, MemoryNetForTokenClassification  # noqa
 from modeling.char_tokenization import encode_chars  # noqa: E402
 from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
+
 def default_sentence(index: int | None) -> str:
     """CLUENER dev sentence ``index``, or by default the first short one with three or more entities."""
     dev = read_cluener(default_data_dir() / "cluener", splits=("dev",))["dev"]
@@ -62,7 +64,9 @@ def main() -> None:
     text = text[: model.config.max_length - 2]  # one window
     out = ner(text, return_memories=True)  # the pipeline retrieves, tags and returns M_j per memory
     chars = list(text)
-    tags = spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in out["entities"]], len(chars), model.config.tag_scheme)
+    tags = spans_to_tags(
+        [(e["entity_group"], e["start"], e["end"]) for e in out["entities"]], len(chars), model.config.tag_scheme
+    )
     memories = out["windows"][0]["memories"]
     bank = model.memory_bank
     types = model.config.entity_types
@@ -79,14 +83,27 @@ def main() -> None:
         weights = np.array(memory["attention"])  # [sentence characters, memory characters]
         ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
         ax.set_yticks(range(len(chars)), [f"{c} {short_tag(t)}" for c, t in zip(chars, tags)], fontsize=7)
-        ax.set_xticks(range(len(memory["text"])), [f"{c}\n{short_tag(t)}" if t != "O" else c for c, t in zip(memory["text"], memory["tags"])],
-                      fontsize=6, rotation=0)
+        ax.set_xticks(
+            range(len(memory["text"])),
+            [f"{c}\n{short_tag(t)}" if t != "O" else c for c, t in zip(memory["text"], memory["tags"])],
+            fontsize=6,
+            rotation=0,
+        )
         mem_types = [t for t, on in zip(types, bank.types[memory["bank_index"]].tolist()) if on]
-        ax.set_title(f"memory {j + 1}: bank sentence {memory['bank_index']} (types: {', '.join(mem_types) or 'none'})", fontsize=9)
+        ax.set_title(
+            f"memory {j + 1}: bank sentence {memory['bank_index']} (types: {', '.join(mem_types) or 'none'})",
+            fontsize=9,
+        )
     enc = encode_chars(ner.tokenizer, [chars], model.config.max_length)
     input_ids, attention_mask = torch.tensor(enc["input_ids"]), torch.tensor(enc["attention_mask"])
-    predicted = [t for t, on in zip(types, model.predict_entity_types(input_ids, attention_mask)[0].tolist()) if on] if model.type_classifier else None
-    subtitle = f"retrieval: {model.config.memory_method}" + (f", predicted types: {', '.join(predicted) or 'none'}" if predicted is not None else "")
+    predicted = (
+        [t for t, on in zip(types, model.predict_entity_types(input_ids, attention_mask)[0].tolist()) if on]
+        if model.type_classifier
+        else None
+    )
+    subtitle = f"retrieval: {model.config.memory_method}" + (
+        f", predicted types: {', '.join(predicted) or 'none'}" if predicted is not None else ""
+    )
     fig.suptitle(f"Memory attention M_j (eqs. 3-5) of 「{text}」\n{subtitle}", fontsize=11)
     save_figure(fig, args.output, f"{n} memories, font {font}")
     print("sentence:", " ".join(f"{c}/{t}" for c, t in zip(chars, tags)))

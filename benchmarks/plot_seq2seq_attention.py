@@ -65,41 +65,60 @@ def attention_stats(model: Seq2SeqAttnTagger, name: str, limit: int) -> dict:
     return {"sentences": sentences, "own": own / steps, "near": near / steps, "top": top / steps}
 
 
-def pick_sentence(name: str, model: Seq2SeqAttnTagger, index: int | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def pick_sentence(
+    name: str, model: Seq2SeqAttnTagger, index: int | None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Test sentence ``index``, or the first of 15-30 characters with two or more entities."""
     seen = 0
     for ids, mask, _, gold in test_batches(name, model):
         for b, tags in enumerate(gold):
-            chosen = seen == index if index is not None else (15 <= len(tags) <= 30 and sum(t.startswith("B-") for t in tags) >= 2)
+            chosen = (
+                seen == index
+                if index is not None
+                else (15 <= len(tags) <= 30 and sum(t.startswith("B-") for t in tags) >= 2)
+            )
             if chosen:
                 width = int(mask[b].sum())
                 return ids[b : b + 1, :width], mask[b : b + 1, :width], tags
             seen += 1
-    raise SystemExit(f"{name}: no test sentence {'number ' + str(index) if index is not None else 'of 15-30 characters with 2+ entities'}")
+    raise SystemExit(
+        f"{name}: no test sentence "
+        f"{'number ' + str(index) if index is not None else 'of 15-30 characters with 2+ entities'}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="seq2seq run folders in benchmarks/runs")
-    parser.add_argument("--index", type=int, help="draw test sentence number N (default: a short one with 2+ entities)")
+    parser.add_argument(
+        "--index", type=int, help="draw test sentence number N (default: a short one with 2+ entities)"
+    )
     parser.add_argument("--sentences", type=int, default=1000, help="test sentences for the statistics")
     parser.add_argument("-o", "--output", default="benchmarks/seq2seq_attention.png")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
 
     models = {name: Seq2SeqAttnTagger.from_pretrained(RUNS_DIR / name).eval() for name in args.runs}
-    print("| run | feeds h_i | test sentences | attention on the tagged character | on it and its neighbours | steps whose largest weight is on it |")
+    print(
+        "| run | feeds h_i | test sentences | attention on the tagged character | on it and its neighbours | steps "
+        "whose largest weight is on it |"
+    )
     print("|---|---|---|---|---|---|")
     for name, model in models.items():
         s = attention_stats(model, name, args.sentences)
-        print(f"| {name} | {model.config.feed_encoder_state} | {s['sentences']} | {s['own']:.3f} | {s['near']:.3f} | {100 * s['top']:.1f}% |")
+        print(
+            f"| {name} | {model.config.feed_encoder_state} | {s['sentences']} | {s['own']:.3f} | {s['near']:.3f} | "
+            f"{100 * s['top']:.1f}% |"
+        )
 
     font = use_cjk_font()
     tokenizer_name = args.runs[0]
     ids, mask, gold = pick_sentence(tokenizer_name, models[tokenizer_name], args.index)
     tokens = BertTokenizerFast.from_pretrained(RUNS_DIR / tokenizer_name).convert_ids_to_tokens(ids[0].tolist())
     chars = tokens[1:-1]
-    fig, axes = plt.subplots(1, len(models), figsize=(0.26 * len(tokens) * len(models) + 2.5, 0.24 * len(chars) + 2.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(0.26 * len(tokens) * len(models) + 2.5, 0.24 * len(chars) + 2.2), squeeze=False
+    )
     for ax, (name, model) in zip(axes[0], models.items()):
         tags, attention = replay(model, ids, mask)
         predicted = [model.config.id2label[t] for t in tags[0, 1:-1].tolist()]
@@ -107,8 +126,15 @@ def main() -> None:
         ax.set_yticks(range(len(chars)), [f"{c} {short_tag(t)}" for c, t in zip(chars, predicted)], fontsize=7)
         ax.set_xticks(range(len(tokens)), tokens, fontsize=6)
         wrong = sum(p != g for p, g in zip(predicted, gold))
-        ax.set_title(f"{name}\nfeed_encoder_state={model.config.feed_encoder_state}, {wrong} of {len(chars)} tags wrong", fontsize=9)
-    fig.suptitle("Seq2seq decoder attention a_it (eq. 7), greedy decoding: rows = decoder steps (character, predicted tag), columns = input tokens", fontsize=10)
+        ax.set_title(
+            f"{name}\nfeed_encoder_state={model.config.feed_encoder_state}, {wrong} of {len(chars)} tags wrong",
+            fontsize=9,
+        )
+    fig.suptitle(
+        "Seq2seq decoder attention a_it (eq. 7), greedy decoding: rows = decoder steps (character, predicted tag), "
+        "columns = input tokens",
+        fontsize=10,
+    )
     save_figure(fig, args.output, f"font {font}")
     print("gold:", " ".join(f"{c}/{t}" for c, t in zip(chars, gold)))
 

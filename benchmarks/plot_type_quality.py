@@ -8,9 +8,9 @@ gold for ``--oracle_type_share``) and y its dev entity F1. Runs of one setting (
 ``-sN``) are averaged, with their spread as error bars. The baseline runs' mean is a horizontal
 line, with the issue's targets (+1.5 over it, and 72.0). Prints the points as a table too.
 
-    python benchmarks/plot_type_quality.py memory-category-s1 memory-category_oracle25-s1 memory-category_oracle50-s1 \\
-        memory-category_oracle50-s2 memory-gold_category-s1 --baseline memory-baseline-s1 memory-baseline-s2 \\
-        -o benchmarks/cluener_type_quality.png
+    python benchmarks/plot_type_quality.py memory-category-s1 memory-category_oracle25-s1 \\
+        memory-category_oracle50-s1 memory-category_oracle50-s2 memory-gold_category-s1 \\
+        --baseline memory-baseline-s1 memory-baseline-s2 -o benchmarks/cluener_type_quality.png
 """
 
 from __future__ import annotations
@@ -48,8 +48,12 @@ def finished(name: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="memory runs (category, oracle blends, gold_category) under benchmarks/runs/")
-    parser.add_argument("--baseline", nargs="+", required=True, help="baseline runs (num_memory 0) of the same schedule")
+    parser.add_argument(
+        "runs", nargs="+", help="memory runs (category, oracle blends, gold_category) under benchmarks/runs/"
+    )
+    parser.add_argument(
+        "--baseline", nargs="+", required=True, help="baseline runs (num_memory 0) of the same schedule"
+    )
     parser.add_argument("-o", "--output", default="benchmarks/cluener_type_quality.png")
     args = parser.parse_args()
 
@@ -59,13 +63,21 @@ def main() -> None:
         res = finished(name)
         settings.setdefault(name.rsplit("-s", 1)[0], []).append((retrieval_type_f1(res), 100 * res["validation_f1"]))
     base_mean = statistics.mean(base)
-    rows = ["| setting | runs | dev type-set micro F1 used by retrieval | dev F1 (mean) | per run | vs baseline |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| setting | runs | dev type-set micro F1 used by retrieval | dev F1 (mean) | per run | vs baseline |",
+        "|---|---|---|---|---|---|",
+    ]
     points = []
     for setting, pts in sorted(settings.items(), key=lambda kv: statistics.mean(p[0] for p in kv[1])):
         x, y = statistics.mean(p[0] for p in pts), statistics.mean(p[1] for p in pts)
         points.append((setting, x, y, [p[1] for p in pts]))
-        rows.append(f"| {setting} | {len(pts)} | {x:.2f} | **{y:.2f}** | {', '.join(f'{p[1]:.2f}' for p in pts)} | {y - base_mean:+.2f} |")
-    rows.append(f"| baseline (no memory) | {len(base)} | – | **{base_mean:.2f}** | {', '.join(f'{b:.2f}' for b in base)} | – |")
+        rows.append(
+            f"| {setting} | {len(pts)} | {x:.2f} | **{y:.2f}** | {', '.join(f'{p[1]:.2f}' for p in pts)} | "
+            f"{y - base_mean:+.2f} |"
+        )
+    rows.append(
+        f"| baseline (no memory) | {len(base)} | – | **{base_mean:.2f}** | {', '.join(f'{b:.2f}' for b in base)} | – |"
+    )
     print("\n".join(rows))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -77,8 +89,11 @@ def main() -> None:
     ax.axhline(base_mean, color="grey", label=f"baseline, no memory ({base_mean:.2f})")
     ax.axhline(base_mean + 1.5, color="grey", ls="--", label=f"target: baseline + 1.5 ({base_mean + 1.5:.2f})")
     ax.axhline(72.0, color="grey", ls=":", label="target: 72.0")
-    ax.set(xlabel="dev type-set micro F1 of the query types retrieval used (%)", ylabel="CLUENER dev entity F1 (%)",
-           title="Memory network vs the quality of the predicted entity types")
+    ax.set(
+        xlabel="dev type-set micro F1 of the query types retrieval used (%)",
+        ylabel="CLUENER dev entity F1 (%)",
+        title="Memory network vs the quality of the predicted entity types",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     save_figure(fig, args.output, f"{len(points)} settings")

@@ -53,19 +53,35 @@ def index_mb(index: BankIndex) -> float:
     """What a ``BankIndex`` holds: its sparse matrices and arrays, the TF-IDF vocabulary (a dict of
     n-gram strings) and the entity-string automaton. (The process's resident-memory growth is
     also reported, but freed memory is reused between sizes, so it is only a rough check.)"""
-    arrays = [index.matrix.data, index.matrix.indices, index.matrix.indptr, index.postings.data, index.postings.indices,
-              index.postings.indptr, index.unigrams.data, index.unigrams.indices, index.unigrams.indptr,
-              index.distinct_ids, index.row_of, index.unigram_ids, index.vectorizer.idf_]
+    arrays = [
+        index.matrix.data,
+        index.matrix.indices,
+        index.matrix.indptr,
+        index.postings.data,
+        index.postings.indices,
+        index.postings.indptr,
+        index.unigrams.data,
+        index.unigrams.indices,
+        index.unigrams.indptr,
+        index.distinct_ids,
+        index.row_of,
+        index.unigram_ids,
+        index.vectorizer.idf_,
+    ]
     vocabulary = index.vectorizer.vocabulary_
     total = sum(a.nbytes for a in arrays) + sys.getsizeof(vocabulary) + sum(sys.getsizeof(k) for k in vocabulary)
     if index.num_entity_strings:  # the trie, and per entity string the sentences labelling it
-        total += index.automaton.get_stats()["total_size"] + sum(ids.nbytes + 100 for _, ids in index.automaton.values())
+        total += index.automaton.get_stats()["total_size"] + sum(
+            ids.nbytes + 100 for _, ids in index.automaton.values()
+        )
     return total / 2**20
 
 
 def model_file_mb(ids, labels, types, num_labels: dict, vocab_size: int) -> float:
     """``model.safetensors`` of a BiLSTM memory network (the default sizes) whose bank holds these sentences."""
-    config = MemoryNetConfig(encoder_type="bilstm", vocab_size=vocab_size, num_memory=4, memory_method="entity", id2label=num_labels)
+    config = MemoryNetConfig(
+        encoder_type="bilstm", vocab_size=vocab_size, num_memory=4, memory_method="entity", id2label=num_labels
+    )
     model = MemoryNetForTokenClassification(config)
     model.set_memory_bank(MemoryBank.from_sentences(ids, labels, types, ["" for _ in ids]))
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +103,9 @@ def real_sentences() -> tuple[list[str], list[list[tuple[int, int, str]]], list[
     return texts, entities, label_names
 
 
-def synthesize(texts: list[str], entities: list, size: int, seed: int = 0, max_chars: int = 62) -> tuple[list[str], list]:
+def synthesize(
+    texts: list[str], entities: list, size: int, seed: int = 0, max_chars: int = 62
+) -> tuple[list[str], list]:
     """``size`` distinct bank sentences: the real ones first (in order), then splices ``A[:a] + B[b:]``
     of two random real sentences, cut outside their entities, with the entities of both parts."""
     rng = np.random.default_rng(seed)
@@ -116,7 +134,9 @@ def synthesize(texts: list[str], entities: list, size: int, seed: int = 0, max_c
             continue
         seen.add(text)
         out_texts.append(text)
-        out_entities.append([s for s in entities[i] if s[1] <= a] + [(s - b + a, e - b + a, t) for s, e, t in entities[j] if s >= b])
+        out_entities.append(
+            [s for s in entities[i] if s[1] <= a] + [(s - b + a, e - b + a, t) for s, e, t in entities[j] if s >= b]
+        )
     return out_texts, out_entities
 
 
@@ -139,14 +159,19 @@ def plot(rows: list[dict], methods: list[str], output: str) -> None:
     axes[0].set_yscale("log")
     files = [r for r in rows if "file_mb" in r]
     axes[2].plot([r["size"] for r in files], [r["file_mb"] for r in files], "o-", color="black")
-    for ax, title, unit in zip(axes, ("retrieval time per query", "index memory", "model.safetensors"), ("ms", "MB", "MB")):
+    for ax, title, unit in zip(
+        axes, ("retrieval time per query", "index memory", "model.safetensors"), ("ms", "MB", "MB")
+    ):
         ax.set_title(title)
         ax.set_xlabel("bank sentences")
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"Retrieval against bank size (distinct sentences: CLUENER, MSRA, People's Daily, then splices; 2 CPU cores, {torch.get_num_threads()} torch threads)")
+    fig.suptitle(
+        "Retrieval against bank size (distinct sentences: CLUENER, MSRA, People's Daily, then splices; 2 CPU cores, "
+        f"{torch.get_num_threads()} torch threads)"
+    )
     fig.tight_layout()
     fig.savefig(output, dpi=110)
 
@@ -159,8 +184,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes over the queries; the fastest is reported")
     parser.add_argument("--no-file-size", action="store_true", help="skip saving a model per size")
     parser.add_argument("-o", "--output", default=str(Path(__file__).with_name("retrieval_scale.png")))
-    parser.add_argument("--replot", action="store_true", help=f"draw the PNG again from {RESULTS_JSON.name} of the last run")
-    parser.add_argument("--json", default=str(RESULTS_JSON), help="where the figures are written (and --replot reads them)")
+    parser.add_argument(
+        "--replot", action="store_true", help=f"draw the PNG again from {RESULTS_JSON.name} of the last run"
+    )
+    parser.add_argument(
+        "--json", default=str(RESULTS_JSON), help="where the figures are written (and --replot reads them)"
+    )
     args = parser.parse_args()
     if args.replot:
         rows = json.loads(Path(args.json).read_text())
@@ -168,7 +197,9 @@ def main() -> None:
         return
 
     texts, entities, names = real_sentences()
-    queries = [json.loads(line)["text"] for line in (default_data_dir() / "cluener" / "dev.json").open(encoding="utf-8")][: args.queries]
+    queries = [
+        json.loads(line)["text"] for line in (default_data_dir() / "cluener" / "dev.json").open(encoding="utf-8")
+    ][: args.queries]
     tokenizer, _ = load_tokenizer(None, [list(t) for t in texts[:10748]], tempfile.gettempdir())
     rows = []
     for size in args.sizes:
@@ -191,20 +222,42 @@ def main() -> None:
                     rank_memories(method, 4, pos, types, [""], None, None, [q], bank_texts, index=index)
                 wall.append((time.perf_counter() - start) / len(queries) * 1000)
                 cpu.append((time.process_time() - start_cpu) / len(queries) * 1000)
-            rows.append({"size": size, "method": method, "cold_s": cold, "warm_ms": min(wall), "warm_cpu_ms": min(cpu), "index_mb": held, "rss_mb": memory})
-            print(f"bank {size:>7}  {method:<8} cold {cold:6.2f} s  warm {min(wall):6.2f} ms/query (CPU {min(cpu):5.2f} ms)  index {held:6.0f} MB (resident +{memory:.0f} MB)", flush=True)
+            rows.append(
+                {
+                    "size": size,
+                    "method": method,
+                    "cold_s": cold,
+                    "warm_ms": min(wall),
+                    "warm_cpu_ms": min(cpu),
+                    "index_mb": held,
+                    "rss_mb": memory,
+                }
+            )
+            print(
+                f"bank {size:>7}  {method:<8} cold {cold:6.2f} s  warm {min(wall):6.2f} ms/query (CPU {min(cpu):5.2f} "
+                f"ms)  index {held:6.0f} MB (resident +{memory:.0f} MB)",
+                flush=True,
+            )
             del index
         if not args.no_file_size:
             enc = encode_chars(tokenizer, [list(t) for t in bank_texts], 64)
             labels = [[-100] + [0] * (len(ids) - 2) + [-100] for ids in enc["input_ids"]]
-            rows[-1]["file_mb"] = model_file_mb(enc["input_ids"], labels, np.zeros((size, 10), dtype=np.uint8), dict(enumerate(names)), len(tokenizer))
+            rows[-1]["file_mb"] = model_file_mb(
+                enc["input_ids"], labels, np.zeros((size, 10), dtype=np.uint8), dict(enumerate(names)), len(tokenizer)
+            )
             print(f"bank {size:>7}  model.safetensors {rows[-1]['file_mb']:.0f} MB", flush=True)
 
-    print("\n| bank sentences | method | cold (s) | warm (ms/query) | warm CPU (ms/query) | index memory (MB) | model file (MB) |\n|---|---|---|---|---|---|---|")
+    print(
+        "\n| bank sentences | method | cold (s) | warm (ms/query) | warm CPU (ms/query) | index memory (MB) | model "
+        "file (MB) |\n|---|---|---|---|---|---|---|"
+    )
     for r in rows:
         file_mb = next((x["file_mb"] for x in rows if x["size"] == r["size"] and "file_mb" in x), None)
-        print(f"| {r['size']:,} | {r['method']} | {r['cold_s']:.2f} | {r['warm_ms']:.2f} | {r['warm_cpu_ms']:.2f} | {r['index_mb']:.0f} | "
-              f"{f'{file_mb:.0f}' if file_mb is not None else '–'} |")
+        print(
+            f"| {r['size']:,} | {r['method']} | {r['cold_s']:.2f} | {r['warm_ms']:.2f} | {r['warm_cpu_ms']:.2f} | "
+            f"{r['index_mb']:.0f} | "
+            f"{f'{file_mb:.0f}' if file_mb is not None else '–'} |"
+        )
 
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=1))

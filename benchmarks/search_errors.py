@@ -69,11 +69,17 @@ def measure(name: str, beams: list[int], limit: int | None = None) -> list[dict]
     for k in beams:
         f = found[k]
         margins = sorted(m for m in f["margin"] if m == m and m != float("inf"))
-        rows.append({
-            "beam": k, "sentences": len(gold_all), "f1": entity_metrics(gold_all, f["pred"], model.config.tag_scheme)["f1"],
-            "wrong": f["wrong"], "search": f["search"], "gold_disallowed": gold_disallowed,
-            "median_margin": margins[len(margins) // 2] if margins else float("nan"),
-        })
+        rows.append(
+            {
+                "beam": k,
+                "sentences": len(gold_all),
+                "f1": entity_metrics(gold_all, f["pred"], model.config.tag_scheme)["f1"],
+                "wrong": f["wrong"],
+                "search": f["search"],
+                "gold_disallowed": gold_disallowed,
+                "median_margin": margins[len(margins) // 2] if margins else float("nan"),
+            }
+        )
     return rows
 
 
@@ -83,14 +89,21 @@ def main() -> None:
     parser.add_argument("--beams", nargs="+", type=int, default=[1, 4, 16], help="beam widths to decode with")
     parser.add_argument("--limit", type=int, help="only the first sentences of the test split (a quick look)")
     args = parser.parse_args()
-    lines = ["| run | beam | test sentences | F1 | sentences tagged wrong | search errors (gold scores higher) | model errors | "
-             "median log-prob margin, output - gold |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | beam | test sentences | F1 | sentences tagged wrong | search errors (gold scores higher) | model "
+        "errors | "
+        "median log-prob margin, output - gold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in args.runs:
         for r in measure(name, args.beams, args.limit):
             wrong = max(r["wrong"], 1)
-            lines.append(f"| {name} | {r['beam']} | {r['sentences']} | {100 * r['f1']:.2f} | {r['wrong']} | "
-                         f"{r['search']} ({100 * r['search'] / wrong:.1f}%) | {r['wrong'] - r['search']} ({100 * (r['wrong'] - r['search']) / wrong:.1f}%) | "
-                         f"{r['median_margin']:.2f} |")
+            lines.append(
+                f"| {name} | {r['beam']} | {r['sentences']} | {100 * r['f1']:.2f} | {r['wrong']} | "
+                f"{r['search']} ({100 * r['search'] / wrong:.1f}%) | {r['wrong'] - r['search']} "
+                f"({100 * (r['wrong'] - r['search']) / wrong:.1f}%) | "
+                f"{r['median_margin']:.2f} |"
+            )
         if r["gold_disallowed"]:
             lines.append(f"| {name} | (gold tag sequences the scheme forbids: {r['gold_disallowed']}) | | | | | | |")
     print("\n".join(lines))

@@ -3,10 +3,12 @@
 splits: People's Daily 1998 (seeded 80/20, test) and MSRA (standard test). Greedy decoding during
 training and for the reported test F1; each finished seq2seq run is then decoded again with a beam.
 
-Both models: windows of up to 128 tokens, batch 32 of similar lengths (group_by_length), lr 1e-3 (the seq2seq paper's), Tencent vectors,
+Both models: windows of up to 128 tokens, batch 32 of similar lengths (group_by_length), lr 1e-3 (the seq2seq paper's),
+Tencent vectors,
 model selection on the 5% of train held out; the CRF model is `benchmarks/baselines.py`'s baseline.
 
-    python benchmarks/seq2seq_pd_msra.py [--runs seq2seq-peoples_daily crf-peoples_daily] [--seeds 43 44] [--parallel 2]
+    python benchmarks/seq2seq_pd_msra.py [--runs seq2seq-peoples_daily crf-peoples_daily] [--seeds 43 44] \\
+        [--parallel 2]
     python benchmarks/seq2seq_pd_msra.py --table-only [--beams 4] [--seeds 42 43 44]
 
 Run names are MODEL-CORPUS for train.py's default seed (42) and MODEL-CORPUS-sSEED for the others;
@@ -28,16 +30,26 @@ from data_scripts.features import tokenize_and_align  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import Seq2SeqAttnTagger  # noqa: E402
 
-COMMON = {"char_vectors": "tencent", "max_seq_length": 128, "per_device_train_batch_size": 32, "train_sampling_strategy": "group_by_length"}
+COMMON = {
+    "char_vectors": "tencent",
+    "max_seq_length": 128,
+    "per_device_train_batch_size": 32,
+    "train_sampling_strategy": "group_by_length",
+}
 CRF = {"num_memory": 0, "use_self_attention": False}
 SEQ2SEQ = {"model_type": "seq2seq"}
 EPOCHS = {"peoples_daily": 8, "msra": 4}  # MSRA train is ~3x People's Daily: 4 epochs, as its foundation baseline
-PAPER = {("seq2seq", "peoples_daily"): "94.11 (BERT)", ("crf", "peoples_daily"): "89.91",
-         ("seq2seq", "msra"): "93.55 (BERT)", ("crf", "msra"): "89.08 (its 23,700 / 4,400 subset)"}
+PAPER = {
+    ("seq2seq", "peoples_daily"): "94.11 (BERT)",
+    ("crf", "peoples_daily"): "89.91",
+    ("seq2seq", "msra"): "93.55 (BERT)",
+    ("crf", "msra"): "89.08 (its 23,700 / 4,400 subset)",
+}
 MODELS = {"seq2seq": SEQ2SEQ, "crf": CRF}
 RUNS = {
     f"{model}-{corpus}": {**MODELS[model], "dataset": corpus, **COMMON, "num_train_epochs": EPOCHS[corpus]}
-    for corpus in ("peoples_daily", "msra") for model in MODELS
+    for corpus in ("peoples_daily", "msra")
+    for model in MODELS
 }
 # seq2seq16ep: twice the epochs, since the 8-epoch run was still improving at its last epoch (a
 # 256-wide encoder, the CRF's, was started too: about twice as slow per step in its first minutes,
@@ -53,19 +65,26 @@ RUNS["seq2seq8ep-msra"] = {**RUNS["seq2seq-msra"], "num_train_epochs": 8}
 RUNS["crf128_8ep-msra"] = {**RUNS["crf128-msra"], "num_train_epochs": 8}
 # 16 epochs on People's Daily: the same schedule as seq2seq16ep, so that the two compare epoch for epoch
 RUNS["crf128_16ep-peoples_daily"] = {**RUNS["crf128-peoples_daily"], "num_train_epochs": 16}
-# 16 epochs on MSRA too (the paper's MSRA curves peak after about 20 of its 50 epochs): both models were still rising after 8
+# 16 epochs on MSRA too (the paper's MSRA curves peak after about 20 of its 50 epochs): both models were still rising
+# after 8
 RUNS["seq2seq16ep-msra"] = {**RUNS["seq2seq-msra"], "num_train_epochs": 16}
 RUNS["crf128_16ep-msra"] = {**RUNS["crf128-msra"], "num_train_epochs": 16}
 # scheduled sampling: the seq2seq16ep run whose decoder is fed its own previous choice instead of the
 # gold tag with probability 0.25 / 0.5 in training (config.scheduled_sampling_prob; 0 = teacher forcing)
 for _p in ("25", "50"):
-    RUNS[f"seq2seq16ep_ss{_p}-peoples_daily"] = {**RUNS["seq2seq16ep-peoples_daily"], "scheduled_sampling_prob": f"0.{_p}"}
+    RUNS[f"seq2seq16ep_ss{_p}-peoples_daily"] = {
+        **RUNS["seq2seq16ep-peoples_daily"],
+        "scheduled_sampling_prob": f"0.{_p}",
+    }
 # the decoder of eqs. 9-10 as written: no encoder state h_i of the character being tagged, so the
 # attention alone has to find it (config.feed_encoder_state; this repo's default feeds h_i)
 RUNS["seq2seq16ep_attnonly-peoples_daily"] = {**RUNS["seq2seq16ep-peoples_daily"], "feed_encoder_state": False}
 # the additive score (vᵀ tanh(W_q s + W_k h)) instead of general, with and without h_i
 RUNS["seq2seq16ep_additive-peoples_daily"] = {**RUNS["seq2seq16ep-peoples_daily"], "attention_score": "additive"}
-RUNS["seq2seq16ep_attnonly_additive-peoples_daily"] = {**RUNS["seq2seq16ep_attnonly-peoples_daily"], "attention_score": "additive"}
+RUNS["seq2seq16ep_attnonly_additive-peoples_daily"] = {
+    **RUNS["seq2seq16ep_attnonly-peoples_daily"],
+    "attention_score": "additive",
+}
 
 
 DEFAULT_SEED = 42
@@ -88,12 +107,19 @@ def test_batches(name: str, model: Seq2SeqAttnTagger, batch_size: int = 64):
     tokenizer = BertTokenizerFast.from_pretrained(RUNS_DIR / name)
     corpus = parse_name(name)[1]
     test = load_corpus(corpus, scheme=model.config.tag_scheme, max_chars=model.config.max_length - 2)["test"]
-    enc = tokenize_and_align({"tokens": test["tokens"], "ner_tags": test["ner_tags"]}, tokenizer, model.config.max_length)
+    enc = tokenize_and_align(
+        {"tokens": test["tokens"], "ner_tags": test["ner_tags"]}, tokenizer, model.config.max_length
+    )
     names = test.features["ner_tags"].feature.names
     for i in tqdm(range(0, len(test), batch_size), desc=name):
         rows, labels = enc["input_ids"][i : i + batch_size], enc["labels"][i : i + batch_size]
         ids, labels = pad(rows, tokenizer.pad_token_id), pad(labels, -100)
-        yield ids, (ids != tokenizer.pad_token_id).long(), labels, [[names[t] for t in chars] for chars in test["ner_tags"][i : i + batch_size]]
+        yield (
+            ids,
+            (ids != tokenizer.pad_token_id).long(),
+            labels,
+            [[names[t] for t in chars] for chars in test["ner_tags"][i : i + batch_size]],
+        )
 
 
 def beam_scores(name: str, beams: int) -> dict:
@@ -113,8 +139,11 @@ def beam_scores(name: str, beams: int) -> dict:
 
 
 def table(names: list[str], beams: int) -> str:
-    rows = [f"| model | corpus | seed | test sentences | P | R | F1 (greedy / Viterbi) | F1 (beam {beams}) | best epoch | wall (min) | paper |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        f"| model | corpus | seed | test sentences | P | R | F1 (greedy / Viterbi) | F1 (beam {beams}) | best epoch | "
+        "wall (min) | paper |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     f1s: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
     for name in names:
         model, corpus, seed = parse_name(name)
@@ -127,12 +156,18 @@ def table(names: list[str], beams: int) -> str:
         f1s.setdefault((model, corpus), []).append((100 * res["test_f1"], beam))
         epoch = f"{res['best_epoch']:.0f}" if res["best_epoch"] else "–"
         wall = f"{res['wall_minutes']:.1f}" if res["wall_minutes"] else "–"
-        rows.append(f"| {model} | {corpus} | {seed} | {res['test_examples']} | {100 * res['test_precision']:.2f} | {100 * res['test_recall']:.2f} | "
-                    f"**{100 * res['test_f1']:.2f}** | {'–' if beam is None else f'{beam:.2f}'} | {epoch} | {wall} | {paper} |")
+        rows.append(
+            f"| {model} | {corpus} | {seed} | {res['test_examples']} | {100 * res['test_precision']:.2f} | "
+            f"{100 * res['test_recall']:.2f} | "
+            f"**{100 * res['test_f1']:.2f}** | {'–' if beam is None else f'{beam:.2f}'} | {epoch} | {wall} | {paper} |"
+        )
     for (model, corpus), scores in f1s.items():
         if len(scores) > 1:
-            rows.append(f"| {model}, mean ± std | {corpus} | {len(scores)} seeds | | | | **{mean_std([g for g, _ in scores])}** | "
-                        f"{'–' if scores[0][1] is None else mean_std([b for _, b in scores])} | | | |")
+            rows.append(
+                f"| {model}, mean ± std | {corpus} | {len(scores)} seeds | | | | "
+                f"**{mean_std([g for g, _ in scores])}** | "
+                f"{'–' if scores[0][1] is None else mean_std([b for _, b in scores])} | | | |"
+            )
     return "\n".join(rows)
 
 
@@ -143,13 +178,23 @@ def mean_std(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED], help="train.py --seed of each run (the test split stays the same)")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[DEFAULT_SEED],
+        help="train.py --seed of each run (the test split stays the same)",
+    )
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--beams", type=int, default=4, help="beam width of the second decoding of the seq2seq runs")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
-    runs = {run_name(base, seed): {**RUNS[base], "seed": seed, **flags_from_argv(args.extra)} for seed in args.seeds for base in args.runs}
+    runs = {
+        run_name(base, seed): {**RUNS[base], "seed": seed, **flags_from_argv(args.extra)}
+        for seed in args.seeds
+        for base in args.runs
+    }
     if not args.table_only:
         run_all(runs, args.parallel, "seq2seq vs CRF runs")
     print(table(list(runs), args.beams))

@@ -25,7 +25,8 @@ from common import pad  # noqa: E402  (first: it puts the repository on sys.path
 
 from data_scripts.features import BERT_VOCAB, default_data_dir, load_tokenizer, tokenize_and_align  # noqa: E402
 from data_scripts.readers import read_peoples_daily_1998  # noqa: E402
-from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger  # noqa: E402
+
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 
 
 def main() -> None:
@@ -40,7 +41,12 @@ def main() -> None:
     tokenizer, _ = load_tokenizer(str(data / BERT_VOCAB))
     enc = tokenize_and_align({"tokens": test["tokens"], "ner_tags": test["ner_tags"]}, tokenizer, 128)
     labels = test.features["ner_tags"].feature.names
-    common = {"id2label": dict(enumerate(labels)), "vocab_size": len(tokenizer), "tag_scheme": "BIEO", "max_length": 128}
+    common = {
+        "id2label": dict(enumerate(labels)),
+        "vocab_size": len(tokenizer),
+        "tag_scheme": "BIEO",
+        "max_length": 128,
+    }
     crf = MemoryNetForTokenClassification(MemoryNetConfig(**common)).eval()  # the baseline of benchmarks/baselines.py
     s2s = Seq2SeqAttnTagger(Seq2SeqAttnConfig(**common)).eval()
     decoders = {
@@ -71,8 +77,10 @@ def main() -> None:
                         model.generate_tags(attention_mask=mask, hidden=hidden, **kwargs)
 
         with torch.no_grad():  # what the decoders start from: CRF emissions, seq2seq encoder states
-            encoded = {id(crf): [crf(ids, attention_mask=mask, return_tags=False).logits for ids, mask in batches],
-                       id(s2s): [s2s.encode(ids, mask) for ids, mask in batches]}
+            encoded = {
+                id(crf): [crf(ids, attention_mask=mask, return_tags=False).logits for ids, mask in batches],
+                id(s2s): [s2s.encode(ids, mask) for ids, mask in batches],
+            }
         times = {name: {"total": [], "decode": []} for name in decoders}
         for _ in tqdm(range(args.rounds), desc=f"batch {batch}", leave=False):
             for name, (model, kwargs) in decoders.items():
@@ -87,7 +95,10 @@ def main() -> None:
             total, decode = (statistics.median(times[name][k]) for k in ("total", "decode"))
             rows.append((f"batch {batch}", name, f"{n / total:.1f}", f"{n / decode:.1f}", f"{total / base:.2f}x"))
     print(f"\n{n} People's Daily test sentences ({chars} characters), median of {args.rounds} rounds\n")
-    print("| batch | decoder | sentences/s (encoder + decoding) | sentences/s (decoding only) | time vs Viterbi model |\n|---|---|---|---|---|")
+    print(
+        "| batch | decoder | sentences/s (encoder + decoding) | sentences/s (decoding only) | time vs Viterbi model "
+        "|\n|---|---|---|---|---|"
+    )
     for r in rows:
         print("| " + " | ".join(r) + " |")
 

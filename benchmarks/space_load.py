@@ -48,11 +48,21 @@ def texts_for(n: int) -> tuple[str, list[str]]:
 
 
 def start_space(model: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "NER_MODEL": str(model), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "NER_MODEL": str(model),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     deadline = time.time() + 300
     while True:
         if proc.poll() is not None:
@@ -105,12 +115,23 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
     p95 = latencies[min(len(latencies) - 1, round(0.95 * len(latencies)) - 1)]
-    figures = {"model": str(model), "texts": source, "clients": args.clients, "requests": len(latencies), "threads": args.threads,
-               "p50_s": round(statistics.median(latencies), 3), "p95_s": round(p95, 3), "max_s": round(latencies[-1], 3),
-               "wall_s": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 2)}
-    print(f"{len(latencies)} requests from {args.clients} clients ({source}, {model.name}, {args.threads} threads): "
-          f"p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, max {figures['max_s']:.2f} s; "
-          f"{figures['wall_s']:.1f} s in all ({figures['requests_per_s']:.1f} requests/s)")
+    figures = {
+        "model": str(model),
+        "texts": source,
+        "clients": args.clients,
+        "requests": len(latencies),
+        "threads": args.threads,
+        "p50_s": round(statistics.median(latencies), 3),
+        "p95_s": round(p95, 3),
+        "max_s": round(latencies[-1], 3),
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 2),
+    }
+    print(
+        f"{len(latencies)} requests from {args.clients} clients ({source}, {model.name}, {args.threads} threads): "
+        f"p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, max {figures['max_s']:.2f} s; "
+        f"{figures['wall_s']:.1f} s in all ({figures['requests_per_s']:.1f} requests/s)"
+    )
     if args.json:
         print(json.dumps(figures))
 

@@ -61,16 +61,24 @@ def type_sets(folder: Path, batch_size: int = 64) -> tuple[list[str], np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished train.py output folders of CLUENER memory-network runs")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="finished train.py output folders of CLUENER memory-network runs"
+    )
     args = parser.parse_args()
-    rows = ["| run | type source | sentences | P | R | micro F1 | sentences with exactly the gold types |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| run | type source | sentences | P | R | micro F1 | sentences with exactly the gold types |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for folder in args.runs:
         names, gold, sources = type_sets(folder)
         for source, pred in sources.items():
             micro = multilabel_scores(gold, pred, names)["micro"]
             exact = float((pred == gold).all(axis=1).mean())
-            rows.append(f"| {folder.name} | {source} | {len(gold)} | {100 * micro['precision']:.2f} | {100 * micro['recall']:.2f} | "
-                        f"**{100 * micro['f1']:.2f}** | {100 * exact:.1f}% |")
+            rows.append(
+                f"| {folder.name} | {source} | {len(gold)} | {100 * micro['precision']:.2f} | "
+                f"{100 * micro['recall']:.2f} | "
+                f"**{100 * micro['f1']:.2f}** | {100 * exact:.1f}% |"
+            )
     print("\n".join(rows))
 
 

@@ -29,5 +29,9 @@ class DataCollatorForMemoryNER(DataCollatorForTokenClassification):
             batch["memory_ids"] = ids
             if self.bank is not None:
                 mem_ids, mem_mask, mem_labels = self.bank.gather(ids)
-                batch["memory_input_ids"], batch["memory_attention_mask"], batch["memory_tag_ids"] = mem_ids.cpu(), mem_mask.cpu(), mem_labels.cpu()
+                batch["memory_input_ids"], batch["memory_attention_mask"], batch["memory_tag_ids"] = (
+                    mem_ids.cpu(),
+                    mem_mask.cpu(),
+                    mem_labels.cpu(),
+                )
         return batch

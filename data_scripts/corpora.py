@@ -1,4 +1,5 @@
-"""Named corpora and user files -> a :class:`~data_scripts.readers.Corpus` with ``train`` / ``validation`` (/ ``test``) splits."""
+"""Named corpora and user files -> a :class:`~data_scripts.readers.Corpus` with ``train`` / ``validation`` (/ ``test``)
+splits."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from pathlib import Path
 
 from .features import default_data_dir
 from .readers import (
-    Corpus, ReadOptions, is_token_json, read_cluener, read_cluener_files, read_column_files, read_hf_dataset, read_peoples_daily_1998,
+    Corpus,
+    ReadOptions,
+    is_token_json,
+    read_cluener,
+    read_cluener_files,
+    read_column_files,
+    read_hf_dataset,
+    read_peoples_daily_1998,
     read_token_json_files,
 )
 from .sample import SAMPLE_DIR
@@ -19,8 +27,14 @@ def carve_validation(corpus: Corpus, ratio: float, seed: int) -> Corpus:
     if "validation" in corpus or ratio <= 0:
         return corpus
     parts = corpus["train"].train_test_split(test_size=ratio, seed=seed, shuffle=True)
-    splits = {"train": parts["train"], "validation": parts["test"], **{k: v for k, v in corpus.items() if k != "train"}}
-    return corpus.with_splits(splits, f"no dev split: {len(parts['test'])} train sentences ({ratio:.0%}, seed {seed}) held out as validation")
+    splits = {
+        "train": parts["train"],
+        "validation": parts["test"],
+        **{k: v for k, v in corpus.items() if k != "train"},
+    }
+    return corpus.with_splits(
+        splits, f"no dev split: {len(parts['test'])} train sentences ({ratio:.0%}, seed {seed}) held out as validation"
+    )
 
 
 def _dev_as_validation(corpus: Corpus) -> Corpus:
@@ -60,7 +74,9 @@ def load_corpus(
         files = {"train": data_dir / "msra" / "train.bio", "test": data_dir / "msra" / "test.bio"}
         dsd = read_column_files(files, source_scheme or "BIO", scheme, max_chars=max_chars, options=options)
     elif name == "peoples_daily":
-        dsd = read_peoples_daily_1998(data_dir / "peoples_daily_1998" / "199801.txt", scheme, max_chars=max_chars, seed=seed)
+        dsd = read_peoples_daily_1998(
+            data_dir / "peoples_daily_1998" / "199801.txt", scheme, max_chars=max_chars, seed=seed
+        )
     elif name == "files" or train_file:
         files = {k: v for k, v in (("train", train_file), ("validation", validation_file), ("test", test_file)) if v}
         if "train" not in files:

@@ -34,15 +34,23 @@ def build_char_vocab(token_lists: Iterable[Sequence[str]], path: str | Path, min
             norm = normalizer.normalize_str(ch).strip()
             if norm:
                 counts[norm[0]] += 1
-    chars = [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_freq and c not in SPECIAL_TOKENS]
+    chars = [
+        c
+        for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= min_freq and c not in SPECIAL_TOKENS
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(SPECIAL_TOKENS + chars) + "\n", encoding="utf-8")
     return path
 
 
-def load_tokenizer(name_or_path: str | None = None, train_tokens: Iterable[Sequence[str]] | None = None, work_dir: str | Path = ".",
-                   model_max_length: int | None = None):
+def load_tokenizer(
+    name_or_path: str | None = None,
+    train_tokens: Iterable[Sequence[str]] | None = None,
+    work_dir: str | Path = ".",
+    model_max_length: int | None = None,
+):
     """The tokenizer, in this order of preference:
 
     1. ``name_or_path``: a ``vocab.txt`` file, or a model folder / Hub id with a BERT-style tokenizer;

@@ -33,10 +33,16 @@ def type_matrix(spans_per_example, entity_types: list[str]) -> np.ndarray:
 
 def gold_type_matrices(raw: Corpus, scheme: str, entity_types: list[str]) -> dict[str, np.ndarray]:
     """The gold :func:`type_matrix` of every labelled split."""
-    return {split: type_matrix(dataset_spans(ds, scheme), entity_types) for split, ds in raw.items() if "ner_tags" in ds.column_names}
+    return {
+        split: type_matrix(dataset_spans(ds, scheme), entity_types)
+        for split, ds in raw.items()
+        if "ner_tags" in ds.column_names
+    }
 
 
-def blend_gold_types(predicted: dict[str, np.ndarray], gold: dict[str, np.ndarray], share: float, seed: int) -> dict[str, np.ndarray]:
+def blend_gold_types(
+    predicted: dict[str, np.ndarray], gold: dict[str, np.ndarray], share: float, seed: int
+) -> dict[str, np.ndarray]:
     """An analysis oracle between ``category`` and ``gold_category``: in every split, the predicted
     type sets of ``round(share * rows)`` rows, drawn with ``seed``, are replaced by the gold ones.
 
@@ -67,15 +73,24 @@ class MemoryPlan:
     bank: MemoryBank
     memory_ids: dict[str, np.ndarray]  # per split, [examples, n] bank indices
     type_classifier_state: dict[str, torch.Tensor] | None = None
-    report: dict = field(default_factory=dict)  # all_results.json's memory, type_classifier_* and retrieval_types_micro
+    report: dict = field(
+        default_factory=dict
+    )  # all_results.json's memory, type_classifier_* and retrieval_types_micro
 
     def with_memory_ids(self, features: DatasetDict) -> DatasetDict:
         """The splits that have memories, each with its ``memory_ids`` column."""
-        return DatasetDict({split: ds.add_column("memory_ids", self.memory_ids[split].tolist())
-                            for split, ds in features.items() if split in self.memory_ids})
+        return DatasetDict(
+            {
+                split: ds.add_column("memory_ids", self.memory_ids[split].tolist())
+                for split, ds in features.items()
+                if split in self.memory_ids
+            }
+        )
 
 
-def prepare_memories(model, corpus: Corpus, features: DatasetDict, tokenizer, model_args, training_args, char_vectors=None) -> MemoryPlan:
+def prepare_memories(
+    model, corpus: Corpus, features: DatasetDict, tokenizer, model_args, training_args, char_vectors=None
+) -> MemoryPlan:
     """The memory stage of ``train.py``: the entity-type classifier (category / hybrid retrieval, with
     its out-of-fold predictions for the training sentences), POS tags, the bank, and each example's
     ``num_memory`` memories (``modeling.retrieval.rank_memories``). Training queries never retrieve
@@ -88,20 +103,38 @@ def prepare_memories(model, corpus: Corpus, features: DatasetDict, tokenizer, mo
     report: dict = {}
     classifier = predicted_types = None
     if model.type_classifier is not None:
-        classifier = train_type_classifier(model, corpus, features, gold_types, tokenizer, model_args, training_args, char_vectors)
+        classifier = train_type_classifier(
+            model, corpus, features, gold_types, tokenizer, model_args, training_args, char_vectors
+        )
         predicted_types = classifier.predicted
         report["type_classifier_validation"] = classifier.report
         if classifier.train_report is not None:
             report["type_classifier_train_out_of_fold"] = classifier.train_report
         if model_args.oracle_type_share:
-            predicted_types = blend_gold_types(predicted_types, gold_types, model_args.oracle_type_share, training_args.seed)
-            report["retrieval_types_micro"] = {split: multilabel_scores(gold_types[split], types, config.entity_types)["micro"]
-                                               for split, types in predicted_types.items() if split in gold_types}
-            logger.info("retrieval types: %s of each split's type sets replaced by gold; micro F1 %s", model_args.oracle_type_share,
-                        {split: round(100 * r["f1"], 2) for split, r in report["retrieval_types_micro"].items()})
+            predicted_types = blend_gold_types(
+                predicted_types, gold_types, model_args.oracle_type_share, training_args.seed
+            )
+            report["retrieval_types_micro"] = {
+                split: multilabel_scores(gold_types[split], types, config.entity_types)["micro"]
+                for split, types in predicted_types.items()
+                if split in gold_types
+            }
+            logger.info(
+                "retrieval types: %s of each split's type sets replaced by gold; micro F1 %s",
+                model_args.oracle_type_share,
+                {split: round(100 * r["f1"], 2) for split, r in report["retrieval_types_micro"].items()},
+            )
     with training_args.main_process_first(desc="retrieving memories"):
-        bank, memory_ids, retrieval = retrieve_memories(corpus, features, config, tokenizer.get_vocab(), gold_types,
-                                                        Path(training_args.output_dir) / "retrieval_cache", training_args.seed, predicted_types)
+        bank, memory_ids, retrieval = retrieve_memories(
+            corpus,
+            features,
+            config,
+            tokenizer.get_vocab(),
+            gold_types,
+            Path(training_args.output_dir) / "retrieval_cache",
+            training_args.seed,
+            predicted_types,
+        )
     logger.info("retrieval: %s", retrieval)
     report["memory"] = {"num_memory": config.num_memory, "method": config.memory_method, **retrieval}
     return MemoryPlan(bank, memory_ids, classifier.state if classifier else None, report)
@@ -131,29 +164,61 @@ def retrieve_memories(
 
     def pos_of(split: str) -> list[str]:
         key = cache.key("pos", 0, texts[split])
-        result, seconds, hit = cache.get_or_compute(key, lambda: np.array(pos_strings(texts[split], show_progress=True), dtype=object))
+        result, seconds, hit = cache.get_or_compute(
+            key, lambda: np.array(pos_strings(texts[split], show_progress=True), dtype=object)
+        )
         report[f"{split}_pos_seconds"] = round(seconds, 2)
         return list(result)
 
     bank_pos = pos_of("train")
     bank_types = gold_types["train"]
-    bank = MemoryBank.from_sentences(features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab)
+    bank = MemoryBank.from_sentences(
+        features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab
+    )
     index, seen_texts = None, texts
-    if method in INDEX_METHODS:  # the texts as the model sees them (rebuilt from ids), so that training and raw-text retrieval agree
+    if (
+        method in INDEX_METHODS
+    ):  # the texts as the model sees them (rebuilt from ids), so that training and raw-text retrieval agree
         index = BankIndex.of_bank(bank, config.id2label, config.tag_scheme)
         seen_texts = {split: [bank.text_of(ids) for ids in ds["input_ids"]] for split, ds in features.items()}
     memory_ids = {}
     for split, ds in features.items():
-        query_types = {"gold_category": gold_types, "category": predicted_types or {}, "hybrid": predicted_types or {}}.get(method, {}).get(split)
+        query_types = {
+            "gold_category": gold_types,
+            "category": predicted_types or {},
+            "hybrid": predicted_types or {},
+        }.get(method, {}).get(split)
         if method in TYPE_METHODS and query_types is None:
-            logger.warning("split %s has no %s entity types to retrieve its memories by: left out", split, method.split("_")[0])
+            logger.warning(
+                "split %s has no %s entity types to retrieve its memories by: left out", split, method.split("_")[0]
+            )
             continue
         query_pos = bank_pos if split == "train" else pos_of(split)
         exclude = list(range(len(ds))) if split == "train" else None
-        key = cache.key(method, n, texts["train"], texts[split], bank_types, query_types if query_types is not None else np.zeros(1), [seed, split == "train"])
+        key = cache.key(
+            method,
+            n,
+            texts["train"],
+            texts[split],
+            bank_types,
+            query_types if query_types is not None else np.zeros(1),
+            [seed, split == "train"],
+        )
         ids, seconds, hit = cache.get_or_compute(
             key,
-            lambda: rank_memories(method, n, bank_pos, bank_types, query_pos, query_types, exclude, seen_texts[split], seen_texts["train"], seed, index),
+            lambda: rank_memories(
+                method,
+                n,
+                bank_pos,
+                bank_types,
+                query_pos,
+                query_types,
+                exclude,
+                seen_texts[split],
+                seen_texts["train"],
+                seed,
+                index,
+            ),
         )
         report[f"{split}_retrieval_seconds"] = round(seconds, 2)
         report[f"{split}_retrieval_cached"] = hit
@@ -196,5 +261,9 @@ def memory_evidence_rate(query_spans, query_texts, memory_ids, bank_spans, bank_
         hits = sum((text[s.start : s.end], s.type) in memory_entities for s in spans)
         found, total = found + hits, total + len(spans)
         sentences, sentences_hit = sentences + 1, sentences_hit + (hits > 0)
-    return {"entities": total, "entity_rate": found / total if total else 0.0,
-            "sentences": sentences, "sentence_rate": sentences_hit / sentences if sentences else 0.0}
+    return {
+        "entities": total,
+        "entity_rate": found / total if total else 0.0,
+        "sentences": sentences,
+        "sentence_rate": sentences_hit / sentences if sentences else 0.0,
+    }

@@ -40,7 +40,12 @@ def entity_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     text = classification_report(y_true, y_pred, digits=digits, **kwargs) if any(map(len, y_true)) else ""
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
     per_type = {
-        t: {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]), "support": int(r["support"])}
+        t: {
+            "precision": float(r["precision"]),
+            "recall": float(r["recall"]),
+            "f1": float(r["f1-score"]),
+            "support": int(r["support"]),
+        }
         for t, r in report.items()
         if not t.endswith(" avg")
     }

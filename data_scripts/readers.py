@@ -23,7 +23,15 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as Seq
 from modeling.text_splitting import split_windows
 
 from modeling.tag_schemes import (
-    SCHEMES, Span, TagSequenceError, detect_scheme, label_list, lenient_spans, spans_to_tags, split_tag, tags_to_spans,
+    SCHEMES,
+    Span,
+    TagSequenceError,
+    detect_scheme,
+    label_list,
+    lenient_spans,
+    spans_to_tags,
+    split_tag,
+    tags_to_spans,
 )
 
 
@@ -49,8 +57,10 @@ class ReadReport:
 
     def as_dict(self) -> dict:
         return {
-            "repaired_sentences": sum(map(len, self.repaired.values())), "skipped_sentences": sum(map(len, self.skipped.values())),
-            "repaired": {k: v for k, v in self.repaired.items() if v}, "skipped": {k: v for k, v in self.skipped.items() if v},
+            "repaired_sentences": sum(map(len, self.repaired.values())),
+            "skipped_sentences": sum(map(len, self.skipped.values())),
+            "repaired": {k: v for k, v in self.repaired.items() if v},
+            "skipped": {k: v for k, v in self.skipped.items() if v},
         }
 
 
@@ -86,7 +96,9 @@ class Corpus(Mapping):
     def truncated(self, max_train: int | None = None, max_eval: int | None = None) -> "Corpus":
         """The first ``max_train`` training and ``max_eval`` validation / test sentences (debugging, tests)."""
         limits = {"train": max_train, "validation": max_eval, "test": max_eval}
-        splits = {k: ds.select(range(min(limits[k], len(ds)))) if limits.get(k) else ds for k, ds in self.splits.items()}
+        splits = {
+            k: ds.select(range(min(limits[k], len(ds)))) if limits.get(k) else ds for k, ds in self.splits.items()
+        }
         if all(len(ds) == len(self.splits[k]) for k, ds in splits.items()):
             return self
         return self.with_splits(splits, "truncated to " + ", ".join(f"{k} {len(ds)}" for k, ds in splits.items()))
@@ -104,7 +116,10 @@ def _features(types: Iterable[str], scheme: str, labelled: bool = True) -> Featu
 
 
 def build_corpus(
-    splits: dict[str, list[dict]], scheme: str, notes: list[str] | None = None, types: Iterable[str] | None = None,
+    splits: dict[str, list[dict]],
+    scheme: str,
+    notes: list[str] | None = None,
+    types: Iterable[str] | None = None,
     report: ReadReport | None = None,
 ) -> Corpus:
     """``splits`` maps a split name to examples ``{"id", "tokens", "spans"}`` (``spans=None``: unlabelled).
@@ -122,7 +137,10 @@ def build_corpus(
     for name, examples in splits.items():
         labelled = all(ex["spans"] is not None for ex in examples)
         feats = _features(types, scheme, labelled)
-        cols: dict[str, list] = {"id": [ex["id"] for ex in examples], "tokens": [list(ex["tokens"]) for ex in examples]}
+        cols: dict[str, list] = {
+            "id": [ex["id"] for ex in examples],
+            "tokens": [list(ex["tokens"]) for ex in examples],
+        }
         if labelled:
             cols["ner_tags"] = [spans_to_tags(ex["spans"], len(ex["tokens"]), scheme) for ex in examples]
         out[name] = Dataset.from_dict(cols, features=feats)
@@ -163,9 +181,7 @@ def print_summary(dsd: Corpus, title: str = "corpus", file=None) -> str:
     return text
 
 
-def split_long_examples(
-    examples: list[dict], max_chars: int, what: str = "sentences"
-) -> tuple[list[dict], list[str]]:
+def split_long_examples(examples: list[dict], max_chars: int, what: str = "sentences") -> tuple[list[dict], list[str]]:
     """Cut examples longer than ``max_chars`` at sentence punctuation, never inside an entity.
 
     Returns the new examples (ids get a ``#k`` suffix) and notes saying how many were split.
@@ -181,7 +197,13 @@ def split_long_examples(
         n_forced += forced
         for k, (a, b) in enumerate(windows):
             piece = [Span(s.type, max(s.start, a) - a, min(s.end, b) - a) for s in spans if s.start < b and s.end > a]
-            out.append({"id": f"{ex['id']}#{k}", "tokens": ex["tokens"][a:b], "spans": piece if ex["spans"] is not None else None})
+            out.append(
+                {
+                    "id": f"{ex['id']}#{k}",
+                    "tokens": ex["tokens"][a:b],
+                    "spans": piece if ex["spans"] is not None else None,
+                }
+            )
     notes = []
     if n_split:
         notes.append(
@@ -225,16 +247,22 @@ def _read_cluener_file(path: Path) -> tuple[list[dict], list[str]]:
                         raise DataFormatError(path, lineno, f'spans of "{surface}" must be a list of [start, end]')
                     for pos in positions:
                         if not (isinstance(pos, list) and len(pos) == 2 and all(isinstance(p, int) for p in pos)):
-                            raise DataFormatError(path, lineno, f'span {pos!r} of "{surface}" is not [start, end_inclusive]')
+                            raise DataFormatError(
+                                path, lineno, f'span {pos!r} of "{surface}" is not [start, end_inclusive]'
+                            )
                         start, end = pos
                         if not 0 <= start <= end < len(text):
                             raise DataFormatError(
-                                path, lineno, f'span [{start}, {end}] of {etype} "{surface}" lies outside the text ({len(text)} characters)'
+                                path,
+                                lineno,
+                                f'span [{start}, {end}] of {etype} "{surface}" lies outside the text ({len(text)} '
+                                "characters)",
                             )
                         if text[start : end + 1] != surface:
                             raise DataFormatError(
-                                path, lineno,
-                                f'span [{start}, {end}] of {etype} reads "{text[start:end + 1]}", not "{surface}"',
+                                path,
+                                lineno,
+                                f'span [{start}, {end}] of {etype} reads "{text[start : end + 1]}", not "{surface}"',
                             )
                         spans.append(Span(etype, start, end + 1))
             # flat tagging: an entity nested inside a longer one is dropped (and reported);
@@ -246,10 +274,12 @@ def _read_cluener_file(path: Path) -> tuple[list[dict], list[str]]:
                     outer = kept[-1]
                     if sp.end > outer.end:
                         raise DataFormatError(
-                            path, lineno,
-                            f"entities {outer.type} [{outer.start}, {outer.end - 1}] and {sp.type} [{sp.start}, {sp.end - 1}] overlap",
+                            path,
+                            lineno,
+                            f"entities {outer.type} [{outer.start}, {outer.end - 1}] and {sp.type} [{sp.start}, "
+                            f"{sp.end - 1}] overlap",
                         )
-                    nested.append(f"{path.name}:{lineno} {sp.type} '{text[sp.start:sp.end]}' inside {outer.type}")
+                    nested.append(f"{path.name}:{lineno} {sp.type} '{text[sp.start : sp.end]}' inside {outer.type}")
                     continue
                 kept.append(sp)
             examples.append({"id": ex_id, "tokens": list(text), "spans": kept})
@@ -267,7 +297,10 @@ def read_cluener_files(files: dict[str, str | Path], scheme: str = "BIOS", max_c
     for split, path in files.items():
         exs, nested = _read_cluener_file(Path(path))
         if nested:
-            notes.append(f"{split}: {len(nested)} nested entities dropped (flat tagging keeps the outer one): " + "; ".join(nested[:5]))
+            notes.append(
+                f"{split}: {len(nested)} nested entities dropped (flat tagging keeps the outer one): "
+                + "; ".join(nested[:5])
+            )
         if max_chars:
             exs, n = split_long_examples(exs, max_chars)
             notes += [f"{split}: {x}" for x in n]
@@ -331,7 +364,9 @@ class ReadOptions:
             raise ValueError(f"bad_tags must be one of {', '.join(BAD_TAGS)}, got {self.bad_tags!r}")
 
 
-def _tags_to_example(sentence: dict, source: str, options: ReadOptions, path, repaired: list[str], skipped: list[str]) -> dict | None:
+def _tags_to_example(
+    sentence: dict, source: str, options: ReadOptions, path, repaired: list[str], skipped: list[str]
+) -> dict | None:
     """A sentence ``{"id", "tokens", "tags", "lines"}`` -> an example with spans, following ``options.bad_tags``.
 
     ``lines`` gives, per tag, where it was read (a line number, or None for a record without one)."""
@@ -342,8 +377,12 @@ def _tags_to_example(sentence: dict, source: str, options: ReadOptions, path, re
         line = lines[min(err.position if err.position is not None else 0, len(lines) - 1)] if lines else None
         where = f"{Path(path).name}:{line}" if line is not None else f"{Path(path).name} {sentence['where']}"
         if options.bad_tags == "error":
-            raise DataFormatError(path, line, f"{err}{'' if line is not None else ' (' + sentence['where'] + ')'}; "
-                                  "pass --bad_tags repair to read such sentences leniently, or --bad_tags skip to leave them out") from None
+            raise DataFormatError(
+                path,
+                line,
+                f"{err}{'' if line is not None else ' (' + sentence['where'] + ')'}; "
+                "pass --bad_tags repair to read such sentences leniently, or --bad_tags skip to leave them out",
+            ) from None
         if options.bad_tags == "skip":
             skipped.append(where)
             return None
@@ -354,14 +393,21 @@ def _tags_to_example(sentence: dict, source: str, options: ReadOptions, path, re
 
 def _bad_tag_notes(split: str, repaired: list[str], skipped: list[str], shown: int = 10) -> list[str]:
     notes = []
-    for what, places in (("repaired (read leniently: --bad_tags repair)", repaired), ("skipped (--bad_tags skip)", skipped)):
+    for what, places in (
+        ("repaired (read leniently: --bad_tags repair)", repaired),
+        ("skipped (--bad_tags skip)", skipped),
+    ):
         if places:
             more = f" and {len(places) - shown} more (all in all_results.json)" if len(places) > shown else ""
-            notes.append(f"{split}: {len(places)} sentences with ill-formed tags {what}: {', '.join(places[:shown])}{more}")
+            notes.append(
+                f"{split}: {len(places)} sentences with ill-formed tags {what}: {', '.join(places[:shown])}{more}"
+            )
     return notes
 
 
-def _examples_from_tagged(read: dict[str, tuple], scheme: str | None, options: ReadOptions, notes: list[str], report: "ReadReport") -> dict[str, list[dict]]:
+def _examples_from_tagged(
+    read: dict[str, tuple], scheme: str | None, options: ReadOptions, notes: list[str], report: "ReadReport"
+) -> dict[str, list[dict]]:
     """Sentences with tags, per split (``{split: (path, sentences)}``) -> examples with spans in the
     source scheme (``scheme``, or detected from every split's tags)."""
     for split, (path, sents) in read.items():
@@ -371,7 +417,9 @@ def _examples_from_tagged(read: dict[str, tuple], scheme: str | None, options: R
                     split_tag(t)
                 except TagSequenceError:
                     where = "" if ln is not None else f" ({sent['where']}, tag {k})"
-                    raise DataFormatError(path, ln, f"unknown tag {t!r} (expected 'O' or '<prefix>-<type>'){where}") from None
+                    raise DataFormatError(
+                        path, ln, f"unknown tag {t!r} (expected 'O' or '<prefix>-<type>'){where}"
+                    ) from None
     all_tags = {t for _, sents in read.values() for s in sents for t in s["tags"]}
     source = (scheme or detect_scheme(all_tags)).upper()
     if source not in SCHEMES:
@@ -380,14 +428,20 @@ def _examples_from_tagged(read: dict[str, tuple], scheme: str | None, options: R
     out = {}
     for split, (path, sents) in read.items():
         repaired, skipped = [], []
-        exs = [ex for sent in sents if (ex := _tags_to_example(sent, source, options, path, repaired, skipped)) is not None]
+        exs = [
+            ex
+            for sent in sents
+            if (ex := _tags_to_example(sent, source, options, path, repaired, skipped)) is not None
+        ]
         notes += _bad_tag_notes(split, repaired, skipped)
         report.repaired[split], report.skipped[split] = repaired, skipped
         out[split] = exs
     return out
 
 
-def _finish(raw: dict[str, list[dict]], target_scheme: str, notes: list[str], report: ReadReport, max_chars: int | None) -> Corpus:
+def _finish(
+    raw: dict[str, list[dict]], target_scheme: str, notes: list[str], report: ReadReport, max_chars: int | None
+) -> Corpus:
     for split in raw:
         if max_chars:
             raw[split], n = split_long_examples(raw[split], max_chars)
@@ -431,7 +485,9 @@ def _read_column_file(path: Path, options: ReadOptions, encoding: str = "utf-8")
         try:
             line = raw_line.decode(encoding).rstrip("\r")
         except UnicodeDecodeError as e:
-            raise DataFormatError(path, lineno, f"cannot be decoded as {encoding} (byte {e.start}); pass the file's encoding") from None
+            raise DataFormatError(
+                path, lineno, f"cannot be decoded as {encoding} (byte {e.start}); pass the file's encoding"
+            ) from None
         if not line.strip():
             if not chars:
                 stats["blank_runs"] += 1
@@ -443,16 +499,31 @@ def _read_column_file(path: Path, options: ReadOptions, encoding: str = "utf-8")
             if len(parts) < 2:
                 raise DataFormatError(path, lineno, f"expected 2 columns '<char> <tag>', got {len(parts)}: {line!r}")
         if len(parts) != stats["columns"]:
-            raise DataFormatError(path, lineno, f"expected {stats['columns']} columns as on the file's first line, got {len(parts)}: {line!r}")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"expected {stats['columns']} columns as on the file's first line, got {len(parts)}: {line!r}",
+            )
         try:
-            token, tag = parts[0 if options.token_column is None else options.token_column], parts[-1 if options.tag_column is None else options.tag_column]
+            token, tag = (
+                parts[0 if options.token_column is None else options.token_column],
+                parts[-1 if options.tag_column is None else options.tag_column],
+            )
         except IndexError:
-            raise DataFormatError(path, lineno, f"--token_column {options.token_column} / --tag_column {options.tag_column} "
-                                  f"but the line has {len(parts)} columns: {line!r}") from None
+            raise DataFormatError(
+                path,
+                lineno,
+                f"--token_column {options.token_column} / --tag_column {options.tag_column} "
+                f"but the line has {len(parts)} columns: {line!r}",
+            ) from None
         if len(token) != 1:
             if not options.token_first_char:
-                raise DataFormatError(path, lineno, f"expected one character in the token column, got {token!r} "
-                                      "(for tokens that carry a suffix, such as a segmentation digit, pass --token_first_char)")
+                raise DataFormatError(
+                    path,
+                    lineno,
+                    f"expected one character in the token column, got {token!r} "
+                    "(for tokens that carry a suffix, such as a segmentation digit, pass --token_first_char)",
+                )
             stats["first_char"] += 1
             stats["example"] = stats["example"] or token
             token = token[0]
@@ -488,11 +559,17 @@ def read_column_files(
         if columns > 2 or options.token_column is not None or options.tag_column is not None:
             token = 0 if options.token_column is None else options.token_column % columns
             tag = columns - 1 if options.tag_column is None else options.tag_column % columns
-            how = "given" if options.token_column is not None or options.tag_column is not None else "the first and the last; --token_column / --tag_column choose others"
+            how = (
+                "given"
+                if options.token_column is not None or options.tag_column is not None
+                else "the first and the last; --token_column / --tag_column choose others"
+            )
             notes.append(f"{split}: {columns} columns: tokens from column {token}, tags from column {tag} ({how})")
         if stats["first_char"]:
-            notes.append(f"{split}: {stats['first_char']} tokens of several characters read as their first character "
-                         f"(--token_first_char), e.g. {stats['example']!r} -> {stats['example'][0]!r}")
+            notes.append(
+                f"{split}: {stats['first_char']} tokens of several characters read as their first character "
+                f"(--token_first_char), e.g. {stats['example']!r} -> {stats['example'][0]!r}"
+            )
         if stats["blank_runs"] > 1:
             notes.append(f"{split}: {stats['blank_runs']} extra blank lines between sentences were ignored")
     raw = _examples_from_tagged(read, scheme, options, notes, report)
@@ -504,7 +581,8 @@ def read_column_files(
 
 
 def is_token_json(path: str | Path) -> bool:
-    """Whether a ``.json`` / ``.jsonl`` file holds ``tokens``/``ner_tags`` records rather than CLUENER's ``text``/``label``."""
+    """Whether a ``.json`` / ``.jsonl`` file holds ``tokens``/``ner_tags`` records rather than CLUENER's
+    ``text``/``label``."""
     with open(path, encoding="utf-8") as f:
         head = f.read(4096).lstrip()
     if head.startswith("["):
@@ -518,7 +596,12 @@ def is_token_json(path: str | Path) -> bool:
 
 
 def _records_to_sentences(
-    records: Iterable[tuple[int | None, str, dict]], path, options: ReadOptions, feature_names: list[str] | None, notes: list[str], split: str
+    records: Iterable[tuple[int | None, str, dict]],
+    path,
+    options: ReadOptions,
+    feature_names: list[str] | None,
+    notes: list[str],
+    split: str,
 ) -> list[dict]:
     """``(line or None, where, record)`` -> sentences with string tags."""
     text_col, label_col = options.text_column_name or "tokens", options.label_column_name or "ner_tags"
@@ -527,8 +610,12 @@ def _records_to_sentences(
     for line, where, rec in records:
         if not isinstance(rec, dict) or text_col not in rec or label_col not in rec:
             keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-            raise DataFormatError(path, line, f"{where}: expected columns {text_col!r} and {label_col!r} (--text_column_name / "
-                                  f"--label_column_name), got {keys}")
+            raise DataFormatError(
+                path,
+                line,
+                f"{where}: expected columns {text_col!r} and {label_col!r} (--text_column_name / "
+                f"--label_column_name), got {keys}",
+            )
         tokens, tags = rec[text_col], rec[label_col]
         if isinstance(tokens, str):
             tokens = list(tokens)
@@ -540,22 +627,44 @@ def _records_to_sentences(
             if not isinstance(token, str) or not token:
                 raise DataFormatError(path, line, f"{where}: expected one character per token, got {token!r}")
             if len(token) > 1 and not options.token_first_char:
-                raise DataFormatError(path, line, f"{where}: expected one character per token, got {token!r} "
-                                      "(pass --token_first_char to read a token's first character)")
+                raise DataFormatError(
+                    path,
+                    line,
+                    f"{where}: expected one character per token, got {token!r} "
+                    "(pass --token_first_char to read a token's first character)",
+                )
         first_char += [t for t in tokens if len(t) > 1]
         tokens = [t[0] for t in tokens]
         if any(isinstance(t, bool) or not isinstance(t, (int, str)) for t in tags):
             raise DataFormatError(path, line, f"{where}: tags must be strings or integer ids")
         if any(isinstance(t, int) for t in tags):
             if not names:
-                raise DataFormatError(path, line, f"{where}: {label_col!r} holds integer ids: pass --tag_names (the tag of each id, in order)")
+                raise DataFormatError(
+                    path,
+                    line,
+                    f"{where}: {label_col!r} holds integer ids: pass --tag_names (the tag of each id, in order)",
+                )
             if not all(isinstance(t, int) and 0 <= t < len(names) for t in tags):
-                raise DataFormatError(path, line, f"{where}: tag ids must be integers in [0, {len(names)}) for the {len(names)} label names")
+                raise DataFormatError(
+                    path,
+                    line,
+                    f"{where}: tag ids must be integers in [0, {len(names)}) for the {len(names)} label names",
+                )
             tags = [names[t] for t in tags]
-        sentences.append({"id": str(rec.get("id", len(sentences))), "tokens": tokens, "tags": tags, "lines": [line] * len(tags), "where": where})
+        sentences.append(
+            {
+                "id": str(rec.get("id", len(sentences))),
+                "tokens": tokens,
+                "tags": tags,
+                "lines": [line] * len(tags),
+                "where": where,
+            }
+        )
     if first_char:
-        notes.append(f"{split}: {len(first_char)} tokens of several characters read as their first character "
-                     f"(--token_first_char), e.g. {first_char[0]!r} -> {first_char[0][0]!r}")
+        notes.append(
+            f"{split}: {len(first_char)} tokens of several characters read as their first character "
+            f"(--token_first_char), e.g. {first_char[0]!r} -> {first_char[0][0]!r}"
+        )
     return sentences
 
 
@@ -579,20 +688,29 @@ def _json_records(path: Path):
 
 
 def read_token_json_files(
-    files: dict[str, str | Path], scheme: str | None = None, target_scheme: str = "BIOS", max_chars: int | None = None,
+    files: dict[str, str | Path],
+    scheme: str | None = None,
+    target_scheme: str = "BIOS",
+    max_chars: int | None = None,
     options: ReadOptions | None = None,
 ) -> Corpus:
     """Read JSON or JSON-lines files of ``{"tokens": [...], "ner_tags": [...]}`` records, one per split
     (run_ner.py's layout); tags are strings, or integer ids with ``options.tag_names``."""
     options = options or ReadOptions()
     notes, report = [], ReadReport()
-    read = {split: (Path(path), _records_to_sentences(_json_records(Path(path)), Path(path), options, None, notes, split)) for split, path in files.items()}
+    read = {
+        split: (Path(path), _records_to_sentences(_json_records(Path(path)), Path(path), options, None, notes, split))
+        for split, path in files.items()
+    }
     raw = _examples_from_tagged(read, scheme, options, notes, report)
     return _finish(raw, target_scheme, notes, report, max_chars)
 
 
 def read_hf_dataset(
-    name_or_path: str, scheme: str | None = None, target_scheme: str = "BIOS", max_chars: int | None = None,
+    name_or_path: str,
+    scheme: str | None = None,
+    target_scheme: str = "BIOS",
+    max_chars: int | None = None,
     options: ReadOptions | None = None,
 ) -> Corpus:
     """A ``datasets`` dataset with token and tag columns: a folder written by ``save_to_disk``, or a
@@ -606,8 +724,10 @@ def read_hf_dataset(
         try:
             loaded = load_dataset(name_or_path)
         except Exception as err:
-            raise FileNotFoundError(f"--dataset_name {name_or_path!r} is neither a save_to_disk folder nor a dataset the Hub "
-                                    f"could give here ({type(err).__name__}: {str(err)[:300]})") from None
+            raise FileNotFoundError(
+                f"--dataset_name {name_or_path!r} is neither a save_to_disk folder nor a dataset the Hub "
+                f"could give here ({type(err).__name__}: {str(err)[:300]})"
+            ) from None
     if not isinstance(loaded, DatasetDict):
         loaded = DatasetDict({"train": loaded})
     read, notes, report = {}, [f"dataset {name_or_path} (splits {', '.join(loaded)})"], ReadReport()
@@ -617,7 +737,10 @@ def read_hf_dataset(
         feature = ds.features.get(label_col)
         names = getattr(getattr(feature, "feature", None), "names", None)
         records = ((None, f"split {split}, row {k}", row) for k, row in enumerate(ds))
-        read[split_name] = (Path(name_or_path), _records_to_sentences(records, name_or_path, options, names, notes, split_name))
+        read[split_name] = (
+            Path(name_or_path),
+            _records_to_sentences(records, name_or_path, options, names, notes, split_name),
+        )
     raw = _examples_from_tagged(read, scheme, options, notes, report)
     return _finish(raw, target_scheme, notes, report, max_chars)
 
@@ -630,7 +753,9 @@ PD_PAPER_SPLIT = (15850, 3962)
 _DOC_ID = re.compile(r"^\d{8}-\d{2}-\d{3}-\d{3}/m$")
 
 
-def parse_peoples_daily_line(line: str, path: str | Path = "<line>", lineno: int | None = None) -> tuple[list[str], list[Span]]:
+def parse_peoples_daily_line(
+    line: str, path: str | Path = "<line>", lineno: int | None = None
+) -> tuple[list[str], list[Span]]:
     """One annotated paragraph -> characters and PER/LOC/ORG spans.
 
     Drops the leading document id; ``nr`` surname + ``nr`` given name form one PER; ``ns`` is LOC
@@ -641,7 +766,9 @@ def parse_peoples_daily_line(line: str, path: str | Path = "<line>", lineno: int
     if not tokens:
         return [], []
     if not _DOC_ID.match(tokens[0]):
-        raise DataFormatError(path, lineno, f"expected a document id like 19980101-01-001-001/m first, got {tokens[0]!r}")
+        raise DataFormatError(
+            path, lineno, f"expected a document id like 19980101-01-001-001/m first, got {tokens[0]!r}"
+        )
     words: list[tuple[str, str]] = []  # (word, pos)
     compounds: list[tuple[int, int, str]] = []  # word index range [a, b) and compound tag
     open_at = None
@@ -685,7 +812,13 @@ def parse_peoples_daily_line(line: str, path: str | Path = "<line>", lineno: int
             k += 1
             continue
         end = k + 1
-        if pos == "nr" and k + 1 < len(words) and words[k + 1][1] == "nr" and not in_compound[k + 1] and len(word) <= 2:
+        if (
+            pos == "nr"
+            and k + 1 < len(words)
+            and words[k + 1][1] == "nr"
+            and not in_compound[k + 1]
+            and len(word) <= 2
+        ):
             end = k + 2  # surname + given name
         units.append((k, end, PD_ENTITY_TYPES[pos]))
         k = end
@@ -723,7 +856,9 @@ def read_peoples_daily_1998(
     if encoding.lower() in ("gbk", "gb2312", "gb18030") and not data.isascii() and _is_utf8(data):
         # UTF-8 Chinese often decodes as (wrong) GBK without error: refuse the file rather than read mojibake
         lineno = next(i for i, l in enumerate(data.split(b"\n"), 1) if not l.isascii())
-        raise DataFormatError(path, lineno, f"cannot be decoded as {encoding}: the file is UTF-8; pass encoding='utf-8'")
+        raise DataFormatError(
+            path, lineno, f"cannot be decoded as {encoding}: the file is UTF-8; pass encoding='utf-8'"
+        )
     examples, blank = [], 0
     # split on \n only, as editors number lines (some lines of the 1998 file end in \r\r\n)
     for lineno, raw_line in enumerate(data.split(b"\n"), 1):
@@ -731,7 +866,9 @@ def read_peoples_daily_1998(
         try:
             line = raw_line.decode(encoding)
         except UnicodeDecodeError as e:
-            raise DataFormatError(path, lineno, f"cannot be decoded as {encoding} (byte {e.start}); is this the GBK file?") from None
+            raise DataFormatError(
+                path, lineno, f"cannot be decoded as {encoding} (byte {e.start}); is this the GBK file?"
+            ) from None
         if not line.strip():
             blank += 1
             continue

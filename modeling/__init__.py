@@ -19,4 +19,11 @@ for _config, _model in ((MemoryNetConfig, MemoryNetForTokenClassification), (Seq
     _config.register_for_auto_class()
     _model.register_for_auto_class("AutoModelForTokenClassification")
 
-__all__ = ["ChineseNERPipeline", "PIPELINE_TASK", "MemoryNetConfig", "MemoryNetForTokenClassification", "Seq2SeqAttnConfig", "Seq2SeqAttnTagger"]
+__all__ = [
+    "ChineseNERPipeline",
+    "PIPELINE_TASK",
+    "MemoryNetConfig",
+    "MemoryNetForTokenClassification",
+    "Seq2SeqAttnConfig",
+    "Seq2SeqAttnTagger",
+]

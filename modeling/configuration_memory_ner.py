@@ -73,7 +73,8 @@ class MemoryNetConfig(PreTrainedConfig):
             sentence and, through `s`, from the memory attention (eq. 3), and a training step costs
             about half as much. The paper does not say which it did; see `benchmarks/RESULTS.md`.
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
-            Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`, `add_memories` and `remove_memories`).
+            Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`, `add_memories` and
+            `remove_memories`).
     """
 
     model_type = "memory_ner"
@@ -112,19 +113,36 @@ class MemoryNetConfig(PreTrainedConfig):
         if self.encoder_type not in ENCODER_TYPES:
             raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {self.encoder_type!r}")
         if self.encoder_type == "transformers" and self.encoder_config is None:
-            raise ValueError('encoder_type="transformers" needs an encoder_config (e.g. AutoConfig.from_pretrained(path))')
+            raise ValueError(
+                'encoder_type="transformers" needs an encoder_config (e.g. AutoConfig.from_pretrained(path))'
+            )
         if self.use_self_attention and self.self_attention_size % self.num_attention_heads:
             raise ValueError(
-                f"self_attention_size ({self.self_attention_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+                f"self_attention_size ({self.self_attention_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
             )
-        if self.memory_method not in ("pos_edit", "category", "gold_category", "random", "lexical", "entity", "hybrid"):
+        if self.memory_method not in (
+            "pos_edit",
+            "category",
+            "gold_category",
+            "random",
+            "lexical",
+            "entity",
+            "hybrid",
+        ):
             raise ValueError(f"unknown memory_method {self.memory_method!r}")
         if self.type_classifier_kind not in ("pooled", "tagger"):
             raise ValueError(f"type_classifier_kind must be 'pooled' or 'tagger', got {self.type_classifier_kind!r}")
         if self.type_classifier_encoder_type not in (None, *ENCODER_TYPES):
-            raise ValueError(f"type_classifier_encoder_type must be one of {ENCODER_TYPES} (or None: the tagger's), got {self.type_classifier_encoder_type!r}")
+            raise ValueError(
+                f"type_classifier_encoder_type must be one of {ENCODER_TYPES} (or None: the tagger's), got "
+                f"{self.type_classifier_encoder_type!r}"
+            )
         if self.type_classifier_encoder[0] == "transformers" and self.type_classifier_encoder[1] is None:
-            raise ValueError('a "transformers" type classifier needs type_classifier_encoder_config (or the tagger\'s encoder_config)')
+            raise ValueError(
+                'a "transformers" type classifier needs type_classifier_encoder_config (or the tagger\'s '
+                "encoder_config)"
+            )
         if self.num_memory < 0:
             raise ValueError(f"num_memory must be >= 0, got {self.num_memory}")
         super().__post_init__(**kwargs)

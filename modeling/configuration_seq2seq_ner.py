@@ -97,12 +97,15 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
         if self.encoder_type not in ENCODER_TYPES:
             raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {self.encoder_type!r}")
         if self.encoder_type == "transformers" and self.encoder_config is None:
-            raise ValueError('encoder_type="transformers" needs an encoder_config (e.g. AutoConfig.from_pretrained(path))')
+            raise ValueError(
+                'encoder_type="transformers" needs an encoder_config (e.g. AutoConfig.from_pretrained(path))'
+            )
         if self.attention_score not in ATTENTION_SCORES:
             raise ValueError(f"attention_score must be one of {ATTENTION_SCORES}, got {self.attention_score!r}")
         if self.attention_score == "dot" and self.decoder_hidden_size != 2 * self.lstm_hidden_size:
             raise ValueError(
-                f"the dot score needs decoder_hidden_size == 2 * lstm_hidden_size ({2 * self.lstm_hidden_size}), got {self.decoder_hidden_size}"
+                f"the dot score needs decoder_hidden_size == 2 * lstm_hidden_size ({2 * self.lstm_hidden_size}), got "
+                f"{self.decoder_hidden_size}"
             )
         if self.attention_score in ("general", "additive") and not self.attention_size:
             raise ValueError(f"the {self.attention_score} score needs an attention_size")

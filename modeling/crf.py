@@ -56,12 +56,15 @@ class CRFHead(nn.Module):
                 raise ValueError("labels are -100 at character positions: the CRF needs a tag for every character")
             tags = tags.masked_fill(~char_mask, 0)
             if bool((tags >= self.num_tags).any()) or bool((tags < 0).any()):
-                raise ValueError(f"labels must be tag ids in [0, {self.num_tags}), got {int(tags.min())}..{int(tags.max())}")
+                raise ValueError(
+                    f"labels must be tag ids in [0, {self.num_tags}), got {int(tags.min())}..{int(tags.max())}"
+                )
             return -self.crf(em, tags, mask=mask, reduction="mean")
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, attention_mask: torch.Tensor) -> torch.LongTensor:
-        """Most probable tag sequence under eq. 11 (Viterbi) as ``[batch, length]`` tag ids aligned with the input, ``-100`` off characters.
+        """Most probable tag sequence under eq. 11 (Viterbi) as ``[batch, length]`` tag ids aligned with the input,
+        ``-100`` off characters.
 
         The recursion and the back-trace run over the whole batch at once, in NumPy: inference only,
         and a step costs microseconds there against tens of microseconds of torch dispatch, which a
@@ -69,7 +72,10 @@ class CRFHead(nn.Module):
         pytorch-crf's order and ties go to the first tag, so the paths are the ones its ``decode``
         returns."""
         em, mask, char_mask = (x.cpu().numpy() for x in self._crf_inputs(emissions, attention_mask))
-        start, trans, end = (p.detach().float().cpu().numpy() for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions))
+        start, trans, end = (
+            p.detach().float().cpu().numpy()
+            for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions)
+        )
         batch, steps, _ = em.shape
         score = start + em[:, 0]  # [batch, tags]
         history = np.zeros((max(steps - 1, 0),) + score.shape, dtype=np.int64)
@@ -99,7 +105,10 @@ class CRFHead(nn.Module):
         Should a step underflow (transitions or emissions ~80 apart), the log-space result is
         returned instead."""
         em, mask, char_mask = (x.cpu().numpy() for x in self._crf_inputs(emissions.detach(), attention_mask))
-        start, trans, end = (p.detach().float().cpu().numpy() for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions))
+        start, trans, end = (
+            p.detach().float().cpu().numpy()
+            for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions)
+        )
         step = np.exp(em - em.max(axis=2, keepdims=True))  # [batch, steps, tags], max 1 per step
         trans, start, end = np.exp(trans - trans.max()), np.exp(start - start.max()), np.exp(end - end.max())
         steps = em.shape[1]

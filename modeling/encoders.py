@@ -25,7 +25,11 @@ class EncoderParametersMixin:
     encoder_modules: tuple[str, ...] = ("encoder",)
 
     def encoder_parameter_names(self) -> set[str]:
-        return {f"{prefix}.{name}" for prefix in self.encoder_modules for name, _ in self.get_submodule(prefix).named_parameters()}
+        return {
+            f"{prefix}.{name}"
+            for prefix in self.encoder_modules
+            for name, _ in self.get_submodule(prefix).named_parameters()
+        }
 
 
 class CharBiLSTMEncoder(nn.Module):
@@ -53,7 +57,9 @@ class CharBiLSTMEncoder(nn.Module):
         )
         self.output_size = 2 * hidden_size
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **unused) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **unused
+    ) -> torch.Tensor:
         return run_lstm(self.lstm, self.dropout(self.embeddings(input_ids)), attention_mask)
 
 
@@ -132,7 +138,9 @@ def read_char_vectors(npz_path: str | Path, vocab_path: str | Path | None = None
 
 
 @torch.no_grad()
-def init_char_embeddings(embeddings: nn.Embedding, vocab: dict[str, int], tokens: list[str], vectors: np.ndarray) -> dict:
+def init_char_embeddings(
+    embeddings: nn.Embedding, vocab: dict[str, int], tokens: list[str], vectors: np.ndarray
+) -> dict:
     """Copy pretrained vectors onto the rows of a character embedding table whose token they cover.
 
     ``vocab`` is the tokenizer's token -> id map. Characters the vectors do not cover keep their

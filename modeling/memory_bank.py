@@ -36,12 +36,23 @@ class MemoryBank(nn.Module):
         return self.input_ids.shape[0]
 
     @classmethod
-    def from_sentences(cls, input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], types: np.ndarray,
-                       pos: Sequence[str], vocab: dict[str, int] | None = None) -> "MemoryBank":
+    def from_sentences(
+        cls,
+        input_ids: Sequence[Sequence[int]],
+        labels: Sequence[Sequence[int]],
+        types: np.ndarray,
+        pos: Sequence[str],
+        vocab: dict[str, int] | None = None,
+    ) -> "MemoryBank":
         """A bank just large enough for these sentences (formats as in :meth:`fill`); ``vocab`` fills
         the token table that lets retrieval rebuild a query's text from its ids."""
-        bank = cls(len(input_ids), max(len(x) for x in input_ids), max(1, max(len(p) for p in pos)),
-                   np.asarray(types).reshape(len(input_ids), -1).shape[1], len(vocab) if vocab else 0)
+        bank = cls(
+            len(input_ids),
+            max(len(x) for x in input_ids),
+            max(1, max(len(p) for p in pos)),
+            np.asarray(types).reshape(len(input_ids), -1).shape[1],
+            len(vocab) if vocab else 0,
+        )
         bank.fill(input_ids, labels, types, pos)
         if vocab:
             bank.fill_token_table(vocab)
@@ -58,7 +69,10 @@ class MemoryBank(nn.Module):
         """Copy the bank's sentences in: ``input_ids`` / ``labels`` as produced by ``encode_chars``
         (with ``[CLS]``/``[SEP]``, labels ``-100`` there), ``types`` ``[size, num_types]`` 0/1, ``pos`` strings."""
         if not (len(input_ids) == len(labels) == len(types) == len(pos) == len(self)):
-            raise ValueError(f"a bank of {len(self)} sentences got {len(input_ids)} ids, {len(labels)} labels, {len(types)} type sets, {len(pos)} POS strings")
+            raise ValueError(
+                f"a bank of {len(self)} sentences got {len(input_ids)} ids, {len(labels)} labels, {len(types)} type "
+                f"sets, {len(pos)} POS strings"
+            )
         self.input_ids.zero_()
         self.labels.fill_(-100)
         self.pos.zero_()
@@ -72,14 +86,21 @@ class MemoryBank(nn.Module):
             self.labels[i, : len(labs)] = torch.as_tensor(labs, dtype=self.labels.dtype)
             self.lengths[i] = len(ids)
             self.pos[i, : len(p)] = torch.as_tensor([ord(c) for c in p], dtype=torch.int32)
-        self.types[start : start + len(input_ids)] = torch.as_tensor(np.asarray(types), dtype=torch.uint8).reshape(len(input_ids), -1)
+        self.types[start : start + len(input_ids)] = torch.as_tensor(np.asarray(types), dtype=torch.uint8).reshape(
+            len(input_ids), -1
+        )
 
     @torch.no_grad()
     def extended(self, input_ids, labels, types: np.ndarray, pos: Sequence[str]) -> "MemoryBank":
         """A new bank: this one's sentences, then the given ones (same formats as :meth:`fill`)."""
         size, length, pos_length = len(self), self.input_ids.shape[1], self.pos.shape[1]
-        bank = MemoryBank(size + len(input_ids), max([length, *map(len, input_ids)]), max([pos_length, *map(len, pos)]),
-                          self.types.shape[1], len(self.token_chars)).to(self.input_ids.device)
+        bank = MemoryBank(
+            size + len(input_ids),
+            max([length, *map(len, input_ids)]),
+            max([pos_length, *map(len, pos)]),
+            self.types.shape[1],
+            len(self.token_chars),
+        ).to(self.input_ids.device)
         bank.token_chars.copy_(self.token_chars)
         bank.input_ids[:size, :length] = self.input_ids
         bank.labels[:size, :length] = self.labels
@@ -92,7 +113,9 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def subset(self, keep: torch.LongTensor) -> "MemoryBank":
         """A new bank of the sentences ``keep`` (bank indices, in that order)."""
-        bank = MemoryBank(len(keep), self.input_ids.shape[1], self.pos.shape[1], self.types.shape[1], len(self.token_chars)).to(self.input_ids.device)
+        bank = MemoryBank(
+            len(keep), self.input_ids.shape[1], self.pos.shape[1], self.types.shape[1], len(self.token_chars)
+        ).to(self.input_ids.device)
         bank.token_chars.copy_(self.token_chars)
         for name in ("input_ids", "labels", "lengths", "pos", "types"):
             getattr(bank, name).copy_(getattr(self, name)[keep])
@@ -109,7 +132,10 @@ class MemoryBank(nn.Module):
     def texts(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> list[str]:
         """Rebuild the texts of ``[CLS] chars [SEP]`` inputs (``[UNK]`` and the like become U+FFFD)."""
         chars = self.token_chars.to(input_ids.device)[input_ids.long().clamp(max=len(self.token_chars) - 1)]
-        return ["".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1]) for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist())]
+        return [
+            "".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1])
+            for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist())
+        ]
 
     def text_of(self, input_ids: Sequence[int]) -> str:
         """The text of one ``[CLS] chars [SEP]`` id list, as :meth:`texts` rebuilds it."""

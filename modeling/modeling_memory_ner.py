@@ -32,9 +32,11 @@ class MemoryNetTokenClassifierOutput(TokenClassifierOutput):
         CRF negative log-likelihood (eq. 12), averaged over the batch.
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
         CRF emission scores.
-    tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with `return_tags=True`):
+    tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with
+    `return_tags=True`):
         Viterbi-decoded tag ids aligned with `input_ids`; `-100` on `[CLS]`, `[SEP]` and padding.
-    memory_attentions (`torch.FloatTensor` of shape `(batch_size, num_memory, sequence_length, memory_length)`, with `output_attentions=True`):
+    memory_attentions (`torch.FloatTensor` of shape `(batch_size, num_memory, sequence_length, memory_length)`, with
+    `output_attentions=True`):
         The normalised memory attention `M_j` of eqs. 4-5.
     """
 
@@ -120,7 +122,8 @@ class EntityTypeClassifier(nn.Module):
         self.build_head(config)
 
     def build_head(self, config: MemoryNetConfig) -> None:
-        """The label-dependent layers (new, untrained): one logit per entity type, or the tagger's tag layer and CRF."""
+        """The label-dependent layers (new, untrained): one logit per entity type, or the tagger's tag layer and
+        CRF."""
         if self.kind == "pooled":
             self.classifier = nn.Linear(self.encoder.output_size, len(config.entity_types))
         else:
@@ -195,8 +198,11 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             self.memory_attention = MemoryAttention()
             if config.memory_bank_size:
                 self.memory_bank = MemoryBank(
-                    config.memory_bank_size, config.memory_bank_length, config.memory_pos_length,
-                    len(config.entity_types), config.token_table_size,
+                    config.memory_bank_size,
+                    config.memory_bank_length,
+                    config.memory_pos_length,
+                    len(config.entity_types),
+                    config.token_table_size,
                 )
             features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
         self.type_classifier = EntityTypeClassifier(config) if config.uses_type_classifier else None
@@ -217,7 +223,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
     def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "MemoryNetForTokenClassification":
         """A new tagger around a pretrained transformers encoder (Hub id when online, or a local folder)."""
         encoder = load_pretrained_encoder(encoder_name_or_path)
-        config = MemoryNetConfig(encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs)
+        config = MemoryNetConfig(
+            encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs
+        )
         model = cls(config)
         model.encoder = encoder
         return model
@@ -236,8 +244,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         self.config.id2label = dict(id2label)
         self.config.label2id = {label: i for i, label in self.config.id2label.items()}
         if self.config.num_memory > 0 and self.config.label_embedding_size != old_size:
-            raise ValueError("the new labels have other tag prefixes than the model's: fine-tune in the model's tag scheme "
-                             f"({self.config.tag_scheme})")
+            raise ValueError(
+                "the new labels have other tag prefixes than the model's: fine-tune in the model's tag scheme "
+                f"({self.config.tag_scheme})"
+            )
         self.num_labels = self.config.num_labels
         device = self.classifier.weight.device
         self.classifier = nn.Linear(self.classifier.in_features, self.num_labels).to(device)
@@ -276,12 +286,17 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             prefix, _, etype = label.partition("-")
             if etype:
                 vec = type_vectors.get(etype) if type_vectors else None
-                weight[idx, :size] = torch.as_tensor(vec, dtype=weight.dtype) if vec is not None else torch.randn(size) * self.config.initializer_range
+                weight[idx, :size] = (
+                    torch.as_tensor(vec, dtype=weight.dtype)
+                    if vec is not None
+                    else torch.randn(size) * self.config.initializer_range
+                )
             weight[idx, size + prefixes.index(prefix)] = 1.0
 
     @torch.no_grad()
     def set_memory_bank(self, bank: MemoryBank) -> None:
-        """Hold ``bank`` (``MemoryBank.from_sentences``) as the sentences memories are drawn from; saved with the model."""
+        """Hold ``bank`` (``MemoryBank.from_sentences``) as the sentences memories are drawn from; saved with the
+        model."""
         self.config.memory_pos_length = bank.pos.shape[1]
         self.config.token_table_size = len(bank.token_chars)
         self._replace_memory_bank(bank.to(self.device), None)
@@ -297,8 +312,13 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             self.type_classifier.requires_grad_(False)
 
     @torch.no_grad()
-    def add_memories(self, texts: list[str], tags: list[list[str]] | None = None, tokenizer=None,
-                     entities: list[list[dict]] | None = None) -> list[int]:
+    def add_memories(
+        self,
+        texts: list[str],
+        tags: list[list[str]] | None = None,
+        tokenizer=None,
+        entities: list[list[dict]] | None = None,
+    ) -> list[int]:
         """Append labelled sentences to the memory bank of a trained model, with no retraining.
 
         Give each text its ``tags`` (one per character, in ``config.tag_scheme``) or its ``entities``
@@ -316,31 +336,44 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         if tokenizer is None:
             raise ValueError("add_memories needs the model's tokenizer, to encode the texts as the model reads them")
         if (tags is None) == (entities is None):
-            raise ValueError("give add_memories either tags (one per character) or entities (start, end, entity_group) for every text")
+            raise ValueError(
+                "give add_memories either tags (one per character) or entities (start, end, entity_group) for every "
+                "text"
+            )
         texts = [texts] if isinstance(texts, str) else list(texts)
         scheme, label2id, window = self.config.tag_scheme, self.config.label2id, self.config.max_length - 2
         if entities is not None:
             if len(entities) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(entities)} entity lists")
-            tags = [spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in ents], len(t), scheme) for t, ents in zip(texts, entities)]
+            tags = [
+                spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in ents], len(t), scheme)
+                for t, ents in zip(texts, entities)
+            ]
         if len(tags) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(tags)} tag lists")
         types = np.zeros((len(texts), len(self.config.entity_types)), dtype=np.uint8)
         for k, (text, row) in enumerate(zip(texts, tags)):
             if not text or len(text) > window:
-                raise ValueError(f"memory {k}: a memory sentence has 1 to {window} characters (the model's window), this one {len(text)}")
+                raise ValueError(
+                    f"memory {k}: a memory sentence has 1 to {window} characters (the model's window), this one "
+                    f"{len(text)}"
+                )
             if len(row) != len(text):
                 raise ValueError(f"memory {k}: {len(text)} characters but {len(row)} tags")
             unknown = sorted(set(row) - set(label2id))
             if unknown:
-                raise ValueError(f"memory {k}: tags {unknown} are not among the model's labels ({scheme}: {sorted(label2id)})")
+                raise ValueError(
+                    f"memory {k}: tags {unknown} are not among the model's labels ({scheme}: {sorted(label2id)})"
+                )
             for span in tags_to_spans(list(row), scheme):  # raises on an ill-formed sequence
                 types[k, self.config.entity_types.index(span.type)] = 1
         enc = encode_chars(tokenizer, [list(t) for t in texts], self.config.max_length)
         labels = [[-100] + [label2id[t] for t in row] + [-100] for row in tags]
         old = len(self.memory_bank)
-        self._replace_memory_bank(self.memory_bank.extended(enc["input_ids"], labels, types, pos_strings(texts)),
-                                  torch.cat([torch.arange(old), torch.full((len(texts),), -1)]))
+        self._replace_memory_bank(
+            self.memory_bank.extended(enc["input_ids"], labels, types, pos_strings(texts)),
+            torch.cat([torch.arange(old), torch.full((len(texts),), -1)]),
+        )
         return list(range(old, old + len(texts)))
 
     @torch.no_grad()
@@ -350,7 +383,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         size = len(self.memory_bank) if self.memory_bank is not None else 0
         drop = set(int(i) for i in indices)
         if any(not 0 <= i < size for i in drop):
-            raise ValueError(f"bank indices must lie in [0, {size}), got {sorted(i for i in drop if not 0 <= i < size)}")
+            raise ValueError(
+                f"bank indices must lie in [0, {size}), got {sorted(i for i in drop if not 0 <= i < size)}"
+            )
         keep = torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long)
         if len(keep) <= self.config.num_memory:
             raise ValueError(f"a bank must keep more than num_memory={self.config.num_memory} sentences")
@@ -389,13 +424,19 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         if bank is None:
             raise ValueError("this model has no memory bank (train it with num_memory > 0)")
         cached = self._bank_index
-        if cached is None or cached[0] is not bank.input_ids or cached[1] != (bank.input_ids._version, bank.labels._version):
+        if (
+            cached is None
+            or cached[0] is not bank.input_ids
+            or cached[1] != (bank.input_ids._version, bank.labels._version)
+        ):
             index = BankIndex.of_bank(bank, self.config.id2label, self.config.tag_scheme)
             cached = self._bank_index = (bank.input_ids, (bank.input_ids._version, bank.labels._version), index)
         return cached[2]
 
     @torch.no_grad()
-    def retrieve_memories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, method: str | None = None) -> torch.LongTensor:
+    def retrieve_memories(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, method: str | None = None
+    ) -> torch.LongTensor:
         """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``.
 
         A query never retrieves a bank sentence with its own text, in training (where that would
@@ -406,21 +447,42 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             raise ValueError("this model has no memory bank to retrieve from (train it with num_memory > 0)")
         method = method or self.config.memory_method
         if method == "gold_category":
-            raise ValueError("gold_category retrieval needs gold entity types, which raw input does not have; pass memory_ids")
-        query_types = self.predict_entity_types(input_ids, attention_mask).cpu().numpy() if method in ("category", "hybrid") else None
+            raise ValueError(
+                "gold_category retrieval needs gold entity types, which raw input does not have; pass memory_ids"
+            )
+        query_types = (
+            self.predict_entity_types(input_ids, attention_mask).cpu().numpy()
+            if method in ("category", "hybrid")
+            else None
+        )
         texts = self.memory_bank.texts(input_ids, attention_mask)
         bank = self.memory_bank
         index = self.bank_index() if method in INDEX_METHODS else None
-        query_pos = pos_strings(texts) if method in POS_METHODS else [""] * len(texts)  # jieba only where the ranking reads POS
-        ids = rank_memories(method, self.config.num_memory, bank.pos_strings(), bank.types.cpu().numpy(), query_pos, query_types,
-                            query_texts=texts, bank_texts=bank.sentence_texts(), index=index)
+        query_pos = (
+            pos_strings(texts) if method in POS_METHODS else [""] * len(texts)
+        )  # jieba only where the ranking reads POS
+        ids = rank_memories(
+            method,
+            self.config.num_memory,
+            bank.pos_strings(),
+            bank.types.cpu().numpy(),
+            query_pos,
+            query_types,
+            query_texts=texts,
+            bank_texts=bank.sentence_texts(),
+            index=index,
+        )
         return torch.as_tensor(ids, device=input_ids.device)
 
     @torch.no_grad()
-    def predict_entity_types(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, threshold: float = 0.5) -> torch.LongTensor:
+    def predict_entity_types(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, threshold: float = 0.5
+    ) -> torch.LongTensor:
         """``[batch, num_types]`` 0/1: the entity types the classifier predicts for each input."""
         if self.type_classifier is None:
-            raise ValueError("this model has no entity-type classifier (it is trained with memory_method 'category' or 'hybrid')")
+            raise ValueError(
+                "this model has no entity-type classifier (it is trained with memory_method 'category' or 'hybrid')"
+            )
         was_training = self.type_classifier.training
         self.type_classifier.eval()
         probs = torch.sigmoid(self.type_classifier(input_ids, attention_mask))
@@ -437,7 +499,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         batch, n, width = memory_input_ids.shape
         if self.training or memory_ids is None or self.memory_bank is None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.memory_gradient):
-                flat = self.encoder(memory_input_ids.view(batch * n, width), attention_mask=memory_attention_mask.view(batch * n, width))
+                flat = self.encoder(
+                    memory_input_ids.view(batch * n, width),
+                    attention_mask=memory_attention_mask.view(batch * n, width),
+                )
             return flat.view(batch, n, width, -1)
         out = self._memory_cache.lookup(self.memory_bank, memory_ids, self.encoder)
         if out.shape[2] < width:  # memory_input_ids padded wider than the memories themselves
@@ -468,7 +533,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         memory_ids (`torch.LongTensor` of shape `(batch_size, num_memory)`, *optional*):
             Bank indices of each input's memory sentences. With `num_memory > 0` and neither these
             nor `memory_input_ids`, memories are retrieved from the saved bank.
-        memory_input_ids, memory_attention_mask, memory_tag_ids (`(batch_size, num_memory, memory_length)`, *optional*):
+        memory_input_ids, memory_attention_mask, memory_tag_ids (`(batch_size, num_memory, memory_length)`,
+        *optional*):
             The memories themselves (as `DataCollatorForMemoryNER` builds them); `memory_tag_ids`
             are their tag ids, `-100` off characters (not named `*labels*`, so that `Trainer` takes only
             `labels` for the gold labels).
@@ -481,7 +547,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         return_tags = (not self.training) if return_tags is None else return_tags
 
         if self.config.num_memory == 0 and any(x is not None for x in (memory_ids, memory_input_ids, memory_tag_ids)):
-            raise ValueError("memories were given to a model with num_memory=0 (the plain encoder-CRF); train it with num_memory > 0")
+            raise ValueError(
+                "memories were given to a model with num_memory=0 (the plain encoder-CRF); train it with num_memory > "
+                "0"
+            )
         hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # eq. 1
         memory_attentions = None
         if self.config.num_memory > 0:
@@ -489,14 +558,20 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 if memory_ids is None:
                     memory_ids = self.retrieve_memories(input_ids, attention_mask)
                 if self.memory_bank is None:
-                    raise ValueError("memory_ids given but the model has no memory bank; pass memory_input_ids/memory_tag_ids")
+                    raise ValueError(
+                        "memory_ids given but the model has no memory bank; pass memory_input_ids/memory_tag_ids"
+                    )
                 memory_input_ids, memory_attention_mask, memory_tag_ids = self.memory_bank.gather(memory_ids)
             memory = self._encode_memories(memory_input_ids, memory_attention_mask, memory_ids)  # eq. 2
-            fused, memory_attentions = self.memory_attention(hidden, memory, memory_tag_ids, self.label_embeddings.weight)  # eqs. 3-6
+            fused, memory_attentions = self.memory_attention(
+                hidden, memory, memory_tag_ids, self.label_embeddings.weight
+            )  # eqs. 3-6
             hidden = torch.cat([hidden, fused], dim=-1)  # eq. 7
         attentions = None
         if self.self_attention is not None:
-            hidden, weights = self.self_attention(hidden, attention_mask, need_weights=bool(output_attentions))  # eqs. 8-10
+            hidden, weights = self.self_attention(
+                hidden, attention_mask, need_weights=bool(output_attentions)
+            )  # eqs. 8-10
             attentions = (weights,) if output_attentions else None
         emissions = self.classifier(self.dropout(hidden))
 
@@ -505,7 +580,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         if not return_dict:
             return tuple(v for v in (loss, emissions, tags) if v is not None)
         return MemoryNetTokenClassifierOutput(
-            loss=loss, logits=emissions, tags=tags, attentions=attentions,
+            loss=loss,
+            logits=emissions,
+            tags=tags,
+            attentions=attentions,
             memory_attentions=memory_attentions if output_attentions else None,
         )
 
@@ -532,7 +610,9 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
         model.type_classifier.encoder = load_pretrained_encoder(encoder_name_or_path)
         return model
 
-    def forward(self, input_ids, attention_mask=None, entity_types=None, labels=None, return_dict=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(
+        self, input_ids, attention_mask=None, entity_types=None, labels=None, return_dict=None, **kwargs
+    ) -> SequenceClassifierOutput:
         r"""
         entity_types (`torch.LongTensor` of shape `(batch_size, num_types)`, *optional*):
             0/1 gold entity types: the loss of the `pooled` classifier (binary cross-entropy).
@@ -559,4 +639,9 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-__all__ = ["MemoryNetForEntityTypes", "MemoryNetForTokenClassification", "MemoryNetPreTrainedModel", "MemoryNetTokenClassifierOutput"]
+__all__ = [
+    "MemoryNetForEntityTypes",
+    "MemoryNetForTokenClassification",
+    "MemoryNetPreTrainedModel",
+    "MemoryNetTokenClassifierOutput",
+]

@@ -33,7 +33,8 @@ class Seq2SeqTaggerOutput(TokenClassifierOutput):
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_labels)`):
         Decoder scores before the softmax of eq. 11, aligned with `input_ids` (zero off characters):
         given the gold previous tags in training, given the decoded previous tags when `tags` are returned.
-    tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with `return_tags=True`):
+    tags (`torch.LongTensor` of shape `(batch_size, sequence_length)`, returned in eval mode or with
+    `return_tags=True`):
         Decoded tag ids aligned with `input_ids`; `-100` on `[CLS]`, `[SEP]` and padding. Never
         depends on `labels`.
     attentions (`tuple(torch.FloatTensor)`, with `output_attentions=True`):
@@ -87,8 +88,11 @@ class DecoderAttention(nn.Module):
         values = hidden if self.value_proj is None else self.value_proj(hidden)
         return keys, values
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """query ``s_{i-1}`` ``[batch, q]``, prepared keys/values, mask ``[batch, length]`` -> context ``[batch, output_size]``, ``a_i`` ``[batch, length]``."""
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query ``s_{i-1}`` ``[batch, q]``, prepared keys/values, mask ``[batch, length]`` -> context ``[batch,
+        output_size]``, ``a_i`` ``[batch, length]``."""
         if self.kind == "additive":
             scores = self.v(torch.tanh(keys + self.query_proj(query)[:, None])).squeeze(-1)
         else:
@@ -121,11 +125,19 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             self.encoder = TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
             embedding_size = self.encoder.output_size
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.bilstm = nn.LSTM(embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)  # eqs. 1-5
+        self.bilstm = nn.LSTM(
+            embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True
+        )  # eqs. 1-5
         encoder_size = 2 * config.lstm_hidden_size
-        self.attention = DecoderAttention(config.attention_score, config.decoder_hidden_size, encoder_size, config.attention_size)
-        self.tag_embeddings = nn.Embedding(config.num_labels + 1, config.tag_embedding_size)  # last row: the start symbol
-        step_size = config.tag_embedding_size + self.attention.output_size + (encoder_size if config.feed_encoder_state else 0)
+        self.attention = DecoderAttention(
+            config.attention_score, config.decoder_hidden_size, encoder_size, config.attention_size
+        )
+        self.tag_embeddings = nn.Embedding(
+            config.num_labels + 1, config.tag_embedding_size
+        )  # last row: the start symbol
+        step_size = (
+            config.tag_embedding_size + self.attention.output_size + (encoder_size if config.feed_encoder_state else 0)
+        )
         self.init_state = nn.Linear(encoder_size, config.decoder_hidden_size)
         self.decoder = nn.LSTMCell(step_size, config.decoder_hidden_size)
         self.classifier = nn.Linear(config.decoder_hidden_size + step_size, config.num_labels)
@@ -150,7 +162,9 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
     def from_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs) -> "Seq2SeqAttnTagger":
         """A new tagger on a pretrained transformers encoder (Hub id when online, or a local folder)."""
         encoder = load_pretrained_encoder(encoder_name_or_path)
-        config = Seq2SeqAttnConfig(encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs)
+        config = Seq2SeqAttnConfig(
+            encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs
+        )
         model = cls(config)
         model.encoder = encoder
         return model
@@ -177,7 +191,8 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return run_lstm(self.bilstm, self.dropout(embedded), attention_mask)
 
     def _start(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
-        """Initial decoder state (from the mean encoder state of the characters) and the attention's prepared keys, values and mask."""
+        """Initial decoder state (from the mean encoder state of the characters) and the attention's prepared keys,
+        values and mask."""
         chars = character_mask(attention_mask).unsqueeze(-1)
         pooled = (hidden * chars).sum(1) / chars.sum(1).clamp(min=1)
         s0 = torch.tanh(self.init_state(pooled))
@@ -202,8 +217,10 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
                 try:
                     allowed, can_end = transition_masks(self.config.id2label, self.config.tag_scheme)
                 except ValueError as err:
-                    raise ValueError(f"constrained decoding needs {self.config.tag_scheme} labels in id2label ({err}); "
-                                     "set config.constrained_decoding = False for other label sets") from err
+                    raise ValueError(
+                        f"constrained decoding needs {self.config.tag_scheme} labels in id2label ({err}); "
+                        "set config.constrained_decoding = False for other label sets"
+                    ) from err
             else:
                 allowed, can_end = torch.ones(num + 1, num, dtype=torch.bool), torch.ones(num, dtype=torch.bool)
             self._constraints[device] = (allowed.to(device), can_end.to(device))
@@ -219,7 +236,9 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         probability ``p``, the decoder's own best allowed tag at the previous step.
         Returns ``[batch, characters, num_labels]`` (and the attention with ``output_attentions``)."""
         steps = hidden.shape[1] - 2
-        previous = tags[:, :steps].masked_fill(tags[:, :steps] < 0, self.go_id)  # position 0 is [CLS]: the start symbol
+        previous = tags[:, :steps].masked_fill(
+            tags[:, :steps] < 0, self.go_id
+        )  # position 0 is [CLS]: the start symbol
         own_prob = self.config.scheduled_sampling_prob if self.training else 0.0
         num_chars = attention_mask.sum(dim=1) - 2
         state, prepared = self._start(hidden, attention_mask)
@@ -269,7 +288,8 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return self.align_to_input_ids(tags, attention_mask), self.align_to_input_ids(logits, attention_mask)
 
     def _choose_mask(self, prev_tags, position, num_chars):
-        """``[rows, num_labels]``: the tags allowed after ``prev_tags`` at character ``position`` (last ones must end an entity)."""
+        """``[rows, num_labels]``: the tags allowed after ``prev_tags`` at character ``position`` (last ones must
+        end an entity)."""
         allowed, can_end = self.transition_constraints(prev_tags.device)
         mask = allowed[prev_tags]
         last = (num_chars - 1 == position)[:, None]
@@ -293,7 +313,9 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
 
     def _beam_search(self, hidden, attention_mask, num_chars, steps, k):
         batch, num_labels = hidden.shape[0], self.config.num_labels
-        hidden, attention_mask, num_chars = (x.repeat_interleave(k, dim=0) for x in (hidden, attention_mask, num_chars))
+        hidden, attention_mask, num_chars = (
+            x.repeat_interleave(k, dim=0) for x in (hidden, attention_mask, num_chars)
+        )
         state, prepared = self._start(hidden, attention_mask)
         prev = torch.full((batch * k,), self.go_id, dtype=torch.long, device=hidden.device)
         scores = torch.full((batch, k), float("-inf"), device=hidden.device)
@@ -327,7 +349,10 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
     def align_to_input_ids(per_char: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Steps ``[batch, length - 2, ...]`` -> ``[batch, length, ...]`` aligned with ``input_ids``:
         ``-100`` (tags) or 0 (scores) on ``[CLS]``, ``[SEP]`` and padding."""
-        out = per_char.new_full((per_char.shape[0], attention_mask.shape[1], *per_char.shape[2:]), -100 if not per_char.is_floating_point() else 0)
+        out = per_char.new_full(
+            (per_char.shape[0], attention_mask.shape[1], *per_char.shape[2:]),
+            -100 if not per_char.is_floating_point() else 0,
+        )
         out[:, 1:-1] = per_char
         chars = character_mask(attention_mask)
         while chars.dim() < out.dim():
@@ -362,14 +387,18 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return_tags = (not self.training) if return_tags is None else return_tags
         if input_ids.shape[1] < 3:
-            raise ValueError("inputs must be [CLS] + at least one character + [SEP] (see char_tokenization.encode_chars)")
+            raise ValueError(
+                "inputs must be [CLS] + at least one character + [SEP] (see char_tokenization.encode_chars)"
+            )
 
         if labels is not None and bool((labels >= self.num_labels).any()):
             raise ValueError(f"labels must be tag ids in [0, {self.num_labels}) or -100, got {int(labels.max())}")
         hidden = self.encode(input_ids, attention_mask, token_type_ids)
         loss = logits = attentions = tags = None
         if labels is not None:
-            step_logits, attentions = self.teacher_forced_logits(hidden, attention_mask, labels, bool(output_attentions))
+            step_logits, attentions = self.teacher_forced_logits(
+                hidden, attention_mask, labels, bool(output_attentions)
+            )
             gold = labels[:, 1:-1].masked_fill(~character_mask(attention_mask)[:, 1:-1], -100)
             loss = nn.functional.cross_entropy(step_logits.flatten(0, 1).float(), gold.flatten(), ignore_index=-100)
             logits = self.align_to_input_ids(step_logits, attention_mask)
@@ -379,7 +408,9 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             _, logits = self.generate_tags(attention_mask=attention_mask, num_beams=1, hidden=hidden)
         if not return_dict:
             return tuple(v for v in (loss, logits, tags) if v is not None)
-        return Seq2SeqTaggerOutput(loss=loss, logits=logits, tags=tags, attentions=(attentions,) if attentions is not None else None)
+        return Seq2SeqTaggerOutput(
+            loss=loss, logits=logits, tags=tags, attentions=(attentions,) if attentions is not None else None
+        )
 
 
 __all__ = ["Seq2SeqAttnPreTrainedModel", "Seq2SeqAttnTagger", "Seq2SeqTaggerOutput"]

@@ -43,7 +43,9 @@ from .tag_schemes import tags_to_spans
 from .text_splitting import plan_windows
 
 TASK = "chinese-ner"
-BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})  # control, format (zero-width), surrogate; str.isspace covers the separators
+BLANK_CATEGORIES = frozenset(
+    {"Cc", "Cf", "Cs"}
+)  # control, format (zero-width), surrogate; str.isspace covers the separators
 
 
 class ChineseNERPipeline(ChunkPipeline):
@@ -64,9 +66,17 @@ class ChineseNERPipeline(ChunkPipeline):
     @classmethod
     def custom_pipelines_entry(cls) -> dict:
         """What ``config.custom_pipelines`` declares for this pipeline (as ``Pipeline.save_pretrained`` writes it)."""
-        return {TASK: {"impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}", "pt": ["AutoModelForTokenClassification"], "type": "text"}}
+        return {
+            TASK: {
+                "impl": f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}",
+                "pt": ["AutoModelForTokenClassification"],
+                "type": "text",
+            }
+        }
 
-    def add_memories(self, texts: list[str], tags: list[list[str]] | None = None, entities: list[list[dict]] | None = None) -> list[int]:
+    def add_memories(
+        self, texts: list[str], tags: list[list[str]] | None = None, entities: list[list[dict]] | None = None
+    ) -> list[int]:
         """Memory network: append labelled sentences to the model's memory bank (see
         ``MemoryNetForTokenClassification.add_memories``); ``entities`` as this pipeline returns them."""
         if not hasattr(self.model, "add_memories"):
@@ -79,15 +89,23 @@ class ChineseNERPipeline(ChunkPipeline):
             raise ValueError(f"remove_memories needs a memory-network model; this one is {type(self.model).__name__}")
         self.model.remove_memories(indices)
 
-    def _sanitize_parameters(self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs):
+    def _sanitize_parameters(
+        self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs
+    ):
         if kwargs:
-            raise TypeError(f"{TASK} got unexpected arguments {sorted(kwargs)} (it takes stride, num_beams, return_memories, batch_size)")
+            raise TypeError(
+                f"{TASK} got unexpected arguments {sorted(kwargs)} (it takes stride, num_beams, return_memories, "
+                "batch_size)"
+            )
         preprocess, forward, postprocess = {}, {}, {}
         if stride is not None:
             preprocess["stride"] = stride
         if num_beams is not None:
             if not hasattr(self.model, "generate_tags"):
-                raise ValueError(f"num_beams applies to the seq2seq tagger; this model is {type(self.model).__name__} (CRF decoding)")
+                raise ValueError(
+                    f"num_beams applies to the seq2seq tagger; this model is {type(self.model).__name__} (CRF "
+                    "decoding)"
+                )
             forward["num_beams"] = num_beams
         if return_memories:
             if getattr(self.model.config, "num_memory", 0) <= 0:
@@ -109,7 +127,9 @@ class ChineseNERPipeline(ChunkPipeline):
         if not plan:  # an empty text still yields one (empty) chunk so it gets its (empty) answer
             plan = [(0, 0, 0, 0)]
         # all of the text's windows in one tokenizer call
-        enc = encode_chars(self.tokenizer, [list(text[start:end]) for start, end, _, _ in plan], self.model.config.max_length)
+        enc = encode_chars(
+            self.tokenizer, [list(text[start:end]) for start, end, _, _ in plan], self.model.config.max_length
+        )
         for k, (start, end, own_start, own_end) in enumerate(plan):
             yield {
                 "input_ids": torch.tensor([enc["input_ids"][k]]),
@@ -130,14 +150,18 @@ class ChineseNERPipeline(ChunkPipeline):
             out["tags"], out["tag_scores"] = torch.full_like(input_ids, -100), torch.zeros(input_ids.shape)
         else:
             if return_memories:
-                kwargs.update(memory_ids=self.model.retrieve_memories(input_ids, attention_mask), output_attentions=True)
+                kwargs.update(
+                    memory_ids=self.model.retrieve_memories(input_ids, attention_mask), output_attentions=True
+                )
             result = self.model(input_ids, attention_mask=attention_mask, **kwargs)
             probs = self.model.tag_probabilities(result.logits, attention_mask)
             out["tags"] = result.tags  # a tensor first: the batch is unrolled by its first entry's length
             out["tag_scores"] = probs.gather(-1, result.tags.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             if return_memories:
                 out["memory_ids"], out["memory_attentions"] = kwargs["memory_ids"], result.memory_attentions
-        out["lengths"] = attention_mask.sum(dim=1, keepdim=True)  # [batch, 1], so each window gets a [1, 1] when a batch is unrolled
+        out["lengths"] = attention_mask.sum(
+            dim=1, keepdim=True
+        )  # [batch, 1], so each window gets a [1, 1] when a batch is unrolled
         out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
         return out
 
@@ -183,14 +207,19 @@ class ChineseNERPipeline(ChunkPipeline):
             m = len(memory_text)
             tags = [id2label[int(t)] for t in memory_tag_ids[0, j, 1 : m + 1]]
             attention = out["memory_attentions"][0, j, 1 : n + 1, 1 : m + 1]
-            memories.append({
-                "bank_index": int(ids[j]),
-                "text": memory_text,
-                "tags": tags,
-                "entities": [{"entity_group": s.type, "word": memory_text[s.start : s.end], "start": s.start, "end": s.end}
-                             for s in tags_to_spans(tags, scheme, strict=False)],
-                "attention": attention.tolist(),  # [window characters, memory characters]; M_j without the [CLS]/[SEP] columns
-            })
+            memories.append(
+                {
+                    "bank_index": int(ids[j]),
+                    "text": memory_text,
+                    "tags": tags,
+                    "entities": [
+                        {"entity_group": s.type, "word": memory_text[s.start : s.end], "start": s.start, "end": s.end}
+                        for s in tags_to_spans(tags, scheme, strict=False)
+                    ],
+                    # [window characters, memory characters]; M_j without the [CLS]/[SEP] columns
+                    "attention": attention.tolist(),
+                }
+            )
         return {"start": start, "end": end, "memories": memories}
 
 
@@ -223,6 +252,8 @@ def without_overlaps(candidates: list[tuple[dict, int]]) -> list[dict]:
     return [entity for entity, _ in kept]
 
 
-PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ChineseNERPipeline, pt_model=AutoModelForTokenClassification, type="text")
+PIPELINE_REGISTRY.register_pipeline(
+    TASK, pipeline_class=ChineseNERPipeline, pt_model=AutoModelForTokenClassification, type="text"
+)
 
 __all__ = ["ChineseNERPipeline", "TASK"]

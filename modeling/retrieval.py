@@ -82,7 +82,9 @@ def pos_distances(query_pos: Sequence[str], bank_pos: Sequence[str], workers: in
     return cdist(list(query_pos), list(bank_pos), scorer=Levenshtein.distance, workers=workers, dtype=np.int32)
 
 
-def _blocked(query_texts: Sequence[str] | None, bank_texts: Sequence[str] | None, exclude: Sequence[int] | None, shape) -> np.ndarray:
+def _blocked(
+    query_texts: Sequence[str] | None, bank_texts: Sequence[str] | None, exclude: Sequence[int] | None, shape
+) -> np.ndarray:
     """``[queries, bank]`` True where a query may not use a bank sentence (itself, or the same text)."""
     blocked = np.zeros(shape, dtype=bool)
     if exclude is not None:
@@ -185,7 +187,9 @@ class BankIndex:
         self.texts = list(texts)
         if len(entities) != len(self.texts):
             raise ValueError(f"{len(self.texts)} bank texts but {len(entities)} entity lists")
-        self.vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True, dtype=np.float32)
+        self.vectorizer = TfidfVectorizer(
+            analyzer="char", ngram_range=(1, 3), lowercase=False, sublinear_tf=True, dtype=np.float32
+        )
         matrix = self.vectorizer.fit_transform(self.texts).tocsr()
         self.by_text: dict[str, list[int]] = {}
         for j, t in enumerate(self.texts):
@@ -203,7 +207,8 @@ class BankIndex:
         self.unigram_ids[unigram] = np.arange(int(unigram.sum()))
         is_unigram = unigram[self.matrix.indices]
         self.unigrams = _csr_subset(self.matrix, is_unigram, self.unigram_ids[self.matrix.indices], int(unigram.sum()))
-        # [n-grams, distinct texts] with the unigram rows empty: a query's product reads only its own 2-3-grams' postings
+        # [n-grams, distinct texts] with the unigram rows empty: a query's product reads only its own 2-3-grams'
+        # postings
         self.postings = _csr_subset(self.matrix, ~is_unigram, self.matrix.indices, len(grams)).T.tocsr()
         postings: dict[str, set[int]] = {}
         for j, (text, spans) in enumerate(zip(self.texts, entities)):
@@ -217,7 +222,6 @@ class BankIndex:
         if postings:
             self.automaton.make_automaton()
 
-
     @classmethod
     def of_bank(cls, bank, id2label: dict[int, str], scheme: str) -> "BankIndex":
         """The index of a ``MemoryBank``: its sentences as retrieval sees them (rebuilt from their ids)
@@ -225,10 +229,14 @@ class BankIndex:
         from .tag_schemes import tags_to_spans
 
         entities = [
-            [(s.start, s.end, s.type) for s in tags_to_spans([id2label[t] for t in row if t != -100], scheme, strict=False)]
+            [
+                (s.start, s.end, s.type)
+                for s in tags_to_spans([id2label[t] for t in row if t != -100], scheme, strict=False)
+            ]
             for row in bank.labels.tolist()
         ]
         return cls(bank.sentence_texts(), entities)
+
     def __len__(self) -> int:
         return len(self.texts)
 
@@ -250,7 +258,8 @@ class BankIndex:
         return (self.vectors(query_texts) @ self.matrix.T).toarray()[:, self.row_of]
 
     def gram(self, ids: np.ndarray) -> np.ndarray:
-        """``[len(ids), len(ids)]`` cosines among bank sentences, on the columns they use (no vocabulary-wide conversion)."""
+        """``[len(ids), len(ids)]`` cosines among bank sentences, on the columns they use (no vocabulary-wide
+        conversion)."""
         rows = self.matrix[self.row_of[ids]]
         cols, inverse = np.unique(rows.indices, return_inverse=True)
         dense = np.zeros((len(ids), len(cols)), dtype=np.float32)
@@ -306,7 +315,8 @@ class QueryScores:
         return self.long[rows] + self.index.unigrams[rows] @ self.unigram
 
     def shortlist(self, ids: np.ndarray, k: int) -> np.ndarray:
-        """Of bank sentences ``ids`` (ascending), the ``k`` with the largest 2-3-gram part (ties: lower index), ascending."""
+        """Of bank sentences ``ids`` (ascending), the ``k`` with the largest 2-3-gram part (ties: lower index),
+        ascending."""
         if len(ids) <= k:
             return ids
         return np.sort(ids[_smallest(-self.long[self.index.row_of[ids]][None, :], k)[0]])
@@ -322,7 +332,8 @@ ENTITY_POSTING_LIMIT = 64  # per matched entity string, the most similar bank se
 
 
 def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, picked: list[int]) -> list[int]:
-    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first, one per distinct text) by maximal marginal relevance."""
+    """Extend ``picked`` to ``n`` memories from ``candidates`` (best first, one per distinct text) by maximal
+    marginal relevance."""
     candidates = np.array([c for c in candidates.tolist() if c not in picked], dtype=np.int64)
     if not len(candidates) or len(picked) >= n:
         return picked
@@ -338,7 +349,9 @@ def _mmr(index: BankIndex, sims: np.ndarray, candidates: np.ndarray, n: int, pic
     return [int(pool[c]) for c in chosen]
 
 
-def _entity_cover(matches: list[tuple[int, int, np.ndarray]], sims: np.ndarray, blocked: set[int], limit: int) -> list[int]:
+def _entity_cover(
+    matches: list[tuple[int, int, np.ndarray]], sims: np.ndarray, blocked: set[int], limit: int
+) -> list[int]:
     """Up to ``limit`` bank sentences that together label the most query characters inside the
     matched entity strings (``BankIndex.entity_matches``)."""
     coverage: dict[int, int] = {}  # bank sentence -> bit mask of the query characters it labels
@@ -360,7 +373,9 @@ def _entity_cover(matches: list[tuple[int, int, np.ndarray]], sims: np.ndarray, 
     return picked
 
 
-def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, bank_types, query_pos, query_types, chunk: int = 256) -> np.ndarray:
+def _rank_by_index(
+    method, n, index: BankIndex, query_texts, exclude, bank_pos, bank_types, query_pos, query_types, chunk: int = 256
+) -> np.ndarray:
     """``lexical``, ``entity`` and ``hybrid`` (see the module docstring), ``chunk`` queries at a time."""
     out = np.empty((len(query_texts), n), dtype=np.int64)
     pool = min(len(index), LEXICAL_POOL * n + 1)
@@ -372,11 +387,17 @@ def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, 
             cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
             # a frequent entity string is labelled in thousands of sentences of a large bank: only the
             # most similar few can be picked (ENTITY_POSTING_LIMIT), so only a shortlist is scored in full
-            matches = [(a, b, scores.shortlist(ids, 4 * ENTITY_POSTING_LIMIT)) for a, b, ids in index.entity_matches(text)] if method != "lexical" else []
+            matches = (
+                [(a, b, scores.shortlist(ids, 4 * ENTITY_POSTING_LIMIT)) for a, b, ids in index.entity_matches(text)]
+                if method != "lexical"
+                else []
+            )
             sims = np.zeros(len(index), dtype=np.float32)
             if len(cols) < pool:  # too few sentences share a 2-3-gram: score the whole bank, one per distinct text
                 sims[:] = scores.all_cosines()
-                cols = index.distinct_ids[~np.isin(index.distinct_ids, list(blocked))] if blocked else index.distinct_ids
+                cols = (
+                    index.distinct_ids[~np.isin(index.distinct_ids, list(blocked))] if blocked else index.distinct_ids
+                )
             else:
                 scored = np.union1d(cols, np.concatenate([ids for _, _, ids in matches])) if matches else cols
                 sims[scored] = scores.cosines(scored)
@@ -390,9 +411,18 @@ def _rank_by_index(method, n, index: BankIndex, query_texts, exclude, bank_pos, 
                 row_blocked = np.zeros((1, len(index)), dtype=bool)
                 row_blocked[0, list(blocked | set(picked))] = True
                 i = start + r
-                rest = _rank_by_category(n - len(picked), bank_pos, bank_types, [query_pos[i]], np.asarray(query_types)[i : i + 1], row_blocked)
+                rest = _rank_by_category(
+                    n - len(picked),
+                    bank_pos,
+                    bank_types,
+                    [query_pos[i]],
+                    np.asarray(query_types)[i : i + 1],
+                    row_blocked,
+                )
                 picked = picked + rest[0].tolist()
-            if len(picked) < n:  # fewer distinct allowed texts than n in the pool: any allowed sentence, most similar first
+            if (
+                len(picked) < n
+            ):  # fewer distinct allowed texts than n in the pool: any allowed sentence, most similar first
                 allowed = np.setdiff1d(np.arange(len(index)), np.array([*blocked, *picked], dtype=np.int64))
                 picked = picked + allowed[_smallest(-sims[allowed][None, :], n - len(picked))[0]].tolist()
             out[start + r] = picked

@@ -100,19 +100,24 @@ def tags_to_spans(tags: Sequence[str], scheme: str, strict: bool = True) -> list
 
     def fail(pos: int, why: str) -> None:
         if strict:
-            raise TagSequenceError(f"position {pos}: {why} in {scheme} ({' '.join(tags[max(0, pos - 2):pos + 2])})", pos)
+            raise TagSequenceError(
+                f"position {pos}: {why} in {scheme} ({' '.join(tags[max(0, pos - 2) : pos + 2])})", pos
+            )
 
     for pos, tag in enumerate(tags):
         prefix, etype = split_tag(tag)
         if prefix != "O" and prefix not in (b, i, e, s):
             raise TagSequenceError(f"position {pos}: tag {tag!r} is not a {scheme} tag", pos)
         # does this tag continue the open entity?
-        continues = open_type is not None and etype == open_type and prefix in (i, e) and not (
-            scheme in ("BIO", "BIOS") and prefix != i
+        continues = (
+            open_type is not None
+            and etype == open_type
+            and prefix in (i, e)
+            and not (scheme in ("BIO", "BIOS") and prefix != i)
         )
         if open_type is not None and not continues:
             # the open entity ended at pos - 1; is that a legal ending?
-            if scheme in ("BIOES", "BMES") :
+            if scheme in ("BIOES", "BMES"):
                 fail(pos, f"entity {open_type} opened at {open_start} is not closed with {e}-")
                 open_type = None
             else:  # BIO, BIOS, BIEO: an entity may end on B/I (BIEO: only on B = single char)

@@ -38,7 +38,9 @@ class TaggerMixin:
         return logits.float().softmax(-1)
 
     @torch.no_grad()
-    def decode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[list[int]]:
+    def decode(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> list[list[int]]:
         """Tag ids for each input's characters (the list has one id per character)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -57,7 +59,10 @@ class TaggerMixin:
         for i in range(0, len(texts), batch_size):
             enc = encode_chars(tokenizer, [list(t) for t in texts[i : i + batch_size]], self.config.max_length)
             width = max(len(ids) for ids in enc["input_ids"])
-            pad = lambda rows, v: torch.tensor([r + [v] * (width - len(r)) for r in rows], device=self.device)  # noqa: E731
+
+            def pad(rows, v, width=width):
+                return torch.tensor([r + [v] * (width - len(r)) for r in rows], device=self.device)
+
             input_ids, attention_mask = pad(enc["input_ids"], tokenizer.pad_token_id), pad(enc["attention_mask"], 0)
             for ids in self.decode(input_ids, attention_mask, **kwargs):
                 out.append([self.config.id2label[t] for t in ids])

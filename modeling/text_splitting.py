@@ -91,6 +91,8 @@ def plan_windows(text: Sequence[str], max_len: int, stride: int | None = None) -
             windows.append((a, b, a, b))
             continue
         starts = list(range(a, b - max_len, stride)) + [b - max_len]
-        bounds = [a] + [(nxt + (cur + max_len)) // 2 for cur, nxt in zip(starts, starts[1:])] + [b]  # middle of each overlap
+        bounds = (
+            [a] + [(nxt + (cur + max_len)) // 2 for cur, nxt in zip(starts, starts[1:])] + [b]
+        )  # middle of each overlap
         windows += [(s, s + max_len, bounds[k], bounds[k + 1]) for k, s in enumerate(starts)]
     return windows

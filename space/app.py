@@ -46,8 +46,15 @@ def model_location() -> str:
     if not (DEMO_MODEL / "config.json").exists():
         train = REPO / "train.py"
         if not train.exists():
-            sys.exit("Set NER_MODEL to a Hub model id or a model folder (there is no train.py here to build the offline demo model).")
-        print(f"NER_MODEL is not set and {DEMO_MODEL} does not exist: running `python train.py` (the embedded sample corpus, about a minute) ...", flush=True)
+            sys.exit(
+                "Set NER_MODEL to a Hub model id or a model folder (there is no train.py here to build the offline "
+                "demo model)."
+            )
+        print(
+            f"NER_MODEL is not set and {DEMO_MODEL} does not exist: running `python train.py` (the embedded sample "
+            "corpus, about a minute) ...",
+            flush=True,
+        )
         subprocess.run([sys.executable, str(train)], cwd=REPO, check=True)
     return str(DEMO_MODEL)
 
@@ -71,8 +78,10 @@ def marked(text: str, entities: list[dict]) -> str:
     out, pos = [], 0
     for e in entities:
         out.append(html.escape(text[pos : e["start"]]))
-        out.append(f'<mark class="ent" title="{html.escape(e["entity_group"])}">{html.escape(e["word"])}'
-                   f'<sub>{html.escape(e["entity_group"])}</sub></mark>')
+        out.append(
+            f'<mark class="ent" title="{html.escape(e["entity_group"])}">{html.escape(e["word"])}'
+            f"<sub>{html.escape(e['entity_group'])}</sub></mark>"
+        )
         pos = e["end"]
     out.append(html.escape(text[pos:]))
     return "".join(out)
@@ -84,7 +93,10 @@ def memories_html(windows: list[dict], text: str) -> str:
     parts = []
     for k, window in enumerate(windows[:MAX_MEMORY_WINDOWS]):
         piece = text[window["start"] : window["end"]]
-        parts.append(f'<div class="memory-window"><p><b>Sentence {k + 1}</b> ({window["start"]}–{window["end"]}): {html.escape(piece)}</p><ol>')
+        parts.append(
+            f'<div class="memory-window"><p><b>Sentence {k + 1}</b> ({window["start"]}–{window["end"]}): '
+            f"{html.escape(piece)}</p><ol>"
+        )
         for memory in window["memories"]:
             parts.append(f'<li class="memory">{marked(memory["text"], memory["entities"])}</li>')
         parts.append("</ol></div>")
@@ -107,7 +119,9 @@ def heatmap(window: dict, text: str) -> str:
         for c, weights in zip(shown, memory["attention"]):
             cells = "".join(f'<td class="h{min(HEAT_LEVELS - 1, int(HEAT_LEVELS * w / top))}"></td>' for w in weights)
             rows.append(f"<tr><th>{html.escape(c)}</th>{cells}</tr>")
-        parts.append(f'<table class="heat"><caption>memory {j + 1}</caption><tr><th></th>{head}</tr>{"".join(rows)}</table>')
+        parts.append(
+            f'<table class="heat"><caption>memory {j + 1}</caption><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+        )
     parts.append("</div>")
     return "".join(parts)
 
@@ -118,7 +132,11 @@ def tag_one(text: str, out: dict) -> tuple:
     shown = [{"entity": e["entity_group"], "start": e["start"], "end": e["end"]} for e in entities]
     rows = [[e["word"], e["entity_group"], e["start"], e["end"], round(e["score"], 3)] for e in entities]
     printable = sum(not unicodedata.category(c).startswith("C") for c in text)
-    status = f"{len(entities)} {'entity' if len(entities) == 1 else 'entities'} in {len(text):,} characters" + (f" ({len(text) - printable} control characters kept in place)" if printable < len(text) else "") + "."
+    status = (
+        f"{len(entities)} {'entity' if len(entities) == 1 else 'entities'} in {len(text):,} characters"
+        + (f" ({len(text) - printable} control characters kept in place)" if printable < len(text) else "")
+        + "."
+    )
     memory_panel, figure = "", ""
     if HAS_MEMORY:
         memory_panel = memories_html(out["windows"], text)
@@ -156,36 +174,65 @@ def tag(texts: list[str]) -> tuple[list, ...]:
     return tuple(list(column) for column in zip(*answers))
 
 
-CSS = ("mark.ent {background:#fde68a; padding:0 2px; border-radius:3px} mark.ent sub {color:#92400e; margin-left:2px} "
-       ".attention {display:flex; flex-wrap:wrap; gap:16px; overflow-x:auto} "
-       "table.heat {border-collapse:collapse; font-size:11px; line-height:1} table.heat th {font-weight:normal; padding:1px 2px} "
-       "table.heat td {width:12px; height:12px; padding:0; border:1px solid #fff} "
-       + " ".join(f"table.heat td.h{k} {{background:rgba(37,99,235,{k / (HEAT_LEVELS - 1):.2f})}}" for k in range(HEAT_LEVELS)))
+CSS = (
+    "mark.ent {background:#fde68a; padding:0 2px; border-radius:3px} mark.ent sub {color:#92400e; margin-left:2px} "
+    ".attention {display:flex; flex-wrap:wrap; gap:16px; overflow-x:auto} "
+    "table.heat {border-collapse:collapse; font-size:11px; line-height:1} table.heat th {font-weight:normal; "
+    "padding:1px 2px} "
+    "table.heat td {width:12px; height:12px; padding:0; border:1px solid #fff} "
+    + " ".join(
+        f"table.heat td.h{k} {{background:rgba(37,99,235,{k / (HEAT_LEVELS - 1):.2f})}}" for k in range(HEAT_LEVELS)
+    )
+)
 
 with gr.Blocks(title="Chinese NER") as demo:
     gr.Markdown(
         f"# Chinese named entity recognition\nModel: `{MODEL}` ({type(NER.model).__name__}). "
         "Entities are shown in the text and as a table with character offsets into your text."
-        + (" The memory network also shows the training sentences it tagged each sentence with, and where it looked in them." if HAS_MEMORY else "")
+        + (
+            " The memory network also shows the training sentences it tagged each sentence with, and where it looked "
+            "in them."
+            if HAS_MEMORY
+            else ""
+        )
     )
     with gr.Row():
-        text = gr.Textbox(label="Text", lines=4, placeholder="输入中文文本，例如：" + EXAMPLES[0], elem_id="input-text", scale=4)
+        text = gr.Textbox(
+            label="Text", lines=4, placeholder="输入中文文本，例如：" + EXAMPLES[0], elem_id="input-text", scale=4
+        )
         submit = gr.Button("Tag entities", variant="primary", elem_id="submit", scale=1)
     gr.Examples(EXAMPLES, inputs=text)
     status = gr.Markdown(elem_id="status")
     highlighted = gr.HighlightedText(label="Entities", combine_adjacent=False, show_legend=True, elem_id="entities")
-    table = gr.Dataframe(headers=["entity", "type", "start", "end", "score"], label="Entity table (start / end are character offsets)",
-                         interactive=False, elem_id="entity-table")
+    table = gr.Dataframe(
+        headers=["entity", "type", "start", "end", "score"],
+        label="Entity table (start / end are character offsets)",
+        interactive=False,
+        elem_id="entity-table",
+    )
     with gr.Column(visible=HAS_MEMORY):
-        gr.Markdown("### Memory sentences\nRetrieved from the training bank saved in the model, with their gold labels.")
+        gr.Markdown(
+            "### Memory sentences\nRetrieved from the training bank saved in the model, with their gold labels."
+        )
         memories = gr.HTML(label="Memory sentences", elem_id="memories")
-        gr.Markdown("Memory attention of the first sentence (rows: its characters; columns: the memory's; darker is more weight):")
+        gr.Markdown(
+            "Memory attention of the first sentence (rows: its characters; columns: the memory's; darker is more "
+            "weight):"
+        )
         attention = gr.HTML(label="Memory attention of the first sentence", elem_id="heatmap")
     outputs = [status, highlighted, table, memories, attention]
     # one event for the button and Enter, so both share one queue: one batch at a time through the
     # model (the memory model caches bank encodings), up to MAX_BATCH waiting requests per batch
-    gr.on([submit.click, text.submit], tag, inputs=text, outputs=outputs, api_name="tag",
-          batch=True, max_batch_size=MAX_BATCH, concurrency_limit=1)
+    gr.on(
+        [submit.click, text.submit],
+        tag,
+        inputs=text,
+        outputs=outputs,
+        api_name="tag",
+        batch=True,
+        max_batch_size=MAX_BATCH,
+        concurrency_limit=1,
+    )
 
 if __name__ == "__main__":
     demo.launch(css=CSS)  # GRADIO_SERVER_NAME / GRADIO_SERVER_PORT choose the address (127.0.0.1:7860 by default)

@@ -43,7 +43,14 @@ def tiny_bert_dir(data_dir, tmp_path_factory):
     """A tiny randomly initialised BERT saved to a temp dir: stands in for hfl/chinese-roberta-wwm-ext."""
     path = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=21128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=21128,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(path)
     BertTokenizerFast(vocab=str(data_dir / BERT_VOCAB)).save_pretrained(path)
     return path
@@ -54,8 +61,24 @@ def memory_run(tmp_path_factory):
     """A small memory network (n=2, pos_edit) trained by train.py on the embedded sample: (folder, results).
     Shared by the memory-model, pipeline, push_to_hub and Space tests."""
     out = tmp_path_factory.mktemp("memory")
-    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "pos_edit", "--num_train_epochs", "6",
-                         "--lstm_hidden_size", "64", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    results = run_train(
+        [
+            "--output_dir",
+            str(out),
+            "--num_memory",
+            "2",
+            "--memory_method",
+            "pos_edit",
+            "--num_train_epochs",
+            "6",
+            "--lstm_hidden_size",
+            "64",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+        ]
+    )
     return out, results
 
 
@@ -63,13 +86,32 @@ def memory_run(tmp_path_factory):
 def seq2seq_run(tmp_path_factory):
     """A small Seq2SeqAttnTagger trained by train.py on the embedded sample: (folder, results)."""
     out = tmp_path_factory.mktemp("seq2seq-sample")
-    results = run_train(["--output_dir", str(out), "--model_type", "seq2seq", "--num_train_epochs", "4", "--learning_rate", "5e-3",
-                         "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    results = run_train(
+        [
+            "--output_dir",
+            str(out),
+            "--model_type",
+            "seq2seq",
+            "--num_train_epochs",
+            "4",
+            "--learning_rate",
+            "5e-3",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+        ]
+    )
     return out, results
 
 
-def run_train(args: list[str], cwd: Path = ROOT, launcher: list[str] | None = None, threads: int | None = None,
-              timeout: int = 600) -> dict:
+def run_train(
+    args: list[str],
+    cwd: Path = ROOT,
+    launcher: list[str] | None = None,
+    threads: int | None = None,
+    timeout: int = 600,
+) -> dict:
     """Run train.py with ``args``, offline, ``threads`` torch threads per process; return its
     all_results.json plus ``_stdout`` / ``_stderr`` (fail with the log on error).
 
@@ -79,15 +121,23 @@ def run_train(args: list[str], cwd: Path = ROOT, launcher: list[str] | None = No
     loading a saved folder fresh) use a ``launcher`` or their own subprocess."""
     argv = [str(ROOT / "train.py"), *args, "--disable_tqdm", "true"]
     if launcher:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "OMP_NUM_THREADS": str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "2")}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "OMP_NUM_THREADS": str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "2"),
+        }
         proc = subprocess.run([*launcher, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         stdout, stderr, error = proc.stdout, proc.stderr, f"exit code {proc.returncode}" if proc.returncode else None
     else:
         stdout, stderr, error = _run_train_here(argv, cwd, threads)
     if error:
         pytest.fail(f"train.py failed ({error}):\n{stdout[-3000:]}\n{stderr[-5000:]}")
-    out = Path(cwd, args[args.index("--output_dir") + 1]) if "--output_dir" in args else cwd / "outputs" / "sample-bilstm"  # train.py's default
+    out = (
+        Path(cwd, args[args.index("--output_dir") + 1])
+        if "--output_dir" in args
+        else cwd / "outputs" / "sample-bilstm"
+    )  # train.py's default
     results = json.loads((out / "all_results.json").read_text())
     results["_stdout"], results["_stderr"] = stdout, stderr
     return results
@@ -103,11 +153,18 @@ def _run_train_here(argv: list[str], cwd: Path, threads: int | None) -> tuple[st
     root, level, torch_threads = logging.getLogger(), logging.getLogger().level, torch.get_num_threads()
     error = None
     root.addHandler(handler)
-    root.setLevel(logging.INFO)  # what train.py's logging.basicConfig sets in a fresh process (here pytest's handlers make it a no-op)
+    root.setLevel(
+        logging.INFO
+    )  # what train.py's logging.basicConfig sets in a fresh process (here pytest's handlers make it a no-op)
     try:
         if threads:
             torch.set_num_threads(threads)
-        with mock.patch.object(sys, "argv", argv), contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with (
+            mock.patch.object(sys, "argv", argv),
+            contextlib.chdir(cwd),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
             train.main()
     except SystemExit as exc:  # argparse's errors and train.py's own stops
         error = f"exit {exc.code}" if exc.code else None
@@ -126,7 +183,9 @@ def load_pipeline(folder, cls):
     """The ``chinese-ner`` pipeline on a saved folder, built in this process (no remote code)."""
     from modeling import ChineseNERPipeline
 
-    return ChineseNERPipeline(model=cls.from_pretrained(folder).eval(), tokenizer=BertTokenizerFast.from_pretrained(folder))
+    return ChineseNERPipeline(
+        model=cls.from_pretrained(folder).eval(), tokenizer=BertTokenizerFast.from_pretrained(folder)
+    )
 
 
 def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:

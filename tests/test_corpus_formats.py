@@ -14,13 +14,22 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from conftest import ROOT, run_train
 from data_scripts.corpora import load_corpus
-from data_scripts.readers import DataFormatError, ReadOptions, dataset_spans, read_column_files, read_hf_dataset, read_token_json_files
+from data_scripts.readers import (
+    DataFormatError,
+    ReadOptions,
+    dataset_spans,
+    read_column_files,
+    read_hf_dataset,
+    read_token_json_files,
+)
 from modeling.tag_schemes import Span, lenient_spans, spans_to_tags, tags_to_spans
 
 
 def write_columns(path, sentences, sep=" "):
     """``sentences``: lists of column tuples; blank line between sentences."""
-    path.write_text("".join("".join(sep.join(cols) + "\n" for cols in sent) + "\n" for sent in sentences), encoding="utf-8")
+    path.write_text(
+        "".join("".join(sep.join(cols) + "\n" for cols in sent) + "\n" for sent in sentences), encoding="utf-8"
+    )
     return path
 
 
@@ -47,7 +56,9 @@ def test_bad_tags_error_names_file_line_and_the_flag(tmp_path):
 
 def test_bad_tags_repair_changes_exactly_the_reported_sentences(tmp_path):
     path = write_columns(tmp_path / "train.char.bmes", BMES)
-    dsd = read_column_files({"train": path}, scheme="BMES", target_scheme="BIOS", options=ReadOptions(bad_tags="repair"))
+    dsd = read_column_files(
+        {"train": path}, scheme="BMES", target_scheme="BIOS", options=ReadOptions(bad_tags="repair")
+    )
     expected_places = [f"train.char.bmes:{line_of(BMES, 1, 3)}", f"train.char.bmes:{line_of(BMES, 2, 0)}"]
     assert dsd.report.repaired == {"train": expected_places}
     assert dsd.report.as_dict()["repaired_sentences"] == 2
@@ -64,18 +75,24 @@ def test_bad_tags_skip_drops_and_counts(tmp_path):
     dsd = read_column_files({"train": path}, scheme="BMES", options=ReadOptions(bad_tags="skip"))
     assert len(dsd["train"]) == 2
     assert dsd.report.as_dict()["skipped_sentences"] == 2
-    assert dsd.report.skipped["train"] == [f"train.char.bmes:{line_of(BMES, 1, 3)}", f"train.char.bmes:{line_of(BMES, 2, 0)}"]
+    assert dsd.report.skipped["train"] == [
+        f"train.char.bmes:{line_of(BMES, 1, 3)}",
+        f"train.char.bmes:{line_of(BMES, 2, 0)}",
+    ]
     assert [s for s in dataset_spans(dsd["train"])] == [[Span("LOC", 2, 4)], [Span("PER", 0, 2)]]
 
 
-@pytest.mark.parametrize("tags,scheme,spans", [
-    ("O I-PER I-PER O", "BIO", [("PER", 1, 3)]),
-    ("B-PER I-LOC", "BIO", [("PER", 0, 1), ("LOC", 1, 2)]),
-    ("E-LOC O S-PER", "BIOES", [("LOC", 0, 1), ("PER", 2, 3)]),
-    ("B-A I-A", "BIEO", [("A", 0, 2)]),
-    ("B-A E-A E-A", "BMES", [("A", 0, 2), ("A", 2, 3)]),
-    ("S-A E-A", "BIOES", [("A", 0, 1), ("A", 1, 2)]),  # a single tag closes its entity
-])
+@pytest.mark.parametrize(
+    "tags,scheme,spans",
+    [
+        ("O I-PER I-PER O", "BIO", [("PER", 1, 3)]),
+        ("B-PER I-LOC", "BIO", [("PER", 0, 1), ("LOC", 1, 2)]),
+        ("E-LOC O S-PER", "BIOES", [("LOC", 0, 1), ("PER", 2, 3)]),
+        ("B-A I-A", "BIEO", [("A", 0, 2)]),
+        ("B-A E-A E-A", "BMES", [("A", 0, 2), ("A", 2, 3)]),
+        ("S-A E-A", "BIOES", [("A", 0, 1), ("A", 1, 2)]),  # a single tag closes its entity
+    ],
+)
 def test_lenient_reading_as_conlleval(tags, scheme, spans):
     assert lenient_spans(tags.split(), scheme) == [Span(*s) for s in spans]
 
@@ -110,7 +127,9 @@ def test_suffixed_tokens_need_the_flag_and_are_reported(tmp_path):
     dsd = read_column_files({"train": path}, options=ReadOptions(token_first_char=True))
     assert dsd["train"][0]["tokens"] == list("张三在科大")
     assert sorted(dataset_spans(dsd["train"])[0]) == [Span("ORG.NAM", 3, 5), Span("PER.NAM", 0, 2)]
-    assert any("5 tokens of several characters read as their first character" in n and "'张0' -> '张'" in n for n in dsd.notes)
+    assert any(
+        "5 tokens of several characters read as their first character" in n and "'张0' -> '张'" in n for n in dsd.notes
+    )
 
 
 def test_conll_columns_detected_or_chosen(tmp_path):
@@ -131,20 +150,34 @@ def test_conll_columns_detected_or_chosen(tmp_path):
 
 def test_token_json_strings_ints_and_errors(tmp_path):
     jsonl = tmp_path / "train.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
-        {"tokens": list("张三在北京"), "ner_tags": ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]},
-        {"tokens": list("好"), "ner_tags": ["O"]},
-    ]) + "\n", encoding="utf-8")
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(r, ensure_ascii=False)
+            for r in [
+                {"tokens": list("张三在北京"), "ner_tags": ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]},
+                {"tokens": list("好"), "ner_tags": ["O"]},
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     dsd = read_token_json_files({"train": jsonl})
     assert sorted(dataset_spans(dsd["train"])[0]) == [Span("LOC", 3, 5), Span("PER", 0, 2)]
     names = ["O", "B-PER", "I-PER"]
     array = tmp_path / "train.json"
-    array.write_text(json.dumps([{"tokens": list("张三好"), "ner_tags": [1, 2, 0]}], ensure_ascii=False), encoding="utf-8")
+    array.write_text(
+        json.dumps([{"tokens": list("张三好"), "ner_tags": [1, 2, 0]}], ensure_ascii=False), encoding="utf-8"
+    )
     with pytest.raises(DataFormatError, match="--tag_names"):
         read_token_json_files({"train": array})
     dsd = read_token_json_files({"train": array}, options=ReadOptions(tag_names=names))
     assert dataset_spans(dsd["train"]) == [[Span("PER", 0, 2)]]
-    jsonl.write_text(json.dumps({"tokens": list("好"), "ner_tags": ["O"]}) + "\n" + json.dumps({"tokens": list("张三"), "ner_tags": ["B-PER"]}) + "\n")
+    jsonl.write_text(
+        json.dumps({"tokens": list("好"), "ner_tags": ["O"]})
+        + "\n"
+        + json.dumps({"tokens": list("张三"), "ner_tags": ["B-PER"]})
+        + "\n"
+    )
     with pytest.raises(DataFormatError, match="2 tokens but 1 tags") as err:
         read_token_json_files({"train": jsonl})
     assert str(err.value).startswith(f"{jsonl}:2:")
@@ -157,16 +190,26 @@ def test_token_json_strings_ints_and_errors(tmp_path):
 
 
 def test_save_to_disk_dataset_with_classlabel_and_custom_columns(tmp_path):
-    features = Features({"chars": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=["O", "B-LOC", "I-LOC"]))})
-    DatasetDict({
-        "train": Dataset.from_dict({"chars": [list("去北京"), list("好")], "labels": [[0, 1, 2], [0]]}, features=features),
-        "dev": Dataset.from_dict({"chars": [list("北京")], "labels": [[1, 2]]}, features=features),
-    }).save_to_disk(tmp_path / "ds")
+    features = Features(
+        {"chars": Sequence(Value("string")), "labels": Sequence(ClassLabel(names=["O", "B-LOC", "I-LOC"]))}
+    )
+    DatasetDict(
+        {
+            "train": Dataset.from_dict(
+                {"chars": [list("去北京"), list("好")], "labels": [[0, 1, 2], [0]]}, features=features
+            ),
+            "dev": Dataset.from_dict({"chars": [list("北京")], "labels": [[1, 2]]}, features=features),
+        }
+    ).save_to_disk(tmp_path / "ds")
     with pytest.raises(DataFormatError, match="--text_column_name"):
         read_hf_dataset(str(tmp_path / "ds"))
-    dsd = read_hf_dataset(str(tmp_path / "ds"), options=ReadOptions(text_column_name="chars", label_column_name="labels"))
+    dsd = read_hf_dataset(
+        str(tmp_path / "ds"), options=ReadOptions(text_column_name="chars", label_column_name="labels")
+    )
     assert set(dsd) == {"train", "validation"}
-    assert dataset_spans(dsd["train"]) == [[Span("LOC", 1, 3)], []] and dataset_spans(dsd["validation"]) == [[Span("LOC", 0, 2)]]
+    assert dataset_spans(dsd["train"]) == [[Span("LOC", 1, 3)], []] and dataset_spans(dsd["validation"]) == [
+        [Span("LOC", 0, 2)]
+    ]
     with pytest.raises(FileNotFoundError, match="neither a save_to_disk folder"):
         read_hf_dataset(str(tmp_path / "missing"))
 
@@ -175,8 +218,24 @@ def test_save_to_disk_dataset_with_classlabel_and_custom_columns(tmp_path):
 # end to end: the sample corpus in every format trains to the same scores
 
 
-TINY = ["--num_memory", "0", "--use_self_attention", "false", "--lstm_hidden_size", "32", "--num_train_epochs", "2", "--learning_rate", "5e-3",
-        "--save_strategy", "no", "--load_best_model_at_end", "false", "--seed", "7"]
+TINY = [
+    "--num_memory",
+    "0",
+    "--use_self_attention",
+    "false",
+    "--lstm_hidden_size",
+    "32",
+    "--num_train_epochs",
+    "2",
+    "--learning_rate",
+    "5e-3",
+    "--save_strategy",
+    "no",
+    "--load_best_model_at_end",
+    "false",
+    "--seed",
+    "7",
+]
 
 
 def rewrite_sample(folder, fmt: str, dotted: bool = False) -> list[str]:
@@ -186,25 +245,59 @@ def rewrite_sample(folder, fmt: str, dotted: bool = False) -> list[str]:
     rename = (lambda t: t if t == "O" else f"{t}.X") if dotted else (lambda t: t)
     folder.mkdir(parents=True, exist_ok=True)
     splits = {"train": "train", "validation": "validation"}
-    rows = {s: [(tokens, [rename(names[i]) for i in tags]) for tokens, tags in zip(sample[s]["tokens"], sample[s]["ner_tags"])] for s in splits}
+    rows = {
+        s: [
+            (tokens, [rename(names[i]) for i in tags])
+            for tokens, tags in zip(sample[s]["tokens"], sample[s]["ner_tags"])
+        ]
+        for s in splits
+    }
     if fmt in ("conll", "suffixed"):
         paths = {}
         for s, sents in rows.items():
-            cols = [[(f"{c}{k % 2}" if fmt == "suffixed" else c, "NN", t) if fmt == "conll" else (f"{c}{k % 2}", t)
-                     for k, (c, t) in enumerate(zip(tokens, tags))] for tokens, tags in sents]
+            cols = [
+                [
+                    (f"{c}{k % 2}" if fmt == "suffixed" else c, "NN", t) if fmt == "conll" else (f"{c}{k % 2}", t)
+                    for k, (c, t) in enumerate(zip(tokens, tags))
+                ]
+                for tokens, tags in sents
+            ]
             paths[s] = write_columns(folder / f"{s}.txt", cols, sep="\t")
-        return ["--train_file", str(paths["train"]), "--validation_file", str(paths["validation"])] + (["--token_first_char", "true"] if fmt == "suffixed" else [])
+        return ["--train_file", str(paths["train"]), "--validation_file", str(paths["validation"])] + (
+            ["--token_first_char", "true"] if fmt == "suffixed" else []
+        )
     if fmt == "jsonl":
         for s, sents in rows.items():
-            (folder / f"{s}.jsonl").write_text("".join(json.dumps({"tokens": t, "ner_tags": g}, ensure_ascii=False) + "\n" for t, g in sents), encoding="utf-8")
+            (folder / f"{s}.jsonl").write_text(
+                "".join(json.dumps({"tokens": t, "ner_tags": g}, ensure_ascii=False) + "\n" for t, g in sents),
+                encoding="utf-8",
+            )
         return ["--train_file", str(folder / "train.jsonl"), "--validation_file", str(folder / "validation.jsonl")]
     if fmt == "json-ids":
         label_names = sorted({t for sents in rows.values() for _, tags in sents for t in tags})
         for s, sents in rows.items():
-            (folder / f"{s}.json").write_text(json.dumps([{"tokens": t, "ner_tags": [label_names.index(x) for x in g]} for t, g in sents], ensure_ascii=False), encoding="utf-8")
-        return ["--train_file", str(folder / "train.json"), "--validation_file", str(folder / "validation.json"), "--tag_names", *label_names]
+            (folder / f"{s}.json").write_text(
+                json.dumps(
+                    [{"tokens": t, "ner_tags": [label_names.index(x) for x in g]} for t, g in sents],
+                    ensure_ascii=False,
+                ),
+                encoding="utf-8",
+            )
+        return [
+            "--train_file",
+            str(folder / "train.json"),
+            "--validation_file",
+            str(folder / "validation.json"),
+            "--tag_names",
+            *label_names,
+        ]
     if fmt == "save_to_disk":
-        DatasetDict({s: Dataset.from_dict({"tokens": [t for t, _ in sents], "ner_tags": [g for _, g in sents]}) for s, sents in rows.items()}).save_to_disk(folder / "ds")
+        DatasetDict(
+            {
+                s: Dataset.from_dict({"tokens": [t for t, _ in sents], "ner_tags": [g for _, g in sents]})
+                for s, sents in rows.items()
+            }
+        ).save_to_disk(folder / "ds")
         return ["--dataset_name", str(folder / "ds")]
     raise ValueError(fmt)
 
@@ -228,18 +321,39 @@ def test_dotted_type_names_end_to_end(tmp_path):
     """PER.NAM-style types: training, the saved pipeline in a fresh process, the model card, the Space's answer."""
     args = rewrite_sample(tmp_path / "data", "jsonl", dotted=True)
     out = tmp_path / "out"
-    run_train(["--output_dir", str(out), *TINY, "--num_train_epochs", "8", "--learning_rate", "1e-2", *args])  # long enough to find entities
+    run_train(
+        ["--output_dir", str(out), *TINY, "--num_train_epochs", "8", "--learning_rate", "1e-2", *args]
+    )  # long enough to find entities
     assert "name.X" in (out / "validation_report.txt").read_text(encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NER_MODEL": str(out)}
-    card = subprocess.run([sys.executable, str(ROOT / "push_to_hub.py"), str(out), "--output_dir", str(tmp_path / "repo"), "--dry-run",
-                           "--repo_id", "someone/dotted"], env=env, capture_output=True, text=True, timeout=600)
+    card = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "push_to_hub.py"),
+            str(out),
+            "--output_dir",
+            str(tmp_path / "repo"),
+            "--dry-run",
+            "--repo_id",
+            "someone/dotted",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert card.returncode == 0, card.stderr[-3000:]
     readme = (tmp_path / "repo" / "README.md").read_text(encoding="utf-8")
     assert "name.X" in readme and "company.X" in readme
-    script = ("import sys; sys.path.insert(0, 'space'); import app\n"
-              "status, highlighted, table, _, _ = [c[0] for c in app.tag(['林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。'])]\n"
-              "print(sorted({row[1] for row in table}), status)")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    script = (
+        "import sys; sys.path.insert(0, 'space'); import app\n"
+        "text = '林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。'\n"
+        "status, highlighted, table, _, _ = [c[0] for c in app.tag([text])]\n"
+        "print(sorted({row[1] for row in table}), status)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     types = proc.stdout.strip().splitlines()[-1]
     assert ".X'" in types and "in 32 characters" in types, types

@@ -66,7 +66,7 @@ def test_add_memories_rejects_bad_input_with_a_clear_message(entity_model):
         model.remove_memories([len(model.memory_bank)])
 
 
-LOAD_AND_TAG = textwrap.dedent('''
+LOAD_AND_TAG = textwrap.dedent("""
     import json, sys
     from transformers import pipeline
     ner = pipeline("chinese-ner", model=sys.argv[1], trust_remote_code=True)
@@ -74,7 +74,7 @@ LOAD_AND_TAG = textwrap.dedent('''
     bank = ner.model.memory_bank
     print(json.dumps({"size": len(bank), "last": bank.sentence_texts()[-1], "method": ner.model.config.memory_method,
                       "memories": [m["text"] for m in out["windows"][0]["memories"]]}, ensure_ascii=False))
-''')
+""")
 
 
 def test_added_memories_survive_save_and_load_in_a_fresh_process(entity_model, tmp_path):
@@ -86,7 +86,9 @@ def test_added_memories_survive_save_and_load_in_a_fresh_process(entity_model, t
     ner.save_pretrained(out)
     (tmp_path / "tag.py").write_text(LOAD_AND_TAG, encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    proc = subprocess.run([sys.executable, "tag.py", str(out), QUERY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "tag.py", str(out), QUERY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["size"] == size + 1 and result["last"] == NEW and result["method"] == "entity"
@@ -102,7 +104,9 @@ def test_raw_text_inference_retrieves_with_the_configs_method(memory_run, method
     query = texts[3][:-1] + "！"  # the bank sentence 3 but for its last character
     index = model.bank_index()
     expected = index.similarities([query])[0].argmax()
-    memories = pipeline("chinese-ner", model=model, tokenizer=tokenizer)(query, return_memories=True)["windows"][0]["memories"]
+    memories = pipeline("chinese-ner", model=model, tokenizer=tokenizer)(query, return_memories=True)["windows"][0][
+        "memories"
+    ]
     if method == "lexical":
         assert memories[0]["bank_index"] == expected == 3
     else:  # entity: the first memory labels one of the query's substrings as an entity

@@ -48,8 +48,11 @@ def test_gradients_match_the_naive_loop():
     grads = []
     for fn in (lambda *a: MemoryAttention()(*a)[0], naive):
         torch.manual_seed(2)
-        query, memory, table = (torch.randn(B, Ls, d, requires_grad=True), torch.randn(B, n, La, d, requires_grad=True),
-                                torch.randn(C, l, requires_grad=True))
+        query, memory, table = (
+            torch.randn(B, Ls, d, requires_grad=True),
+            torch.randn(B, n, La, d, requires_grad=True),
+            torch.randn(C, l, requires_grad=True),
+        )
         fn(query, memory, labels, table).square().sum().backward()
         grads.append([query.grad, memory.grad, table.grad])
     for vectorised, loop in zip(*grads):

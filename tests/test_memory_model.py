@@ -28,7 +28,13 @@ def test_bank_travels_with_the_model_and_fresh_process_predictions_match(memory_
     expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved from the saved bank
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS[:2])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
 
@@ -37,12 +43,20 @@ def test_cached_bank_encodings_equal_fresh_ones(memory_run):
     folder, _ = memory_run
     model = MemoryNetForTokenClassification.from_pretrained(folder).eval()
     tokenizer = BertTokenizerFast.from_pretrained(folder)
-    enc = tokenizer([list("我在北京工作"), list("张三加入了华为")], is_split_into_words=True, padding=True, return_tensors="pt")
+    enc = tokenizer(
+        [list("我在北京工作"), list("张三加入了华为")], is_split_into_words=True, padding=True, return_tensors="pt"
+    )
     memory_ids = model.retrieve_memories(enc["input_ids"], enc["attention_mask"])
     assert memory_ids.shape == (2, 2)
     mem = model.memory_bank.gather(memory_ids)
     with torch.no_grad():
-        direct = model(enc["input_ids"], enc["attention_mask"], memory_input_ids=mem[0], memory_attention_mask=mem[1], memory_tag_ids=mem[2])
+        direct = model(
+            enc["input_ids"],
+            enc["attention_mask"],
+            memory_input_ids=mem[0],
+            memory_attention_mask=mem[1],
+            memory_tag_ids=mem[2],
+        )
         cached = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
         again = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
     assert len(model._memory_cache) > 0
@@ -66,7 +80,9 @@ def test_bank_pos_strings_are_decoded_once_and_follow_the_buffer():
     other.fill([[2, 5, 3], [2, 6, 3]], [[-100, 0, -100]] * 2, [[0], [1]], ["p", "q"])
     bank.load_state_dict(other.state_dict())
     assert bank.pos_strings() == ["p", "q"]
-    bank.load_state_dict(MemoryBank(size=2, length=4, pos_length=3, num_types=1).state_dict(), assign=True)  # a new tensor
+    bank.load_state_dict(
+        MemoryBank(size=2, length=4, pos_length=3, num_types=1).state_dict(), assign=True
+    )  # a new tensor
     assert bank.pos_strings() == ["", ""]
 
 
@@ -82,7 +98,12 @@ def test_collator_shapes_and_masks(memory_run):
     batch = collator(features)
     n_len = int(model.memory_bank.lengths[[0, 5, 7, 9]].max())
     assert batch["input_ids"].shape == (2, 4) and batch["memory_ids"].tolist() == [[0, 5], [7, 9]]
-    assert batch["memory_input_ids"].shape == batch["memory_attention_mask"].shape == batch["memory_tag_ids"].shape == (2, 2, n_len)
+    assert (
+        batch["memory_input_ids"].shape
+        == batch["memory_attention_mask"].shape
+        == batch["memory_tag_ids"].shape
+        == (2, 2, n_len)
+    )
     for b, ids in enumerate([[0, 5], [7, 9]]):
         for j, idx in enumerate(ids):
             length = int(model.memory_bank.lengths[idx])
@@ -92,13 +113,45 @@ def test_collator_shapes_and_masks(memory_run):
 
 def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     out = tmp_path / "category"
-    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "category", "--num_train_epochs", "2",
-                         "--type_classifier_epochs", "3", "--lstm_hidden_size", "32", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    results = run_train(
+        [
+            "--output_dir",
+            str(out),
+            "--num_memory",
+            "2",
+            "--memory_method",
+            "category",
+            "--num_train_epochs",
+            "2",
+            "--type_classifier_epochs",
+            "3",
+            "--lstm_hidden_size",
+            "32",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+        ]
+    )
     report = results["type_classifier_validation"]
-    assert set(report) == {"address", "book", "company", "game", "government", "movie", "name", "organization", "position", "scene", "micro"}
+    assert set(report) == {
+        "address",
+        "book",
+        "company",
+        "game",
+        "government",
+        "movie",
+        "name",
+        "organization",
+        "position",
+        "scene",
+        "micro",
+    }
     assert "entity-type classifier on validation" in results["_stdout"]
     model, info = MemoryNetForTokenClassification.from_pretrained(out, output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"]  # classifier and bank were saved, nothing re-initialised
+    assert (
+        not info["missing_keys"] and not info["unexpected_keys"]
+    )  # classifier and bank were saved, nothing re-initialised
     assert any(k.startswith("type_classifier.") for k in model.state_dict())
     tokenizer = BertTokenizerFast.from_pretrained(out)
     enc = tokenizer([list("我在北京工作")], is_split_into_words=True, return_tensors="pt")
@@ -109,7 +162,9 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
 def test_num_memory_zero_is_the_plain_encoder_crf():
     """``num_memory=0``: no memory parameters, and the forward pass is encoder -> emissions -> CRF, nothing else."""
     torch.manual_seed(0)
-    config = MemoryNetConfig(id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=0)
+    config = MemoryNetConfig(
+        id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=0
+    )
     model = MemoryNetForTokenClassification(config).eval()
     assert model.label_embeddings is model.memory_bank is model.type_classifier is None
     assert not any(k.startswith(("label_embeddings", "memory_bank", "type_classifier")) for k in model.state_dict())
@@ -119,7 +174,9 @@ def test_num_memory_zero_is_the_plain_encoder_crf():
     out = model(input_ids, attention_mask=mask, labels=labels)
     emissions = model.classifier(model.encoder(input_ids, attention_mask=mask))
     assert torch.equal(out.logits, emissions)
-    assert torch.equal(out.loss, model.crf(emissions, mask, labels)) and torch.equal(out.tags, model.crf.decode(emissions, mask))
+    assert torch.equal(out.loss, model.crf(emissions, mask, labels)) and torch.equal(
+        out.tags, model.crf.decode(emissions, mask)
+    )
     with pytest.raises(ValueError, match="num_memory=0"):
         model(input_ids, attention_mask=mask, memory_ids=torch.zeros(2, 4, dtype=torch.long))
 
@@ -127,14 +184,22 @@ def test_num_memory_zero_is_the_plain_encoder_crf():
 def test_memory_gradient_option():
     """Stopping the gradient through the memories' encodings changes the encoder's gradient, not the loss."""
     torch.manual_seed(0)
-    config = MemoryNetConfig(id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=2,
-                             hidden_dropout_prob=0.0)
+    config = MemoryNetConfig(
+        id2label={i: f"L{i}" for i in range(5)},
+        vocab_size=50,
+        char_embedding_size=8,
+        lstm_hidden_size=8,
+        num_memory=2,
+        hidden_dropout_prob=0.0,
+    )
     model = MemoryNetForTokenClassification(config).train()
     input_ids = torch.tensor([[2, 7, 8, 9, 3]])
     labels = torch.tensor([[-100, 1, 2, 0, -100]])
-    memory = {"memory_input_ids": torch.tensor([[[2, 10, 11, 3], [2, 12, 3, 0]]]),
-              "memory_attention_mask": torch.tensor([[[1, 1, 1, 1], [1, 1, 1, 0]]]),
-              "memory_tag_ids": torch.tensor([[[-100, 1, 2, -100], [-100, 4, -100, -100]]])}
+    memory = {
+        "memory_input_ids": torch.tensor([[[2, 10, 11, 3], [2, 12, 3, 0]]]),
+        "memory_attention_mask": torch.tensor([[[1, 1, 1, 1], [1, 1, 1, 0]]]),
+        "memory_tag_ids": torch.tensor([[[-100, 1, 2, -100], [-100, 4, -100, -100]]]),
+    }
     losses, grads = [], []
     for flag in (True, False):
         model.config.memory_gradient = flag
@@ -144,15 +209,33 @@ def test_memory_gradient_option():
         losses.append(loss.item())
         grads.append(model.encoder.embeddings.weight.grad.clone())
     assert losses[0] == pytest.approx(losses[1])
-    assert grads[0][10:13].abs().sum() > 0 and grads[1][10:13].abs().sum() == 0  # memory-only characters learn only with the gradient on
+    assert (
+        grads[0][10:13].abs().sum() > 0 and grads[1][10:13].abs().sum() == 0
+    )  # memory-only characters learn only with the gradient on
     assert grads[1][7:10].abs().sum() > 0
 
 
 def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir, tmp_path):
     """The transformers-encoder path with memory: trains, saves the bank, a fresh process tags identically."""
     out = tmp_path / "bert-memory"
-    results = run_train(["--output_dir", str(out), "--encoder", str(tiny_bert_dir), "--num_memory", "2", "--memory_method", "pos_edit",
-                         "--num_train_epochs", "3", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    results = run_train(
+        [
+            "--output_dir",
+            str(out),
+            "--encoder",
+            str(tiny_bert_dir),
+            "--num_memory",
+            "2",
+            "--memory_method",
+            "pos_edit",
+            "--num_train_epochs",
+            "3",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+        ]
+    )
     assert results["memory"]["num_memory"] == 2
     assert "pretrained encoder: --learning_rate 0.0002" in results["_stdout"] + results["_stderr"]
     config = json.loads((out / "config.json").read_text())
@@ -162,19 +245,33 @@ def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir,
     expected = model.predict_tags(TEXTS[:2], tokenizer)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
 
 
 def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
-    """``type_classifier_kind="tagger"``: trained by its CRF on the NER tags; a type is predicted exactly when a decoded tag carries it."""
+    """``type_classifier_kind="tagger"``: trained by its CRF on the NER tags; a type is predicted exactly when a
+    decoded tag carries it."""
     from modeling.modeling_memory_ner import MemoryNetForEntityTypes
 
     torch.manual_seed(0)
     labels = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]
-    config = MemoryNetConfig(id2label=dict(enumerate(labels)), vocab_size=50, char_embedding_size=8, lstm_hidden_size=8,
-                             num_memory=2, memory_method="category", type_classifier_kind="tagger")
+    config = MemoryNetConfig(
+        id2label=dict(enumerate(labels)),
+        vocab_size=50,
+        char_embedding_size=8,
+        lstm_hidden_size=8,
+        num_memory=2,
+        memory_method="category",
+        type_classifier_kind="tagger",
+    )
     model = MemoryNetForEntityTypes(config)
     input_ids = torch.tensor([[2, 7, 8, 9, 3], [2, 7, 3, 0, 0]])
     mask = (input_ids != 0).long()
@@ -186,13 +283,20 @@ def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
     model.eval()
     clf = model.type_classifier
     decoded = clf.crf.decode(clf.emissions(input_ids, mask), mask)
-    expected = [[int(any(t >= 0 and labels[t].endswith(name) for t in row.tolist())) for name in config.entity_types] for row in decoded]
+    expected = [
+        [int(any(t >= 0 and labels[t].endswith(name) for t in row.tolist())) for name in config.entity_types]
+        for row in decoded
+    ]
     logits = model(input_ids, mask).logits
     assert ((logits > 0).long().tolist()) == expected and set(logits.abs().flatten().tolist()) == {clf.TAGGER_LOGIT}
     model.save_pretrained(tmp_path)  # the tag -> type table is rebuilt on load, not left uninitialised
     loaded = MemoryNetForEntityTypes.from_pretrained(tmp_path).eval()
-    assert torch.equal(loaded.type_classifier.tag_types, clf.tag_types) and torch.equal(loaded(input_ids, mask).logits, logits)
-    with torch.no_grad():  # force the path: every character S-PER (both sentences have PER), then every character O (no types)
+    assert torch.equal(loaded.type_classifier.tag_types, clf.tag_types) and torch.equal(
+        loaded(input_ids, mask).logits, logits
+    )
+    with (
+        torch.no_grad()
+    ):  # force the path: every character S-PER (both sentences have PER), then every character O (no types)
         clf.classifier.weight.zero_()
         clf.classifier.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 50.0]))
         clf.crf.crf.transitions.zero_(), clf.crf.crf.start_transitions.zero_(), clf.crf.crf.end_transitions.zero_()
@@ -201,13 +305,21 @@ def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
         assert model(input_ids, mask).logits.gt(0).long().tolist() == [[0, 0], [0, 0]]
 
 
-TINY_BERT = {"model_type": "bert", "vocab_size": 60, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-             "intermediate_size": 32, "max_position_embeddings": 32}
+TINY_BERT = {
+    "model_type": "bert",
+    "vocab_size": 60,
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 32,
+}
 
 
 @pytest.mark.parametrize("tagger, classifier", [("bilstm", "transformers"), ("transformers", "bilstm")])
 def test_type_classifier_encoder_apart_from_the_tagger(tagger, classifier, tmp_path):
-    """``type_classifier_encoder_type``: the entity-type classifier gets its own kind of encoder (a BERT classifier beside a
+    """``type_classifier_encoder_type``: the entity-type classifier gets its own kind of encoder (a BERT classifier
+    beside a
     BiLSTM tagger, as the paper's, or the other way round), and keeps it through save and load."""
     from modeling.encoders import CharBiLSTMEncoder, TransformersEncoder
 
@@ -215,9 +327,16 @@ def test_type_classifier_encoder_apart_from_the_tagger(tagger, classifier, tmp_p
     torch.manual_seed(0)
     labels = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]
     config = MemoryNetConfig(
-        id2label=dict(enumerate(labels)), vocab_size=60, char_embedding_size=8, lstm_hidden_size=8, num_memory=2, memory_method="category",
-        encoder_type=tagger, encoder_config=TINY_BERT if tagger == "transformers" else None,
-        type_classifier_encoder_type=classifier, type_classifier_encoder_config=TINY_BERT if classifier == "transformers" else None,
+        id2label=dict(enumerate(labels)),
+        vocab_size=60,
+        char_embedding_size=8,
+        lstm_hidden_size=8,
+        num_memory=2,
+        memory_method="category",
+        encoder_type=tagger,
+        encoder_config=TINY_BERT if tagger == "transformers" else None,
+        type_classifier_encoder_type=classifier,
+        type_classifier_encoder_config=TINY_BERT if classifier == "transformers" else None,
     )
     model = MemoryNetForTokenClassification(config).eval()
     assert isinstance(model.encoder, kinds[tagger]) and isinstance(model.type_classifier.encoder, kinds[classifier])
@@ -230,17 +349,46 @@ def test_type_classifier_encoder_apart_from_the_tagger(tagger, classifier, tmp_p
     assert loaded.config.type_classifier_encoder == (classifier, loaded.config.type_classifier_encoder[1])
     assert isinstance(loaded.type_classifier.encoder, kinds[classifier])
     assert torch.equal(loaded.eval().type_classifier(input_ids, mask), logits)
-    with pytest.raises(ValueError, match="type_classifier_encoder_config"):  # a BERT classifier needs a BERT config from somewhere
-        MemoryNetConfig(id2label=dict(enumerate(labels)), num_memory=2, memory_method="category", type_classifier_encoder_type="transformers")
+    with pytest.raises(
+        ValueError, match="type_classifier_encoder_config"
+    ):  # a BERT classifier needs a BERT config from somewhere
+        MemoryNetConfig(
+            id2label=dict(enumerate(labels)),
+            num_memory=2,
+            memory_method="category",
+            type_classifier_encoder_type="transformers",
+        )
 
 
 def test_train_py_bilstm_tagger_with_a_pretrained_type_classifier(tiny_bert_dir, tmp_path):
-    """``--type_classifier_encoder DIR``: a BiLSTM tagger retrieves memories with a classifier on a pretrained encoder (here a
+    """``--type_classifier_encoder DIR``: a BiLSTM tagger retrieves memories with a classifier on a pretrained encoder
+    (here a
     tiny random BERT), trained at the paper's 3e-5; a fresh offline process loads both and tags identically."""
     out = tmp_path / "bilstm-bert-classifier"
-    results = run_train(["--output_dir", str(out), "--num_memory", "2", "--memory_method", "category", "--type_classifier_encoder", str(tiny_bert_dir),
-                         "--num_train_epochs", "2", "--type_classifier_epochs", "2", "--type_classifier_folds", "1", "--lstm_hidden_size", "32",
-                         "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    results = run_train(
+        [
+            "--output_dir",
+            str(out),
+            "--num_memory",
+            "2",
+            "--memory_method",
+            "category",
+            "--type_classifier_encoder",
+            str(tiny_bert_dir),
+            "--num_train_epochs",
+            "2",
+            "--type_classifier_epochs",
+            "2",
+            "--type_classifier_folds",
+            "1",
+            "--lstm_hidden_size",
+            "32",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+        ]
+    )
     log = results["_stdout"] + results["_stderr"]
     assert f"entity-type classifier: pooled ({tiny_bert_dir}), lr encoder 3e-05 / other layers 0.002" in log
     assert f"tokenizer: tokenizer of {tiny_bert_dir}" in log
@@ -251,30 +399,55 @@ def test_train_py_bilstm_tagger_with_a_pretrained_type_classifier(tiny_bert_dir,
     model = MemoryNetForTokenClassification.from_pretrained(out)
     pretrained = load_file(tiny_bert_dir / "model.safetensors")["embeddings.word_embeddings.weight"]
     trained = model.type_classifier.encoder.model.embeddings.word_embeddings.weight
-    assert torch.equal(trained[-1], pretrained[-1]) and not torch.equal(trained, pretrained)  # started from the checkpoint, then trained
-    assert (trained - pretrained).abs().max() < 2e-3  # 26 Adam steps at 3e-5 (at the tagger's 2e-3 they move weights by ~2e-2)
+    assert torch.equal(trained[-1], pretrained[-1]) and not torch.equal(
+        trained, pretrained
+    )  # started from the checkpoint, then trained
+    assert (
+        trained - pretrained
+    ).abs().max() < 2e-3  # 26 Adam steps at 3e-5 (at the tagger's 2e-3 they move weights by ~2e-2)
     tokenizer = BertTokenizerFast.from_pretrained(out)
     expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved by the BERT classifier's types
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
 
 
 @pytest.mark.parametrize("case", ["no_category", "vocabulary"])
 def test_type_classifier_encoder_errors(case, data_dir, tmp_path):
-    """A classifier encoder without category retrieval, or one whose vocabulary is smaller than the tokenizer's, stops with a clear message."""
+    """A classifier encoder without category retrieval, or one whose vocabulary is smaller than the tokenizer's,
+    stops with a clear message."""
     from transformers import BertConfig
 
     from data_scripts.features import BERT_VOCAB
 
-    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path / "small-bert")
-    args = ["--type_classifier_encoder", str(tmp_path / "small-bert"), "--tokenizer_name", str(data_dir / BERT_VOCAB), "--output_dir", str(tmp_path / "out")]
+    BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    ).save_pretrained(tmp_path / "small-bert")
+    args = [
+        "--type_classifier_encoder",
+        str(tmp_path / "small-bert"),
+        "--tokenizer_name",
+        str(data_dir / BERT_VOCAB),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     args += ["--memory_method", "pos_edit" if case == "no_category" else "category"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     if case == "no_category":
         assert proc.returncode == 2 and "--type_classifier_encoder is the encoder of category retrieval" in proc.stderr
     else:
-        assert proc.returncode == 1 and "its 100 token embeddings do not cover the tokenizer's 21128 tokens" in proc.stderr.splitlines()[-1]
+        assert (
+            proc.returncode == 1
+            and "its 100 token embeddings do not cover the tokenizer's 21128 tokens" in proc.stderr.splitlines()[-1]
+        )

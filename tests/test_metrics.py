@@ -43,7 +43,9 @@ def test_strict_matching_equals_direct_span_count():
             pred_spans.append(guess)
         scores = entity_metrics(gold, pred, scheme)
         p, r, f = direct_scores(gold_spans, pred_spans)
-        assert abs(scores["precision"] - p) < 1e-9 and abs(scores["recall"] - r) < 1e-9 and abs(scores["f1"] - f) < 1e-9
+        assert (
+            abs(scores["precision"] - p) < 1e-9 and abs(scores["recall"] - r) < 1e-9 and abs(scores["f1"] - f) < 1e-9
+        )
         assert set(scores["per_type"]) == {"A", "B"}
         assert "micro avg" in scores["report"]
 

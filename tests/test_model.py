@@ -14,12 +14,22 @@ from transformers import BertModel, BertTokenizerFast
 from conftest import ROOT, run_train, write_cluener_slice
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 
-TEXTS = ["浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。", "我在北京 iPhone 15 发布会上见到了张三😀", ""]
+TEXTS = [
+    "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。",
+    "我在北京 iPhone 15 发布会上见到了张三😀",
+    "",
+]
 
 
 def tiny_model(num_labels=5, **kw):
     torch.manual_seed(0)
-    config = MemoryNetConfig(id2label={i: f"L{i}" for i in range(num_labels)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, **kw)
+    config = MemoryNetConfig(
+        id2label={i: f"L{i}" for i in range(num_labels)},
+        vocab_size=50,
+        char_embedding_size=8,
+        lstm_hidden_size=8,
+        **kw,
+    )
     return MemoryNetForTokenClassification(config)
 
 
@@ -118,7 +128,9 @@ def test_crf_marginals_equal_the_log_space_gradient_and_fall_back_when_a_step_un
     with torch.no_grad():
         for p in (crf.crf.transitions, crf.crf.start_transitions, crf.crf.end_transitions):
             p.copy_(2 * torch.randn_like(p))
-    torch.testing.assert_close(crf.marginals(emissions, attention_mask), crf.log_space_marginals(emissions, attention_mask), atol=2e-4, rtol=0)
+    torch.testing.assert_close(
+        crf.marginals(emissions, attention_mask), crf.log_space_marginals(emissions, attention_mask), atol=2e-4, rtol=0
+    )
     # transitions 300 apart underflow in probability space: the log-space result comes back instead
     with torch.no_grad():
         crf.crf.transitions.fill_(-300.0)
@@ -149,8 +161,21 @@ def test_self_attention_option():
 # training through train.py on slices of the real data
 
 BASELINE = ["--num_memory", "0", "--use_self_attention", "false"]  # the plain encoder-CRF
-OVERFIT = [*BASELINE, "--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
-           "--eval_strategy", "no", "--load_best_model_at_end", "false", "--seed", "1"]  # scored once, after training
+OVERFIT = [
+    *BASELINE,
+    "--learning_rate",
+    "5e-3",
+    "--per_device_train_batch_size",
+    "8",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--load_best_model_at_end",
+    "false",
+    "--seed",
+    "1",
+]  # scored once, after training
 
 
 @pytest.fixture(scope="module")
@@ -161,15 +186,42 @@ def slice32(data_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def overfit_bilstm(slice32, tmp_path_factory):
     out = tmp_path_factory.mktemp("bilstm")
-    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out), "--num_train_epochs", "30", *OVERFIT]
+    args = [
+        "--dataset",
+        "files",
+        "--train_file",
+        str(slice32),
+        "--validation_file",
+        str(slice32),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "30",
+        *OVERFIT,
+    ]
     return out, run_train(args)
 
 
 @pytest.fixture(scope="module")
 def overfit_bert(slice32, tiny_bert_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bert")
-    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
-            "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3", "--num_train_epochs", "40", *OVERFIT]
+    args = [
+        "--dataset",
+        "files",
+        "--train_file",
+        str(slice32),
+        "--validation_file",
+        str(slice32),
+        "--output_dir",
+        str(out),
+        "--encoder",
+        str(tiny_bert_dir),
+        "--encoder_learning_rate",
+        "5e-3",
+        "--num_train_epochs",
+        "40",
+        *OVERFIT,
+    ]
     return out, run_train(args)
 
 
@@ -194,7 +246,8 @@ FRESH = textwrap.dedent(
     folder, texts = sys.argv[1], json.loads(sys.argv[2])
     model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-    print(json.dumps({"class": type(model).__name__, "module": type(model).__module__, "tags": model.predict_tags(texts, tokenizer)}))
+    tags = model.predict_tags(texts, tokenizer)
+    print(json.dumps({"class": type(model).__name__, "module": type(model).__module__, "tags": tags}))
     """
 )
 
@@ -210,7 +263,13 @@ def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     # run outside the repo, so only the code saved in the folder can be used
-    proc = subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["class"] == "MemoryNetForTokenClassification" and got["module"].startswith("transformers_modules")
@@ -223,9 +282,26 @@ def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
     train.py compares them across processes, and they agree."""
     out = tmp_path / "ddp"
     results = run_train(
-        ["--num_train_epochs", "1", "--memory_method", "category", "--type_classifier_epochs", "1", "--type_classifier_folds", "2",
-         "--max_train_samples", "96", "--max_eval_samples", "32", "--train_sampling_strategy", "group_by_length", "--output_dir", str(out)],
-        launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"], threads=1,
+        [
+            "--num_train_epochs",
+            "1",
+            "--memory_method",
+            "category",
+            "--type_classifier_epochs",
+            "1",
+            "--type_classifier_folds",
+            "2",
+            "--max_train_samples",
+            "96",
+            "--max_eval_samples",
+            "32",
+            "--train_sampling_strategy",
+            "group_by_length",
+            "--output_dir",
+            str(out),
+        ],
+        launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"],
+        threads=1,
     )
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 96 // (16 * 2)  # the 96 sentences were shared by 2 processes
@@ -250,7 +326,9 @@ def test_encoder_and_head_learning_rates(tiny_bert_dir):
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
     # the pretrained weights were loaded, not re-initialised
     reference = BertModel.from_pretrained(tiny_bert_dir)
-    assert torch.equal(model.encoder.model.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight)
+    assert torch.equal(
+        model.encoder.model.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight
+    )
 
 
 def test_training_seed_does_not_move_the_data_split(monkeypatch, tmp_path):
@@ -266,7 +344,9 @@ def test_training_seed_does_not_move_the_data_split(monkeypatch, tmp_path):
 
     monkeypatch.setattr(train, "load_corpus", fake_load_corpus)
     for argv, expected in ((["--seed", "7"], 42), (["--seed", "7", "--split_seed", "3"], 3)):
-        monkeypatch.setattr(sys, "argv", ["train.py", "--dataset", "peoples_daily", "--output_dir", str(tmp_path), *argv])
+        monkeypatch.setattr(
+            sys, "argv", ["train.py", "--dataset", "peoples_daily", "--output_dir", str(tmp_path), *argv]
+        )
         with pytest.raises(KeyboardInterrupt):
             train.main()
     assert seen == [42, 3]

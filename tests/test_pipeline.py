@@ -57,7 +57,9 @@ def check_entities(text, entities):
         assert set(e) == {"entity_group", "score", "word", "start", "end"}
         assert text[e["start"] : e["end"]] == e["word"] and e["word"]
         ends = e["word"][0] + e["word"][-1]
-        assert not any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in ends), f"blank end: {e['word']!r}"
+        assert not any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in ends), (
+            f"blank end: {e['word']!r}"
+        )
         assert 0.0 <= e["score"] <= 1.0
     spans = [(e["start"], e["end"]) for e in entities]
     assert spans == sorted(spans)
@@ -182,7 +184,10 @@ def test_stride_windows_give_what_reading_the_text_whole_gives(memory_ner):
     etypes = sorted({label.split("-", 1)[1] for label in config.label2id if label != "O"})[:2]
     chars = [t for t in memory_ner.tokenizer.get_vocab() if len(t) == 1 and "\u4e00" <= t <= "\u9fff"]
     chars.sort()
-    words = {etypes[0]: ["".join(chars[k : k + 3]) for k in range(0, 12, 3)], etypes[1]: ["".join(chars[k : k + 4]) for k in range(12, 28, 4)]}
+    words = {
+        etypes[0]: ["".join(chars[k : k + 3]) for k in range(0, 12, 3)],
+        etypes[1]: ["".join(chars[k : k + 4]) for k in range(12, 28, 4)],
+    }
     filler = chars[28:228]  # no character of a word, so the words occur only where the test puts them
     rng = random.Random(0)
     text, gold = "", []
@@ -218,8 +223,15 @@ def tagged_windows(ner, text, windows):
     outputs = []
     for (start, end, own_start, own_end), spans in windows:
         ids = [label2id[t] for t in spans_to_tags(spans, end - start, scheme)]
-        outputs.append({"window": (start, end, own_start, own_end), "text": text, "lengths": torch.tensor([[end - start + 2]]),
-                        "tags": torch.tensor([[-100, *ids, -100]]), "tag_scores": torch.full((1, end - start + 2), 0.5)})
+        outputs.append(
+            {
+                "window": (start, end, own_start, own_end),
+                "text": text,
+                "lengths": torch.tensor([[end - start + 2]]),
+                "tags": torch.tensor([[-100, *ids, -100]]),
+                "tag_scores": torch.full((1, end - start + 2), 0.5),
+            }
+        )
     return ner.postprocess(outputs)
 
 
@@ -239,14 +251,17 @@ def test_entities_from_two_stride_windows_never_overlap(memory_ner):
     check_entities(text, got)
 
 
-@pytest.mark.parametrize("text, span, expected", [
-    ("张三\n\n在", (0, 4), "张三"),  # trailing newlines
-    ("张三\x00在", (0, 3), "张三"),  # a control character
-    ("\u200b 张三在", (0, 4), "张三"),  # zero-width and space before it
-    ("李\t四在", (0, 3), "李\t四"),  # in the middle: kept, the entity is what the model tagged
-    ("   \n\t  ", (0, 6), None),  # only blanks: no entity at all
-    ("张\ud800在", (0, 2), "张"),  # a lone surrogate at the end
-])
+@pytest.mark.parametrize(
+    "text, span, expected",
+    [
+        ("张三\n\n在", (0, 4), "张三"),  # trailing newlines
+        ("张三\x00在", (0, 3), "张三"),  # a control character
+        ("\u200b 张三在", (0, 4), "张三"),  # zero-width and space before it
+        ("李\t四在", (0, 3), "李\t四"),  # in the middle: kept, the entity is what the model tagged
+        ("   \n\t  ", (0, 6), None),  # only blanks: no entity at all
+        ("张\ud800在", (0, 2), "张"),  # a lone surrogate at the end
+    ],
+)
 def test_an_entity_never_starts_or_ends_with_blanks(memory_ner, text, span, expected):
     etype = memory_ner.model.config.id2label[1].split("-", 1)[1]  # the first entity tag's type
     got = tagged_windows(memory_ner, text, [((0, len(text), 0, len(text)), [(etype, *span)])])
@@ -258,7 +273,11 @@ def test_a_lone_surrogate_is_an_unknown_character(memory_ner):
     """Half of a UTF-16 pair (a bad JSON decode) is tagged like any unknown character, in place."""
     tokenizer = memory_ner.tokenizer
     enc = encode_chars(tokenizer, [list("张\ud800三"), list("张\udfff")])
-    assert enc["input_ids"][0][1:4] == [tokenizer.convert_tokens_to_ids("张"), tokenizer.unk_token_id, tokenizer.convert_tokens_to_ids("三")]
+    assert enc["input_ids"][0][1:4] == [
+        tokenizer.convert_tokens_to_ids("张"),
+        tokenizer.unk_token_id,
+        tokenizer.convert_tokens_to_ids("三"),
+    ]
     assert enc["input_ids"][1][2] == tokenizer.unk_token_id
     for text in ("abc\ud800def", "\udc00", "林晓梅在\ud83d北京"):
         check_entities(text, memory_ner(text))
@@ -287,8 +306,12 @@ def test_memories_and_their_attention(memory_ner, dev_sentences):
         enc = encode_chars(memory_ner.tokenizer, [list(text[window["start"] : window["end"]])])
         memory_ids = torch.tensor([[m["bank_index"] for m in window["memories"]]])
         with torch.no_grad():
-            full = memory_ner.model(torch.tensor(enc["input_ids"]), attention_mask=torch.tensor(enc["attention_mask"]),
-                                    memory_ids=memory_ids, output_attentions=True).memory_attentions[0]
+            full = memory_ner.model(
+                torch.tensor(enc["input_ids"]),
+                attention_mask=torch.tensor(enc["attention_mask"]),
+                memory_ids=memory_ids,
+                output_attentions=True,
+            ).memory_attentions[0]
         for j, memory in enumerate(window["memories"]):
             m = len(memory["text"])
             rows = full[j, 1 : n + 1]
@@ -321,8 +344,14 @@ def test_saved_folder_declares_the_pipeline_and_loads_in_a_fresh_offline_process
         "print(json.dumps(ner(json.loads(sys.argv[2])), ensure_ascii=False))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
-    proc = subprocess.run([sys.executable, "-c", script, str(folder), json.dumps(MIXED)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(folder), json.dumps(MIXED)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     module_file, answer = proc.stdout.strip().splitlines()[-2:]
     assert not module_file.startswith(str(ROOT)), module_file  # the folder's copy of the code, not this checkout's
@@ -336,7 +365,9 @@ def test_an_int8_quantised_model_runs_in_the_pipeline_with_nearly_the_same_entit
     """The README's CPU option: int8 dynamic quantisation of the LSTM and linear layers, then the same pipeline."""
     model = MemoryNetForTokenClassification.from_pretrained(memory_run[0]).eval()
     quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
-    assert type(quantized.encoder.lstm).__module__.startswith("torch.ao.nn.quantized.dynamic")  # the LSTM really is int8
+    assert type(quantized.encoder.lstm).__module__.startswith(
+        "torch.ao.nn.quantized.dynamic"
+    )  # the LSTM really is int8
     assert type(model.encoder.lstm) is torch.nn.LSTM  # and the float model is left as it was
     tokenizer = BertTokenizerFast.from_pretrained(memory_run[0])
     texts = dev_sentences[:60]

@@ -13,7 +13,13 @@ from conftest import ROOT
 
 def push(args, timeout=600):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_TOKEN": ""}
-    return subprocess.run([sys.executable, str(ROOT / "push_to_hub.py"), *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "push_to_hub.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def front_matter(readme: str) -> dict:
@@ -21,8 +27,12 @@ def front_matter(readme: str) -> dict:
     return yaml.safe_load(readme.split("---\n", 2)[1])
 
 
-@pytest.mark.parametrize("which,module", [("memory_run", "modeling_memory_ner.py"), ("seq2seq_run", "modeling_seq2seq_ner.py")])
-def test_dry_run_builds_a_folder_that_loads_offline_and_a_card_with_the_measured_metrics(which, module, request, tmp_path):
+@pytest.mark.parametrize(
+    "which,module", [("memory_run", "modeling_memory_ner.py"), ("seq2seq_run", "modeling_seq2seq_ner.py")]
+)
+def test_dry_run_builds_a_folder_that_loads_offline_and_a_card_with_the_measured_metrics(
+    which, module, request, tmp_path
+):
     folder, results = request.getfixturevalue(which)
     out = tmp_path / "repo"
     proc = push([folder, "--output_dir", out, "--dry-run", "--repo_id", "someone/chinese-ner-test"])
@@ -30,9 +40,19 @@ def test_dry_run_builds_a_folder_that_loads_offline_and_a_card_with_the_measured
     assert "a fresh offline process loaded it" in proc.stdout
 
     files = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "all_results.json",
-            "pipeline_ner.py", module} <= files
-    assert not {"retrieval_cache", "training_args.bin", "trainer_state.json"} & files  # the repo holds what loading needs
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "all_results.json",
+        "pipeline_ner.py",
+        module,
+    } <= files
+    assert (
+        not {"retrieval_cache", "training_args.bin", "trainer_state.json"} & files
+    )  # the repo holds what loading needs
     config = json.loads((out / "config.json").read_text())
     assert config["auto_map"]["AutoModelForTokenClassification"].startswith(module[:-3] + ".")
     assert "chinese-ner" in config["custom_pipelines"]
@@ -51,11 +71,15 @@ def test_dry_run_builds_a_folder_that_loads_offline_and_a_card_with_the_measured
 
 def test_upload_offline_fails_with_one_clear_sentence(memory_run, tmp_path):
     folder, _ = memory_run
-    proc = push([folder, "--output_dir", tmp_path / "repo", "--repo_id", "someone/chinese-ner-test", "--token", "hf_fake"])
+    proc = push(
+        [folder, "--output_dir", tmp_path / "repo", "--repo_id", "someone/chinese-ner-test", "--token", "hf_fake"]
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     message = [line for line in proc.stderr.splitlines() if line.startswith("push_to_hub.py:")]
-    assert len(message) == 1 and "could not upload to the Hub repo 'someone/chinese-ner-test'" in message[0], proc.stderr[-2000:]
+    assert len(message) == 1 and "could not upload to the Hub repo 'someone/chinese-ner-test'" in message[0], (
+        proc.stderr[-2000:]
+    )
     assert (tmp_path / "repo" / "model.safetensors").exists()  # built and checked before the upload was tried
 
 
@@ -67,8 +91,15 @@ def test_a_folder_that_is_not_a_trained_model_gets_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "give --repo_id to upload, or --dry-run" in proc.stderr
 
 
-@pytest.mark.parametrize("corpus,hub_ids,index_type", [("msra", ["levow/msra_ner"], "levow/msra_ner"), ("cluener", None, "cluener2020"),
-                                                      ("peoples_daily", None, "peoples_daily_1998"), ("sample", None, "sample")])
+@pytest.mark.parametrize(
+    "corpus,hub_ids,index_type",
+    [
+        ("msra", ["levow/msra_ner"], "levow/msra_ner"),
+        ("cluener", None, "cluener2020"),
+        ("peoples_daily", None, "peoples_daily_1998"),
+        ("sample", None, "sample"),
+    ],
+)
 def test_card_lists_only_hub_datasets_that_are_the_same_corpus(corpus, hub_ids, index_type):
     sys.path.insert(0, str(ROOT))
     from push_to_hub import model_card

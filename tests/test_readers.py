@@ -7,8 +7,15 @@ import re
 import pytest
 
 from data_scripts.readers import (
-    DataFormatError, PD_PAPER_SPLIT, dataset_spans, parse_peoples_daily_line, print_summary, read_cluener,
-    read_column_files, read_peoples_daily_1998, split_long_examples,
+    DataFormatError,
+    PD_PAPER_SPLIT,
+    dataset_spans,
+    parse_peoples_daily_line,
+    print_summary,
+    read_cluener,
+    read_column_files,
+    read_peoples_daily_1998,
+    split_long_examples,
 )
 from modeling.tag_schemes import Span, spans_to_tags
 
@@ -54,7 +61,18 @@ def test_msra_counts(data_dir):
     assert "source tag scheme BIO (detected)" in dsd.notes
     raw_b = sum(1 for line in open(data_dir / "msra" / "test.bio", encoding="utf-8") if "\tB-" in line)
     assert sum(len(s) for s in dataset_spans(dsd["test"])) == raw_b
-    assert set(dsd["train"].features["ner_tags"].feature.names) == {"O", "B-LOC", "I-LOC", "S-LOC", "B-ORG", "I-ORG", "S-ORG", "B-PER", "I-PER", "S-PER"}
+    assert set(dsd["train"].features["ner_tags"].feature.names) == {
+        "O",
+        "B-LOC",
+        "I-LOC",
+        "S-LOC",
+        "B-ORG",
+        "I-ORG",
+        "S-ORG",
+        "B-PER",
+        "I-PER",
+        "S-PER",
+    }
 
 
 def test_peoples_daily_split(data_dir):
@@ -88,12 +106,20 @@ def test_peoples_daily_split_is_seeded(tmp_path):
 
 
 def test_peoples_daily_line_rules():
-    line = "19980101-01-001-002/m  中共中央/nt  总书记/n  、/w  江/nr  泽民/nr  在/p  [中央/n  电视台/n]nt  [香港/ns  特别/a  行政区/n]ns  克林顿/nr  北京/ns"
+    line = (
+        "19980101-01-001-002/m  中共中央/nt  总书记/n  、/w  江/nr  泽民/nr  在/p  [中央/n  电视台/n]nt  "
+        "[香港/ns  特别/a  行政区/n]ns  克林顿/nr  北京/ns"
+    )
     chars, spans = parse_peoples_daily_line(line)
     text = "".join(chars)
     assert text.startswith("中共中央总书记")  # the document id is not text
-    assert [(s.type, text[s.start:s.end]) for s in spans] == [
-        ("ORG", "中共中央"), ("PER", "江泽民"), ("ORG", "中央电视台"), ("LOC", "香港特别行政区"), ("PER", "克林顿"), ("LOC", "北京"),
+    assert [(s.type, text[s.start : s.end]) for s in spans] == [
+        ("ORG", "中共中央"),
+        ("PER", "江泽民"),
+        ("ORG", "中央电视台"),
+        ("LOC", "香港特别行政区"),
+        ("PER", "克林顿"),
+        ("LOC", "北京"),
     ]
 
 
@@ -133,9 +159,21 @@ GOOD = json.dumps({"text": "张三在北京", "label": {"name": {"张三": [[0, 
     "bad,message",
     [
         ('{"text": "张三", "label": ', "invalid JSON"),
-        (json.dumps({"text": "张三在北京", "label": {"name": {"张三": [[0, 7]]}}}, ensure_ascii=False), "outside the text"),
-        (json.dumps({"text": "张三在北京", "label": {"name": {"李四": [[0, 1]]}}}, ensure_ascii=False), 'reads "张三", not "李四"'),
-        (json.dumps({"text": "张三在北京", "label": {"name": {"张三在": [[0, 2]]}, "address": {"在北京": [[2, 4]]}}}, ensure_ascii=False), "overlap"),
+        (
+            json.dumps({"text": "张三在北京", "label": {"name": {"张三": [[0, 7]]}}}, ensure_ascii=False),
+            "outside the text",
+        ),
+        (
+            json.dumps({"text": "张三在北京", "label": {"name": {"李四": [[0, 1]]}}}, ensure_ascii=False),
+            'reads "张三", not "李四"',
+        ),
+        (
+            json.dumps(
+                {"text": "张三在北京", "label": {"name": {"张三在": [[0, 2]]}, "address": {"在北京": [[2, 4]]}}},
+                ensure_ascii=False,
+            ),
+            "overlap",
+        ),
         (json.dumps({"txt": "张三"}, ensure_ascii=False), 'string "text"'),
     ],
 )
@@ -149,7 +187,12 @@ def test_cluener_errors_name_file_and_line(tmp_path, bad, message):
 
 @pytest.mark.parametrize(
     "bad_line,message",
-    [("北 B-LOC extra", "expected 2 columns"), ("北京 B-LOC", "one character"), ("北 X-LOC", "unknown tag"), ("北", "expected 2 columns")],
+    [
+        ("北 B-LOC extra", "expected 2 columns"),
+        ("北京 B-LOC", "one character"),
+        ("北 X-LOC", "unknown tag"),
+        ("北", "expected 2 columns"),
+    ],
 )
 def test_column_errors_name_file_and_line(tmp_path, bad_line, message):
     path = tmp_path / "train.txt"
@@ -199,7 +242,10 @@ def test_peoples_daily_errors(tmp_path):
 @pytest.mark.parametrize("scheme", ["BIO", "BIOS", "BIOES", "BIEO", "BMES"])
 def test_unseen_column_corpus_in_any_scheme(tmp_path, scheme):
     """A corpus the code has never seen, tab- or space-separated, in any scheme, with a space character."""
-    sentences = [("张三在 北京工作", [Span("PER", 0, 2), Span("LOC", 4, 6)]), ("李去了沪", [Span("PER", 0, 1), Span("LOC", 3, 4)])]
+    sentences = [
+        ("张三在 北京工作", [Span("PER", 0, 2), Span("LOC", 4, 6)]),
+        ("李去了沪", [Span("PER", 0, 1), Span("LOC", 3, 4)]),
+    ]
     sep = "\t" if scheme in ("BIO", "BIEO") else " "
     lines = []
     for text, spans in sentences:

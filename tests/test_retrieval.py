@@ -6,7 +6,14 @@ import pytest
 from modeling.retrieval import RetrievalCache, pos_distances, pos_strings, rank_memories
 
 # types: 0 name, 1 company, 2 address
-BANK_TEXTS = ["张三在北京工作", "李四去了华为", "王五在深圳的腾讯上班", "今天天气很好", "赵六是阿里的员工", "张三在北京工作"]
+BANK_TEXTS = [
+    "张三在北京工作",
+    "李四去了华为",
+    "王五在深圳的腾讯上班",
+    "今天天气很好",
+    "赵六是阿里的员工",
+    "张三在北京工作",
+]
 BANK_TYPES = np.array([[1, 0, 1], [1, 1, 0], [1, 1, 1], [0, 0, 0], [1, 1, 0], [1, 0, 1]])
 
 
@@ -26,7 +33,17 @@ def bank_pos():
 def test_training_query_never_retrieves_itself_or_an_identical_text():
     pos = bank_pos()
     for method in ("pos_edit", "category", "gold_category", "random"):
-        mem = rank_memories(method, 3, pos, BANK_TYPES, pos, BANK_TYPES, exclude=list(range(6)), query_texts=BANK_TEXTS, bank_texts=BANK_TEXTS)
+        mem = rank_memories(
+            method,
+            3,
+            pos,
+            BANK_TYPES,
+            pos,
+            BANK_TYPES,
+            exclude=list(range(6)),
+            query_texts=BANK_TEXTS,
+            bank_texts=BANK_TEXTS,
+        )
         for i, row in enumerate(mem):
             assert i not in row
             assert all(BANK_TEXTS[j] != BANK_TEXTS[i] for j in row)  # rows 0 and 5 are the same sentence
@@ -63,7 +80,11 @@ def test_ties_at_the_last_place_go_to_the_lowest_bank_index():
     perm = rng.permutation(80)
     pos, types = [pos[i] for i in perm], types[perm]
     nearest = sorted(i for i, p in enumerate(pos) if p == "ab")
-    for method, query_types in (("pos_edit", None), ("category", np.array([[1, 0]])), ("gold_category", np.array([[1, 0]]))):
+    for method, query_types in (
+        ("pos_edit", None),
+        ("category", np.array([[1, 0]])),
+        ("gold_category", np.array([[1, 0]])),
+    ):
         mem = rank_memories(method, 4, pos, types, ["ab"], query_types)[0]
         assert list(mem) == nearest[:4], method
 
@@ -81,7 +102,10 @@ def test_category_ranking_equals_sorting_the_whole_bank_by_its_keys():
     mem = rank_memories("category", 5, bank_pos, bank_types, query_pos, query_types, exclude=exclude)
     d = pos_distances(query_pos, bank_pos)
     for i in range(30):
-        keys = sorted((j == exclude[i], int((query_types[i] & (1 - bank_types[j])).sum()), int(bank_types[j].sum()), d[i, j], j) for j in range(200))
+        keys = sorted(
+            (j == exclude[i], int((query_types[i] & (1 - bank_types[j])).sum()), int(bank_types[j].sum()), d[i, j], j)
+            for j in range(200)
+        )
         assert list(mem[i]) == [k[-1] for k in keys[:5]]
 
 
@@ -105,8 +129,12 @@ def test_bad_arguments():
 def test_cache(tmp_path):
     cache = RetrievalCache(tmp_path)
     key = cache.key("pos_edit", 2, BANK_TEXTS, BANK_TYPES)
-    keys = [key, cache.key("pos_edit", 3, BANK_TEXTS, BANK_TYPES), cache.key("category", 2, BANK_TEXTS, BANK_TYPES),
-            cache.key("pos_edit", 2, BANK_TEXTS[:-1], BANK_TYPES[:-1])]
+    keys = [
+        key,
+        cache.key("pos_edit", 3, BANK_TEXTS, BANK_TYPES),
+        cache.key("category", 2, BANK_TEXTS, BANK_TYPES),
+        cache.key("pos_edit", 2, BANK_TEXTS[:-1], BANK_TYPES[:-1]),
+    ]
     assert len(set(keys)) == len(keys), "method, n and the bank must each change the key"
     assert cache.key("pos_edit", 2, list(BANK_TEXTS), BANK_TYPES.copy()) == key  # equal contents, equal key
     calls = []
@@ -125,12 +153,16 @@ def test_blending_gold_into_predicted_types():
     assert all((b == gold[s]).all() for s, b in blend_gold_types(predicted, gold, 1.0, seed=1).items())
     half = blend_gold_types(predicted, gold, 0.5, seed=1)
     assert [(half[s] == gold[s]).all(axis=1).sum() for s in ("train", "validation")] == [20, 5]
-    assert all(((half[s] == gold[s]).all(axis=1) | (half[s] == predicted[s]).all(axis=1)).all() for s in half)  # whole rows
+    assert all(
+        ((half[s] == gold[s]).all(axis=1) | (half[s] == predicted[s]).all(axis=1)).all() for s in half
+    )  # whole rows
     assert all((half[s] == blend_gold_types(predicted, gold, 0.5, seed=1)[s]).all() for s in half)  # seeded
     assert not all((half[s] == blend_gold_types(predicted, gold, 0.5, seed=2)[s]).all() for s in half)
     assert (predicted["train"] == 1 - gold["train"]).all()  # the input is left alone
     unlabelled = blend_gold_types({**predicted, "test": np.ones((5, 3), dtype=int)}, gold, 0.5, seed=1)
-    assert (unlabelled["test"] == 1).all() and all((unlabelled[s] == half[s]).all() for s in half)  # no gold: kept as predicted
+    assert (unlabelled["test"] == 1).all() and all(
+        (unlabelled[s] == half[s]).all() for s in half
+    )  # no gold: kept as predicted
     with pytest.raises(ValueError, match="within"):
         blend_gold_types(predicted, gold, 1.5, seed=1)
 
@@ -154,15 +186,20 @@ BANK_ENTITIES = [
 def index_methods(method, query, n, exclude=None, query_types=None):
     index = BankIndex(BANK_TEXTS, BANK_ENTITIES)
     pos = bank_pos()
-    return rank_memories(method, n, pos, BANK_TYPES, pos_strings(query), query_types, exclude, query, BANK_TEXTS, index=index)
+    return rank_memories(
+        method, n, pos, BANK_TYPES, pos_strings(query), query_types, exclude, query, BANK_TEXTS, index=index
+    )
 
 
 def test_entity_retrieval_covers_the_query_entity_strings_first():
     # 张三 is labelled in banks 0, 2 (no: 王五), 5; 华为 in bank 1; 深圳 in bank 2
     query = ["张三跳槽去了华为，搬到深圳"]
     mem = index_methods("entity", query, 3)[0].tolist()
-    # bank 2 labels 深圳 only (2 chars); banks 0/5 label 张三 (2 chars); bank 1 labels 华为 and 李四 (only 华为 in the query)
-    assert set(mem) >= {1, 2} and len({0, 5} & set(mem)) == 1  # one sentence per string: no second 张三 memory while others cover more
+    # bank 2 labels 深圳 only (2 chars); banks 0/5 label 张三 (2 chars);
+    # bank 1 labels 华为 and 李四 (only 华为 in the query)
+    assert (
+        set(mem) >= {1, 2} and len({0, 5} & set(mem)) == 1
+    )  # one sentence per string: no second 张三 memory while others cover more
     assert 0 in mem  # of the tied identical texts 0 and 5 (same coverage, same similarity), the lower bank index
 
 
@@ -194,7 +231,9 @@ def test_hybrid_takes_half_by_entity_strings_and_half_by_category():
     query = ["孙七去了华为"]
     mem = index_methods("hybrid", query, 4, query_types=np.array([[1, 1, 0]]))[0].tolist()
     assert mem[0] == 1  # the only sentence labelling 华为
-    category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[0].tolist()
+    category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[
+        0
+    ].tolist()
     assert mem[1:] == [j for j in category if j != 1][:3]
 
 
@@ -207,12 +246,16 @@ def test_memory_evidence_rate_counts_entities_found_with_their_type_in_the_memor
     bank_spans = [[Span(t, a, b) for a, b, t in ents] for ents in BANK_ENTITIES]
     queries = ["张三去了华为", "深圳很大", "没有实体"]
     spans = [[Span("name", 0, 2), Span("company", 4, 6)], [Span("address", 0, 2)], []]
-    # query 0: memories 0 (张三 name) and 3 -> 1 of 2; query 1: memory 4 (no 深圳) and 1 -> 0 of 1; query 2 has no entity
+    # query 0: memories 0 (张三 name) and 3 -> 1 of 2; query 1: memory 4 (no 深圳) and 1 -> 0 of 1;
+    # query 2 has no entity
     rate = memory_evidence_rate(spans, queries, [[0, 3], [4, 1], [0, 1]], bank_spans, BANK_TEXTS)
     assert rate == {"entities": 3, "entity_rate": 1 / 3, "sentences": 2, "sentence_rate": 0.5}
     # the same string with another type is no evidence
     wrong_type = [[Span("company", 0, 2)], [], []]
-    assert memory_evidence_rate(wrong_type, queries, [[0, 5], [0, 1], [0, 1]], bank_spans, BANK_TEXTS)["entity_rate"] == 0.0
+    assert (
+        memory_evidence_rate(wrong_type, queries, [[0, 5], [0, 1], [0, 1]], bank_spans, BANK_TEXTS)["entity_rate"]
+        == 0.0
+    )
 
 
 def test_entity_cover_prefers_new_characters_over_similarity():
@@ -232,7 +275,9 @@ def test_hybrid_takes_exactly_half_by_entity_strings():
     mem = index_methods("hybrid", query, 4, query_types=np.array([[1, 1, 0]]))[0].tolist()
     covering = {0, 1, 2, 5}
     assert len(set(mem[:2]) & covering) == 2
-    category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[0].tolist()
+    category = rank_memories("category", 4, bank_pos(), BANK_TYPES, pos_strings(query), np.array([[1, 1, 0]]))[
+        0
+    ].tolist()
     assert mem[2:] == [j for j in category if j not in mem[:2]][:2]
 
 

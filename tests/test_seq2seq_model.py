@@ -22,8 +22,16 @@ TEXTS = ["张三在北京大学读书。", "上海是一座城市"]
 
 def tiny_model(seed: int = 0, **overrides) -> Seq2SeqAttnTagger:
     torch.manual_seed(seed)
-    kwargs = {"id2label": dict(enumerate(LABELS)), "label2id": {l: i for i, l in enumerate(LABELS)}, "vocab_size": 60,
-              "char_embedding_size": 16, "lstm_hidden_size": 16, "decoder_hidden_size": 32, "tag_embedding_size": 8, **overrides}
+    kwargs = {
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": {l: i for i, l in enumerate(LABELS)},
+        "vocab_size": 60,
+        "char_embedding_size": 16,
+        "lstm_hidden_size": 16,
+        "decoder_hidden_size": 32,
+        "tag_embedding_size": 8,
+        **overrides,
+    }
     return Seq2SeqAttnTagger(Seq2SeqAttnConfig(**kwargs)).eval()
 
 
@@ -50,7 +58,9 @@ def test_transition_masks_accept_exactly_the_valid_sequences():
         start = len(labels)
         for n in (1, 2, 3):
             for seq in itertools.product(range(len(labels)), repeat=n):
-                ok = bool(allowed[start, seq[0]] and can_end[seq[-1]]) and all(bool(allowed[a, b]) for a, b in zip(seq, seq[1:]))
+                ok = bool(allowed[start, seq[0]] and can_end[seq[-1]]) and all(
+                    bool(allowed[a, b]) for a, b in zip(seq, seq[1:])
+                )
                 try:
                     tags_to_spans([labels[k] for k in seq], scheme, strict=True)
                     valid = True
@@ -149,7 +159,9 @@ def test_teacher_forcing_on_the_greedy_tags_replays_greedy_decoding(feed_encoder
     assert torch.allclose(attention[chars].sum(-1), torch.ones(int(chars.sum())))
     assert (attention.masked_select(~mask.bool()[:, None, :].expand_as(attention)) == 0).all()
     c = model.config  # the decoder of eqs. 9-10 as written reads y_{i-1} and c_i only; the default adds h_i
-    assert model.decoder.input_size == c.tag_embedding_size + c.attention_size + (2 * c.lstm_hidden_size if feed_encoder_state else 0)
+    assert model.decoder.input_size == c.tag_embedding_size + c.attention_size + (
+        2 * c.lstm_hidden_size if feed_encoder_state else 0
+    )
 
 
 @torch.no_grad()
@@ -167,18 +179,26 @@ def test_a_wide_beam_finds_the_most_probable_valid_sequence():
     model = tiny_model(seed=3)
     ids, mask, _ = toy_batch(seed=4, lengths=(3,))
     allowed, can_end = transition_masks(model.config.id2label, "BIEO")
-    valid = [s for s in itertools.product(range(len(LABELS)), repeat=3)
-             if allowed[len(LABELS), s[0]] and can_end[s[-1]] and all(allowed[a, b] for a, b in zip(s, s[1:]))]
+    valid = [
+        s
+        for s in itertools.product(range(len(LABELS)), repeat=3)
+        if allowed[len(LABELS), s[0]] and can_end[s[-1]] and all(allowed[a, b] for a, b in zip(s, s[1:]))
+    ]
     with torch.no_grad():
         best = max(valid, key=lambda s: sequence_log_prob(model, ids, mask, list(s)))
         tags, _ = model.generate_tags(ids, mask, num_beams=len(LABELS) ** 3)
         beam4, _ = model.generate_tags(ids, mask, num_beams=4)
     assert tags[0, 1:4].tolist() == list(best)
-    assert sequence_log_prob(model, ids, mask, beam4[0, 1:4].tolist()) <= sequence_log_prob(model, ids, mask, list(best)) + 1e-6
+    assert (
+        sequence_log_prob(model, ids, mask, beam4[0, 1:4].tolist())
+        <= sequence_log_prob(model, ids, mask, list(best)) + 1e-6
+    )
 
 
 def test_auto_classes_build_the_seq2seq_tagger():
-    config = AutoConfig.for_model("seq2seq_attn_ner", id2label=dict(enumerate(LABELS)), vocab_size=60, char_embedding_size=8, lstm_hidden_size=8)
+    config = AutoConfig.for_model(
+        "seq2seq_attn_ner", id2label=dict(enumerate(LABELS)), vocab_size=60, char_embedding_size=8, lstm_hidden_size=8
+    )
     model = AutoModelForTokenClassification.from_config(config)
     assert isinstance(model, Seq2SeqAttnTagger) and model.config.tag_scheme == "BIEO" and model.config.num_beams == 1
     with pytest.raises(ValueError, match="dot score needs"):
@@ -190,8 +210,22 @@ def test_auto_classes_build_the_seq2seq_tagger():
 
 # training through train.py on a slice of the real data
 
-SEQ2SEQ = ["--model_type", "seq2seq", "--learning_rate", "1e-2", "--per_device_train_batch_size", "8", "--save_strategy", "no",
-           "--eval_strategy", "no", "--load_best_model_at_end", "false", "--seed", "1"]  # scored once, after training
+SEQ2SEQ = [
+    "--model_type",
+    "seq2seq",
+    "--learning_rate",
+    "1e-2",
+    "--per_device_train_batch_size",
+    "8",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--load_best_model_at_end",
+    "false",
+    "--seed",
+    "1",
+]  # scored once, after training
 
 
 @pytest.fixture(scope="module")
@@ -202,16 +236,42 @@ def slice32(data_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def seq2seq_bilstm(slice32, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-bilstm")
-    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
-            "--num_train_epochs", "20", *SEQ2SEQ]
+    args = [
+        "--dataset",
+        "files",
+        "--train_file",
+        str(slice32),
+        "--validation_file",
+        str(slice32),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "20",
+        *SEQ2SEQ,
+    ]
     return out, run_train(args)
 
 
 @pytest.fixture(scope="module")
 def seq2seq_bert(slice32, tiny_bert_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-bert")
-    args = ["--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32), "--output_dir", str(out),
-            "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3", "--num_train_epochs", "25", *SEQ2SEQ]
+    args = [
+        "--dataset",
+        "files",
+        "--train_file",
+        str(slice32),
+        "--validation_file",
+        str(slice32),
+        "--output_dir",
+        str(out),
+        "--encoder",
+        str(tiny_bert_dir),
+        "--encoder_learning_rate",
+        "5e-3",
+        "--num_train_epochs",
+        "25",
+        *SEQ2SEQ,
+    ]
     return out, run_train(args)
 
 
@@ -219,7 +279,11 @@ def test_overfit_32_sentences_char_encoder(seq2seq_bilstm):
     out, results = seq2seq_bilstm
     assert results["validation_f1"] >= 0.95, results["validation_f1"]
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == "seq2seq_attn_ner" and config["tag_scheme"] == "BIEO" and config["lstm_hidden_size"] == 128
+    assert (
+        config["model_type"] == "seq2seq_attn_ner"
+        and config["tag_scheme"] == "BIEO"
+        and config["lstm_hidden_size"] == 128
+    )
 
 
 def test_overfit_32_sentences_tiny_bert(seq2seq_bert):
@@ -233,7 +297,10 @@ def test_trained_model_writes_only_valid_bieo(seq2seq_bilstm, data_dir):
     folder, _ = seq2seq_bilstm
     model = Seq2SeqAttnTagger.from_pretrained(folder)
     tokenizer = BertTokenizerFast.from_pretrained(folder)
-    texts = [json.loads(line)["text"] for line in (data_dir / "cluener" / "dev.json").read_text(encoding="utf-8").splitlines()[:64]]
+    texts = [
+        json.loads(line)["text"]
+        for line in (data_dir / "cluener" / "dev.json").read_text(encoding="utf-8").splitlines()[:64]
+    ]
     for beams in (1, 3):
         tagged = model.predict_tags(texts, tokenizer, num_beams=beams)
         assert [len(t) for t in tagged] == [len(t) for t in texts]
@@ -248,8 +315,8 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 folder, texts = sys.argv[1], json.loads(sys.argv[2])
 model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-print(json.dumps({"class": type(model).__name__, "module": type(model).__module__,
-                  "greedy": model.predict_tags(texts, tokenizer), "beam": model.predict_tags(texts, tokenizer, num_beams=4)}))
+greedy, beam = model.predict_tags(texts, tokenizer), model.predict_tags(texts, tokenizer, num_beams=4)
+print(json.dumps({"class": type(model).__name__, "module": type(model).__module__, "greedy": greedy, "beam": beam}))
 """
 
 
@@ -258,10 +325,19 @@ def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     folder, _ = request.getfixturevalue(which)
     model = Seq2SeqAttnTagger.from_pretrained(folder)
     tokenizer = BertTokenizerFast.from_pretrained(folder)
-    expected = {"greedy": model.predict_tags(TEXTS, tokenizer), "beam": model.predict_tags(TEXTS, tokenizer, num_beams=4)}
+    expected = {
+        "greedy": model.predict_tags(TEXTS, tokenizer),
+        "beam": model.predict_tags(TEXTS, tokenizer, num_beams=4),
+    }
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["class"] == "Seq2SeqAttnTagger" and got["module"].startswith("transformers_modules")
@@ -289,7 +365,9 @@ def test_untrained_model_decodes_only_valid_bieo_unless_constraints_are_off(num_
             except TagSequenceError:
                 invalid[constrained] += 1
     assert invalid[True] == 0
-    assert invalid[False] > 0, "the unconstrained untrained decoder happened to write only valid sequences: the test shows nothing"
+    assert invalid[False] > 0, (
+        "the unconstrained untrained decoder happened to write only valid sequences: the test shows nothing"
+    )
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])

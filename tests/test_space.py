@@ -1,4 +1,5 @@
-"""The Gradio Space on 127.0.0.1 with a small trained memory model: a real browser, bad input, 20 concurrent requests."""
+"""The Gradio Space on 127.0.0.1 with a small trained memory model: a real browser, bad input, 20 concurrent
+requests."""
 
 import os
 import shutil
@@ -31,10 +32,19 @@ def space_url(memory_run, tmp_path_factory):
     folder, _ = memory_run
     port = free_port()
     log = tmp_path_factory.mktemp("space") / "app.log"
-    env = {**os.environ, "NER_MODEL": str(folder), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "NER_MODEL": str(folder),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 180
@@ -57,7 +67,8 @@ def space_url(memory_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def expected_entities(memory_run):
-    """What the model behind the Space finds, by the pipeline in this process: ``text -> [(word, type, start, end)]``."""
+    """What the model behind the Space finds, by the pipeline in this process: ``text -> [(word, type, start,
+    end)]``."""
     from modeling import MemoryNetForTokenClassification
 
     ner = load_pipeline(memory_run[0], MemoryNetForTokenClassification)
@@ -90,7 +101,9 @@ def test_in_a_real_browser(space_url, expected_entities, tmp_path):
         page.locator("#submit").click()
         expected = expected_entities(SENTENCE)
         assert expected, "the test model finds no entity in SENTENCE: nothing to show"
-        expect(page.locator("#status")).to_contain_text(f"{len(expected)} entities in {len(SENTENCE)} characters", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text(
+            f"{len(expected)} entities in {len(SENTENCE)} characters", timeout=60_000
+        )
         entities = page.locator("#entities")
         for word, label, _, _ in expected:
             expect(entities).to_contain_text(word)
@@ -99,7 +112,9 @@ def test_in_a_real_browser(space_url, expected_entities, tmp_path):
         expect(page.locator("#memories li.memory")).to_have_count(2)  # the test model retrieves 2 memories
         expect(page.locator("#memories mark.ent").first).to_be_visible()
         expect(page.locator("#heatmap table.heat")).to_have_count(2)  # one attention table per memory
-        expect(page.locator("#heatmap table.heat").first.locator("tr")).to_have_count(len(SENTENCE) + 1)  # a header row, a row per character
+        expect(page.locator("#heatmap table.heat").first.locator("tr")).to_have_count(
+            len(SENTENCE) + 1
+        )  # a header row, a row per character
         shot = tmp_path / "space.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
@@ -108,15 +123,18 @@ def test_in_a_real_browser(space_url, expected_entities, tmp_path):
     shutil.copy(shot, ARTIFACTS / "space.png")
 
 
-@pytest.mark.parametrize("text,expect", [
-    ("", "it is empty"),
-    (" \n\t ", "it is empty"),
-    ("测" * 20_001, "this demo tags up to 20,000"),
-    ("测试文本，" * 2_000, "in 10,000 characters"),
-    ("😀👍🏽 好的！", "in 7 characters"),
-    ("iPhone 15 Pro 在 2024 年 9 月发布，价格 7999 元。", "characters"),
-    ("北京\x00\x07上海\x1b[31m", "3 control characters kept in place"),
-])
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        ("", "it is empty"),
+        (" \n\t ", "it is empty"),
+        ("测" * 20_001, "this demo tags up to 20,000"),
+        ("测试文本，" * 2_000, "in 10,000 characters"),
+        ("😀👍🏽 好的！", "in 7 characters"),
+        ("iPhone 15 Pro 在 2024 年 9 月发布，价格 7999 元。", "characters"),
+        ("北京\x00\x07上海\x1b[31m", "3 control characters kept in place"),
+    ],
+)
 def test_bad_input_gets_a_message_or_a_result(client, expected_entities, text, expect):
     status, highlighted, table, memories, _ = client.predict(text, api_name="/tag")
     assert expect in status, status

@@ -4,7 +4,14 @@ import random
 import pytest
 
 from modeling.tag_schemes import (
-    SCHEMES, Span, TagSequenceError, convert_tags, detect_scheme, label_list, spans_to_tags, tags_to_spans,
+    SCHEMES,
+    Span,
+    TagSequenceError,
+    convert_tags,
+    detect_scheme,
+    label_list,
+    spans_to_tags,
+    tags_to_spans,
 )
 
 

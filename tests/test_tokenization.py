@@ -32,13 +32,18 @@ def test_one_token_per_character_mixed_text(bert_tokenizer):
 def test_predictions_map_back_to_exact_offsets(bert_tokenizer):
     """A tag on token k + 1 marks character k: spans over tokens are spans over the string."""
     text = "张伟用 iPhone 15 拍了照"
-    # offsets written by hand: 张伟用 is 0-3, the space 3, iPhone 4-10, the space 10, 15 11-13, the space 13, 拍了照 14-17
+    # offsets written by hand: 张伟用 is 0-3, the space 3, iPhone 4-10, the space 10, 15 11-13,
+    # the space 13, 拍了照 14-17
     enc = encode_chars(bert_tokenizer, [list(text)])
     tokens = bert_tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     assert len(tokens) == len(text) + 2
     assert tokens[0 + 1 : 3 + 1] == list("张伟用")
     assert tokens[4 + 1 : 10 + 1] == list("iphone") and tokens[3 + 1] == tokens[10 + 1] == SPACE_TOKEN
-    assert tokens[11 + 1 : 13 + 1] == ["1", "5"] and tokens[13 + 1] == SPACE_TOKEN and tokens[14 + 1 : 17 + 1] == list("拍了照")
+    assert (
+        tokens[11 + 1 : 13 + 1] == ["1", "5"]
+        and tokens[13 + 1] == SPACE_TOKEN
+        and tokens[14 + 1 : 17 + 1] == list("拍了照")
+    )
 
 
 def test_labels_aligned(bert_tokenizer):

@@ -27,6 +27,7 @@ def parse(monkeypatch, *argv: str):
 # ---------------------------------------------------------------------------------------------
 # arguments: files, presets, errors (no training)
 
+
 @pytest.mark.parametrize("source", ["json", "yaml", "command line"])
 def test_arguments_from_a_file_or_the_command_line(source, tmp_path, monkeypatch):
     given = {"dataset": "sample", "num_train_epochs": 1, "output_dir": str(tmp_path / "out"), "lstm_hidden_size": 32}
@@ -39,7 +40,11 @@ def test_arguments_from_a_file_or_the_command_line(source, tmp_path, monkeypatch
     else:
         argv = [x for k, v in given.items() for x in (f"--{k}", str(v))]
     model_args, data_args, training_args = parse(monkeypatch, *argv)
-    assert (model_args.lstm_hidden_size, data_args.dataset, training_args.output_dir) == (32, "sample", str(tmp_path / "out"))
+    assert (model_args.lstm_hidden_size, data_args.dataset, training_args.output_dir) == (
+        32,
+        "sample",
+        str(tmp_path / "out"),
+    )
     assert training_args.num_train_epochs == 1  # given: it beats the sample corpus preset's 30
     assert training_args.learning_rate == 2e-3  # not given: the sample corpus preset
 
@@ -48,22 +53,32 @@ def test_presets_apply_only_to_what_the_user_left_out(monkeypatch):
     model_args, data_args, training_args = parse(monkeypatch, "--model_type", "seq2seq")
     assert (data_args.tag_scheme, model_args.lstm_hidden_size) == ("BIEO", 128)  # the seq2seq paper's
     assert training_args.output_dir == "outputs/sample-bilstm"  # not TrainingArguments' "trainer_output"
-    model_args, data_args, training_args = parse(monkeypatch, "--model_type", "seq2seq", "--tag_scheme", "BIOES", "--learning_rate", "1e-4")
+    model_args, data_args, training_args = parse(
+        monkeypatch, "--model_type", "seq2seq", "--tag_scheme", "BIOES", "--learning_rate", "1e-4"
+    )
     assert (data_args.tag_scheme, training_args.learning_rate) == ("BIOES", 1e-4)
     _, _, training_args = parse(monkeypatch, "--encoder", "some/pretrained-bert", "--dataset", "cluener")
     assert training_args.learning_rate == 2e-4  # the paper's rate for the layers above a pretrained encoder
 
 
 def test_an_abbreviated_flag_counts_as_given_and_beats_the_presets(monkeypatch):
-    model_args, data_args, training_args = parse(monkeypatch, "--model_type", "seq2seq", "--tag_sch", "BIO", "--num_train_ep", "3")
-    assert (data_args.tag_scheme, training_args.num_train_epochs) == ("BIO", 3)  # not the seq2seq / sample presets' BIEO and 30
+    model_args, data_args, training_args = parse(
+        monkeypatch, "--model_type", "seq2seq", "--tag_sch", "BIO", "--num_train_ep", "3"
+    )
+    assert (data_args.tag_scheme, training_args.num_train_epochs) == (
+        "BIO",
+        3,
+    )  # not the seq2seq / sample presets' BIEO and 30
     assert (model_args.lstm_hidden_size, training_args.learning_rate) == (128, 2e-3)  # not given: the presets'
 
 
-@pytest.mark.parametrize("given, message", [
-    ({"memory_method": "entities"}, "argument --memory_method: invalid choice: 'entities'"),
-    ({"num_train_epoch": 3}, "unrecognized arguments: num_train_epoch"),  # a file's keys are not abbreviated
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"memory_method": "entities"}, "argument --memory_method: invalid choice: 'entities'"),
+        ({"num_train_epoch": 3}, "unrecognized arguments: num_train_epoch"),  # a file's keys are not abbreviated
+    ],
+)
 def test_a_file_with_a_bad_choice_or_name_gets_a_clear_error(given, message, tmp_path, monkeypatch, capsys):
     (tmp_path / "args.json").write_text(json.dumps(given))
     with pytest.raises(SystemExit):
@@ -71,12 +86,15 @@ def test_a_file_with_a_bad_choice_or_name_gets_a_clear_error(given, message, tmp
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model_type", "crf"], "invalid choice: 'crf' (choose from 'memory', 'seq2seq')"),
-    (["--memory_method", "entity", "--oracle_type_share", "0.5"], "--oracle_type_share blends gold"),
-    (["--memory_method", "category", "--oracle_type_share", "2"], "within [0, 1]"),
-    (["--ignore_mismatched_sizes", "true"], "needs --model_name_or_path"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model_type", "crf"], "invalid choice: 'crf' (choose from 'memory', 'seq2seq')"),
+        (["--memory_method", "entity", "--oracle_type_share", "0.5"], "--oracle_type_share blends gold"),
+        (["--memory_method", "category", "--oracle_type_share", "2"], "within [0, 1]"),
+        (["--ignore_mismatched_sizes", "true"], "needs --model_name_or_path"),
+    ],
+)
 def test_bad_argument_combinations_get_a_clear_error(argv, message, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parse(monkeypatch, *argv)
@@ -87,17 +105,25 @@ def test_write_predictions_rejoins_the_pieces_of_a_long_text(tmp_path):
     """CLUENER's layout: one line per source text, pieces (``id#k``) joined back, inclusive end offsets."""
     label_names = ["O", "B-name", "I-name", "S-name", "B-address", "I-address", "S-address"]  # BIOS
     raw = {"id": ["7#0", "7#1", "8"], "tokens": [list("张三在"), list("北京见张三"), list("李")]}
-    tags = np.array([  # aligned with input_ids: [CLS], the characters, [SEP], padding
-        [0, 1, 2, 0, 0, -100, -100],
-        [0, 4, 5, 0, 1, 2, 0],
-        [0, 3, 0, -100, -100, -100, -100],
-    ])
-    trainer = SimpleNamespace(predict=lambda features, metric_key_prefix: SimpleNamespace(predictions=tags),
-                              is_world_process_zero=lambda: True)
+    tags = np.array(
+        [  # aligned with input_ids: [CLS], the characters, [SEP], padding
+            [0, 1, 2, 0, 0, -100, -100],
+            [0, 4, 5, 0, 1, 2, 0],
+            [0, 3, 0, -100, -100, -100, -100],
+        ]
+    )
+    trainer = SimpleNamespace(
+        predict=lambda features, metric_key_prefix: SimpleNamespace(predictions=tags),
+        is_world_process_zero=lambda: True,
+    )
     path = tmp_path / "test_predictions.json"
     train.write_predictions(trainer, None, raw, label_names, "BIOS", path)
     assert [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] == [
-        {"id": "7", "text": "张三在北京见张三", "label": {"name": {"张三": [[0, 1], [6, 7]]}, "address": {"北京": [[3, 4]]}}},
+        {
+            "id": "7",
+            "text": "张三在北京见张三",
+            "label": {"name": {"张三": [[0, 1], [6, 7]]}, "address": {"北京": [[3, 4]]}},
+        },
         {"id": "8", "text": "李", "label": {"name": {"李": [[0, 0]]}}},
     ]
 
@@ -112,7 +138,11 @@ def test_the_readme_main_command_learned_the_sample():
             pytest.fail(f"{out}/all_results.json is missing: CI runs `python train.py` before the tests")
         pytest.skip("run `python train.py` first (as CI does)")
     results = json.loads((out / "all_results.json").read_text())
-    assert results["dataset"] == "sample" and results["memory"]["num_memory"] == 4 and results["memory"]["method"] == "entity"
+    assert (
+        results["dataset"] == "sample"
+        and results["memory"]["num_memory"] == 4
+        and results["memory"]["method"] == "entity"
+    )
     assert results["validation_f1"] >= 0.6, results["validation_f1"]
     assert (out / "model.safetensors").exists() and (out / "pipeline_ner.py").exists()
 
@@ -137,7 +167,9 @@ def wiring_run(tmp_path_factory):
     (folder / "train.json").write_text("\n".join(train_lines) + "\n", encoding="utf-8")
     (folder / "dev.json").write_text("\n".join(dev_lines[:16]) + "\n", encoding="utf-8")
     test = [{"id": 100 + k, "text": json.loads(line)["text"]} for k, line in enumerate(dev_lines[16:26])]
-    (folder / "test.json").write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in test), encoding="utf-8")
+    (folder / "test.json").write_text(
+        "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in test), encoding="utf-8"
+    )
 
     chars = sorted({ch for line in train_lines for ch in json.loads(line)["text"]})[::2]  # half the characters
     vectors = np.random.default_rng(0).normal(size=(len(chars) + 1, DIM)).astype(np.float32)
@@ -145,21 +177,53 @@ def wiring_run(tmp_path_factory):
     (root / "vectors.vocab.txt").write_text("\n".join([*chars, "不在语料"]) + "\n", encoding="utf-8")
 
     out = root / "out"
-    args = ["--dataset", str(folder), "--output_dir", str(out), "--num_memory", "2", "--memory_method", "entity",
-            "--char_vectors", str(root / "vectors.npz"), "--char_embedding_size", str(DIM), "--lstm_hidden_size", "16",
-            "--max_steps", "2", "--learning_rate", "0", "--save_strategy", "no", "--load_best_model_at_end", "false"]
+    args = [
+        "--dataset",
+        str(folder),
+        "--output_dir",
+        str(out),
+        "--num_memory",
+        "2",
+        "--memory_method",
+        "entity",
+        "--char_vectors",
+        str(root / "vectors.npz"),
+        "--char_embedding_size",
+        str(DIM),
+        "--lstm_hidden_size",
+        "16",
+        "--max_steps",
+        "2",
+        "--learning_rate",
+        "0",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NER_DATA_DIR", str(root / "nowhere"))  # the vocabulary comes from the corpus
         first = run_train(args)
         predictions = (out / "test_predictions.json").read_text(encoding="utf-8")
         second = run_train(args)
-    return SimpleNamespace(folder=folder, out=out, train_lines=train_lines, chars=chars, vectors=vectors,
-                           first=first, second=second, first_predictions=predictions)
+    return SimpleNamespace(
+        folder=folder,
+        out=out,
+        train_lines=train_lines,
+        chars=chars,
+        vectors=vectors,
+        first=first,
+        second=second,
+        first_predictions=predictions,
+    )
 
 
 def test_an_unlabelled_test_split_gets_cluener_format_predictions(wiring_run):
     assert "test_f1" not in wiring_run.first  # no labels, no scores
-    lines = [json.loads(line) for line in (wiring_run.out / "test_predictions.json").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (wiring_run.out / "test_predictions.json").read_text(encoding="utf-8").splitlines()
+    ]
     source = [json.loads(line) for line in (wiring_run.folder / "test.json").read_text(encoding="utf-8").splitlines()]
     assert [(p["id"], p["text"]) for p in lines] == [(str(s["id"]), s["text"]) for s in source]
     for p in lines:
@@ -178,7 +242,13 @@ def test_char_vectors_set_the_character_rows_and_the_label_embeddings(wiring_run
     tokenizer = BertTokenizerFast.from_pretrained(wiring_run.out)
     vocab = tokenizer.get_vocab()
     vocab_lines = (wiring_run.out / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    assert vocab_lines[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # built from the corpus: no shared vocab here
+    assert vocab_lines[:5] == [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+    ]  # built from the corpus: no shared vocab here
     assert {ch for line in wiring_run.train_lines for ch in json.loads(line)["text"]} <= set(vocab)
     weight = model.get_input_embeddings().weight.detach().numpy()
     for ch, vector in zip(wiring_run.chars, wiring_run.vectors):
@@ -197,7 +267,9 @@ def test_char_vectors_set_the_character_rows_and_the_label_embeddings(wiring_run
     labels = model.label_embeddings.weight.detach().numpy()
     assert len(per_type) >= 5
     for etype, means in per_type.items():
-        np.testing.assert_allclose(labels[model.config.label2id[f"B-{etype}"], :DIM], np.mean(means, axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            labels[model.config.label2id[f"B-{etype}"], :DIM], np.mean(means, axis=0), rtol=1e-5, atol=1e-6
+        )
 
 
 def train_memory_ids(run) -> np.ndarray:
@@ -233,15 +305,37 @@ def test_a_second_run_reads_its_memories_from_the_retrieval_cache(wiring_run):
 # ---------------------------------------------------------------------------------------------
 # resuming a memory network
 
+
 def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_classifier(tmp_path):
     """Category retrieval, so the model holds a memory bank and an entity-type classifier. A run resumed
     from the full run's epoch-1 checkpoint ends with exactly the full run's weights, buffers and scores.
     Training on CPU is deterministic, so a run that ignored the checkpoint would match too: a run resumed
     from a checkpoint whose tagger and classifier weights were changed must end with the changed
     classifier (frozen, so restored as it was), other tagger weights, and the same bank."""
-    common = ["--num_memory", "2", "--memory_method", "category", "--type_classifier_epochs", "1",
-              "--max_train_samples", "48", "--max_eval_samples", "16", "--num_train_epochs", "2", "--lstm_hidden_size", "16",
-              "--learning_rate", "5e-3", "--save_strategy", "epoch", "--load_best_model_at_end", "false", "--seed", "5"]
+    common = [
+        "--num_memory",
+        "2",
+        "--memory_method",
+        "category",
+        "--type_classifier_epochs",
+        "1",
+        "--max_train_samples",
+        "48",
+        "--max_eval_samples",
+        "16",
+        "--num_train_epochs",
+        "2",
+        "--lstm_hidden_size",
+        "16",
+        "--learning_rate",
+        "5e-3",
+        "--save_strategy",
+        "epoch",
+        "--load_best_model_at_end",
+        "false",
+        "--seed",
+        "5",
+    ]
     full = run_train([*common, "--output_dir", str(tmp_path / "full")])
     ckpt = tmp_path / "resumed" / "checkpoint-3"  # 48 sentences, batch 16: 3 steps an epoch
     shutil.copytree(tmp_path / "full" / ckpt.name, ckpt)
@@ -252,9 +346,16 @@ def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_
     shutil.copytree(ckpt, perturbed)
     weights = load_file(perturbed / "model.safetensors")
     generator = torch.Generator().manual_seed(0)
-    tagger = {k for k, v in weights.items() if v.is_floating_point() and not k.startswith(("memory_bank.", "type_classifier."))}
+    tagger = {
+        k
+        for k, v in weights.items()
+        if v.is_floating_point() and not k.startswith(("memory_bank.", "type_classifier."))
+    }
     classifier = {k for k, v in weights.items() if v.is_floating_point() and k.startswith("type_classifier.")}
-    changed = {k: v + 0.5 * torch.randn(v.shape, generator=generator) if k in tagger | classifier else v for k, v in weights.items()}
+    changed = {
+        k: v + 0.5 * torch.randn(v.shape, generator=generator) if k in tagger | classifier else v
+        for k, v in weights.items()
+    }
     save_file(changed, perturbed / "model.safetensors", metadata={"format": "pt"})
     run_train([*common, "--output_dir", str(tmp_path / "perturbed"), "--resume_from_checkpoint", str(perturbed)])
 
@@ -262,9 +363,15 @@ def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_
     bank = {k for k in final["full"] if k.startswith("memory_bank.")}
     assert bank and classifier
     assert final["full"].keys() == final["resumed"].keys() == final["perturbed"].keys()
-    assert all(torch.equal(final["resumed"][k], v) for k, v in final["full"].items()), "resuming changed the final weights"
+    assert all(torch.equal(final["resumed"][k], v) for k, v in final["full"].items()), (
+        "resuming changed the final weights"
+    )
     assert resumed["validation_f1"] == full["validation_f1"]
     assert resumed["type_classifier_validation"] == full["type_classifier_validation"]
     assert all(torch.equal(final["perturbed"][k], final["full"][k]) for k in bank)
-    assert all(torch.equal(final["perturbed"][k], changed[k]) for k in classifier), "the checkpoint's classifier was not restored"
-    assert not all(torch.allclose(final["perturbed"][k], final["full"][k]) for k in tagger), "the checkpoint's weights were not used"
+    assert all(torch.equal(final["perturbed"][k], changed[k]) for k in classifier), (
+        "the checkpoint's classifier was not restored"
+    )
+    assert not all(torch.allclose(final["perturbed"][k], final["full"][k]) for k in tagger), (
+        "the checkpoint's weights were not used"
+    )

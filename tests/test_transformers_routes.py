@@ -29,7 +29,7 @@ OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PY
 # The standard recipe of the transformers token-classification guide, run in a fresh process outside
 # this repository: AutoModel + AutoTokenizer from the folder, labels aligned by word_ids(),
 # DataCollatorForTokenClassification, Trainer, then save_pretrained of model and tokenizer.
-FINE_TUNE = textwrap.dedent('''
+FINE_TUNE = textwrap.dedent("""
     import json, sys
     from datasets import Dataset
     from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
@@ -63,22 +63,23 @@ FINE_TUNE = textwrap.dedent('''
     data = Dataset.from_list([dict(encode(row)) for row in rows])
     args = TrainingArguments(out + "/trainer", max_steps=12, per_device_train_batch_size=16, learning_rate=1e-4,
                              report_to=[], save_strategy="no", use_cpu=True, logging_steps=1)
-    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForTokenClassification(tokenizer))
+    collator = DataCollatorForTokenClassification(tokenizer)
+    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
     before = trainer.evaluate(data)["eval_loss"]
     trainer.train()
     after = trainer.evaluate(data)["eval_loss"]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     print(json.dumps({"loss_before": before, "loss_after": after}))
-''')
+""")
 
-TAG = textwrap.dedent('''
+TAG = textwrap.dedent("""
     import json, sys
     from transformers import pipeline
     ner = pipeline("chinese-ner", model=sys.argv[1], trust_remote_code=True)
     text = "王建国昨天在北京市海淀区见到了星海科技的总经理。"
     print(json.dumps({"entities": ner(text), "text": text}, ensure_ascii=False))
-''')
+""")
 
 
 @pytest.mark.parametrize("run", ["memory_run", "seq2seq_run"])
@@ -89,17 +90,27 @@ def test_user_fine_tune_and_save_pretrained_keeps_the_pipeline(run, request, tmp
     (elsewhere / "fine_tune.py").write_text(FINE_TUNE, encoding="utf-8")
     (elsewhere / "tag.py").write_text(TAG, encoding="utf-8")
     out = tmp_path / "fine-tuned"
-    proc = subprocess.run([sys.executable, "fine_tune.py", str(folder), str(ROOT / "data_scripts/sample/train.json"), str(out)],
-                          cwd=elsewhere, env=OFFLINE, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "fine_tune.py", str(folder), str(ROOT / "data_scripts/sample/train.json"), str(out)],
+        cwd=elsewhere,
+        env=OFFLINE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     losses = json.loads(proc.stdout.strip().splitlines()[-1])
     assert losses["loss_after"] < losses["loss_before"]  # it trained
     config = json.loads((out / "config.json").read_text())
     assert config["custom_pipelines"]["chinese-ner"]["impl"] == "pipeline_ner.ChineseNERPipeline"
     for declared in [config["custom_pipelines"]["chinese-ner"]["impl"], *config["auto_map"].values()]:
-        assert (out / f"{declared.split('.')[0]}.py").is_file(), declared  # every file the config names is in the folder
+        assert (out / f"{declared.split('.')[0]}.py").is_file(), (
+            declared
+        )  # every file the config names is in the folder
 
-    proc = subprocess.run([sys.executable, "tag.py", str(out)], cwd=elsewhere, env=OFFLINE, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "tag.py", str(out)], cwd=elsewhere, env=OFFLINE, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     label_types = {label.split("-", 1)[1] for label in config["id2label"].values() if label != "O"}
@@ -126,10 +137,35 @@ def captured_optimizers(monkeypatch, argv: list[str]) -> list[tuple[torch.nn.Mod
 
 
 @pytest.mark.parametrize("model_type", ["memory", "seq2seq"])
-def test_the_pretrained_encoder_and_only_it_trains_at_the_encoder_learning_rate(model_type, tiny_bert_dir, tmp_path, monkeypatch):
-    argv = ["--model_type", model_type, "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "3e-5", "--learning_rate", "1e-3",
-            "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-            "--type_classifier_epochs", "1", "--max_eval_samples", "8", "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true"]
+def test_the_pretrained_encoder_and_only_it_trains_at_the_encoder_learning_rate(
+    model_type, tiny_bert_dir, tmp_path, monkeypatch
+):
+    argv = [
+        "--model_type",
+        model_type,
+        "--encoder",
+        str(tiny_bert_dir),
+        "--encoder_learning_rate",
+        "3e-5",
+        "--learning_rate",
+        "1e-3",
+        "--max_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--type_classifier_epochs",
+        "1",
+        "--max_eval_samples",
+        "8",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--disable_tqdm",
+        "true",
+    ]
     if model_type == "memory":  # category retrieval: the type classifier's own fits build optimizers too
         argv += ["--memory_method", "category"]
     built = captured_optimizers(monkeypatch, argv)
@@ -147,8 +183,24 @@ def test_the_pretrained_encoder_and_only_it_trains_at_the_encoder_learning_rate(
 def test_fine_tune_a_saved_model_with_the_same_labels_keeps_every_weight(memory_run, tmp_path):
     folder, _ = memory_run
     out = tmp_path / "same-labels"
-    results = run_train(["--model_name_or_path", str(folder), "--max_train_samples", "50", "--learning_rate", "0", "--max_steps", "2",
-                         "--save_strategy", "no", "--load_best_model_at_end", "false", "--output_dir", str(out)])
+    results = run_train(
+        [
+            "--model_name_or_path",
+            str(folder),
+            "--max_train_samples",
+            "50",
+            "--learning_rate",
+            "0",
+            "--max_steps",
+            "2",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+            "--output_dir",
+            str(out),
+        ]
+    )
     before, after = load_file(folder / "model.safetensors"), load_file(out / "model.safetensors")
     weights = [k for k in before if not k.startswith("memory_bank.")]
     assert weights and all(torch.equal(before[k], after[k]) for k in weights)
@@ -168,30 +220,78 @@ def write_bio_columns(path: Path, sentences: list[list[tuple[str, str]]]) -> Pat
 
 def person_place_corpus(tmp_path: Path) -> dict[str, Path]:
     """A small BIO column corpus with other entity types (PER, LOC) than the sample's ten."""
+
     def sentence(name: str, place: str) -> list[tuple[str, str]]:
         chars = [(c, ("B-PER" if i == 0 else "I-PER")) for i, c in enumerate(name)] + [("在", "O")]
-        chars += [(c, ("B-LOC" if i == 0 else "I-LOC")) for i, c in enumerate(place)] + [("工", "O"), ("作", "O"), ("。", "O")]
+        chars += [(c, ("B-LOC" if i == 0 else "I-LOC")) for i, c in enumerate(place)] + [
+            ("工", "O"),
+            ("作", "O"),
+            ("。", "O"),
+        ]
         return chars
-    names, places = ["张伟", "李娜", "王小明", "赵丽", "陈刚", "刘洋"], ["北京", "上海市", "广州", "杭州", "成都市", "南京"]
+
+    names, places = (
+        ["张伟", "李娜", "王小明", "赵丽", "陈刚", "刘洋"],
+        ["北京", "上海市", "广州", "杭州", "成都市", "南京"],
+    )
     train_sents = [sentence(n, p) for n in names for p in places[:4]]
     dev_sents = [sentence(n, p) for n, p in zip(names, places[4:] * 3)]
-    return {"train": write_bio_columns(tmp_path / "train.txt", train_sents), "dev": write_bio_columns(tmp_path / "dev.txt", dev_sents)}
+    return {
+        "train": write_bio_columns(tmp_path / "train.txt", train_sents),
+        "dev": write_bio_columns(tmp_path / "dev.txt", dev_sents),
+    }
 
 
 def test_fine_tune_a_saved_model_on_other_labels(memory_run, tmp_path):
     folder, _ = memory_run
     files = person_place_corpus(tmp_path)
-    common = [sys.executable, str(ROOT / "train.py"), "--model_name_or_path", str(folder), "--dataset", "files",
-              "--train_file", str(files["train"]), "--validation_file", str(files["dev"]), "--disable_tqdm", "true",
-              "--save_strategy", "no", "--load_best_model_at_end", "false", "--learning_rate", "0", "--max_steps", "2"]
-    proc = subprocess.run([*common, "--output_dir", str(tmp_path / "refused")], cwd=ROOT, env=OFFLINE, capture_output=True, text=True, timeout=600)
+    common = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "--model_name_or_path",
+        str(folder),
+        "--dataset",
+        "files",
+        "--train_file",
+        str(files["train"]),
+        "--validation_file",
+        str(files["dev"]),
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--learning_rate",
+        "0",
+        "--max_steps",
+        "2",
+    ]
+    proc = subprocess.run(
+        [*common, "--output_dir", str(tmp_path / "refused")],
+        cwd=ROOT,
+        env=OFFLINE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode != 0
     message = proc.stderr.strip().splitlines()[-1]
-    assert message.startswith("train.py: error: --model_name_or_path") and "--ignore_mismatched_sizes" in message and "B-LOC" in message
+    assert (
+        message.startswith("train.py: error: --model_name_or_path")
+        and "--ignore_mismatched_sizes" in message
+        and "B-LOC" in message
+    )
 
     out = tmp_path / "other-labels"
-    proc = subprocess.run([*common, "--ignore_mismatched_sizes", "true", "--output_dir", str(out)], cwd=ROOT, env=OFFLINE,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [*common, "--ignore_mismatched_sizes", "true", "--output_dir", str(out)],
+        cwd=ROOT,
+        env=OFFLINE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     config = json.loads((out / "config.json").read_text())
     assert sorted(config["id2label"].values()) == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]

@@ -12,7 +12,18 @@ from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).resolve().parent
 MARKUP = SAMPLE_DIR / "sample_corpus.txt"
-CLUENER_TYPES = ("address", "book", "company", "game", "government", "movie", "name", "organization", "position", "scene")
+CLUENER_TYPES = (
+    "address",
+    "book",
+    "company",
+    "game",
+    "government",
+    "movie",
+    "name",
+    "organization",
+    "position",
+    "scene",
+)
 _ENTITY = re.compile(r"\[\[([a-z]+)\|([^\]|]+)\]\]")
 
 
