@@ -63,22 +63,11 @@ def memory_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("memory")
     results = run_train(
         [
-            "--output_dir",
-            str(out),
-            "--num_memory",
-            "2",
-            "--memory_method",
-            "pos_edit",
-            "--num_train_epochs",
-            "6",
-            "--lstm_hidden_size",
-            "64",
-            "--save_strategy",
-            "no",
-            "--load_best_model_at_end",
-            "false",
+            "--output_dir", str(out), "--num_memory", "2", "--memory_method", "pos_edit",
+            "--num_train_epochs", "6", "--lstm_hidden_size", "64", "--save_strategy", "no",
+            "--load_best_model_at_end", "false",
         ]
-    )
+    )  # fmt: skip
     return out, results
 
 
@@ -88,20 +77,10 @@ def seq2seq_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-sample")
     results = run_train(
         [
-            "--output_dir",
-            str(out),
-            "--model_type",
-            "seq2seq",
-            "--num_train_epochs",
-            "4",
-            "--learning_rate",
-            "5e-3",
-            "--save_strategy",
-            "no",
-            "--load_best_model_at_end",
-            "false",
+            "--output_dir", str(out), "--model_type", "seq2seq", "--num_train_epochs", "4",
+            "--learning_rate", "5e-3", "--save_strategy", "no", "--load_best_model_at_end", "false",
         ]
-    )
+    )  # fmt: skip
     return out, results
 
 
@@ -177,6 +156,18 @@ def _run_train_here(argv: list[str], cwd: Path, threads: int | None) -> tuple[st
         root.setLevel(level)
         torch.set_num_threads(torch_threads)
     return stdout.getvalue(), stderr.getvalue(), error
+
+
+def run_fresh_process(script: str, *args: str, cwd: Path, timeout: int = 300) -> list[str]:
+    """``python -c script args`` in a new interpreter, offline, in ``cwd`` (outside the repository) and
+    without this checkout on ``PYTHONPATH``, so only the code saved in a model folder can be imported;
+    its stdout lines (fails with its stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(Path(cwd) / "hf"))
+    proc = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()
 
 
 def load_pipeline(folder, cls):

@@ -219,23 +219,9 @@ def test_save_to_disk_dataset_with_classlabel_and_custom_columns(tmp_path):
 
 
 TINY = [
-    "--num_memory",
-    "0",
-    "--use_self_attention",
-    "false",
-    "--lstm_hidden_size",
-    "32",
-    "--num_train_epochs",
-    "2",
-    "--learning_rate",
-    "5e-3",
-    "--save_strategy",
-    "no",
-    "--load_best_model_at_end",
-    "false",
-    "--seed",
-    "7",
-]
+    "--num_memory", "0", "--use_self_attention", "false", "--lstm_hidden_size", "32", "--num_train_epochs", "2",
+    "--learning_rate", "5e-3", "--save_strategy", "no", "--load_best_model_at_end", "false", "--seed", "7",
+]  # fmt: skip
 
 
 def rewrite_sample(folder, fmt: str, dotted: bool = False) -> list[str]:
@@ -284,13 +270,9 @@ def rewrite_sample(folder, fmt: str, dotted: bool = False) -> list[str]:
                 encoding="utf-8",
             )
         return [
-            "--train_file",
-            str(folder / "train.json"),
-            "--validation_file",
-            str(folder / "validation.json"),
-            "--tag_names",
-            *label_names,
-        ]
+            "--train_file", str(folder / "train.json"), "--validation_file", str(folder / "validation.json"),
+            "--tag_names", *label_names,
+        ]  # fmt: skip
     if fmt == "save_to_disk":
         DatasetDict(
             {
@@ -328,20 +310,14 @@ def test_dotted_type_names_end_to_end(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NER_MODEL": str(out)}
     card = subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "push_to_hub.py"),
-            str(out),
-            "--output_dir",
-            str(tmp_path / "repo"),
-            "--dry-run",
-            "--repo_id",
-            "someone/dotted",
+            sys.executable, str(ROOT / "push_to_hub.py"), str(out), "--output_dir", str(tmp_path / "repo"),
+            "--dry-run", "--repo_id", "someone/dotted",
         ],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
-    )
+    )  # fmt: skip
     assert card.returncode == 0, card.stderr[-3000:]
     readme = (tmp_path / "repo" / "README.md").read_text(encoding="utf-8")
     assert "name.X" in readme and "company.X" in readme

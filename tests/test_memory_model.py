@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertTokenizerFast
 
-from conftest import ROOT, run_train
+from data_scripts.sample import CLUENER_TYPES
+from conftest import ROOT, run_fresh_process, run_train
 from data_scripts.collator import DataCollatorForMemoryNER
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 from test_model import FRESH, TEXTS
@@ -26,17 +27,8 @@ def test_bank_travels_with_the_model_and_fresh_process_predictions_match(memory_
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())  # nothing re-initialised on load
     tokenizer = BertTokenizerFast.from_pretrained(folder)
     expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved from the saved bank
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS[:2])],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
+    lines = run_fresh_process(FRESH, str(folder), json.dumps(TEXTS[:2]), cwd=tmp_path)
+    assert json.loads(lines[-1])["tags"] == expected
 
 
 def test_cached_bank_encodings_equal_fresh_ones(memory_run):
@@ -115,38 +107,13 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     out = tmp_path / "category"
     results = run_train(
         [
-            "--output_dir",
-            str(out),
-            "--num_memory",
-            "2",
-            "--memory_method",
-            "category",
-            "--num_train_epochs",
-            "2",
-            "--type_classifier_epochs",
-            "3",
-            "--lstm_hidden_size",
-            "32",
-            "--save_strategy",
-            "no",
-            "--load_best_model_at_end",
-            "false",
+            "--output_dir", str(out), "--num_memory", "2", "--memory_method", "category",
+            "--num_train_epochs", "2", "--type_classifier_epochs", "3", "--lstm_hidden_size", "32",
+            "--save_strategy", "no", "--load_best_model_at_end", "false",
         ]
-    )
+    )  # fmt: skip
     report = results["type_classifier_validation"]
-    assert set(report) == {
-        "address",
-        "book",
-        "company",
-        "game",
-        "government",
-        "movie",
-        "name",
-        "organization",
-        "position",
-        "scene",
-        "micro",
-    }
+    assert set(report) == {*CLUENER_TYPES, "micro"}  # the sample's ten types
     assert "entity-type classifier on validation" in results["_stdout"]
     model, info = MemoryNetForTokenClassification.from_pretrained(out, output_loading_info=True)
     assert (
@@ -220,22 +187,11 @@ def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir,
     out = tmp_path / "bert-memory"
     results = run_train(
         [
-            "--output_dir",
-            str(out),
-            "--encoder",
-            str(tiny_bert_dir),
-            "--num_memory",
-            "2",
-            "--memory_method",
-            "pos_edit",
-            "--num_train_epochs",
-            "3",
-            "--save_strategy",
-            "no",
-            "--load_best_model_at_end",
-            "false",
+            "--output_dir", str(out), "--encoder", str(tiny_bert_dir), "--num_memory", "2",
+            "--memory_method", "pos_edit", "--num_train_epochs", "3", "--save_strategy", "no",
+            "--load_best_model_at_end", "false",
         ]
-    )
+    )  # fmt: skip
     assert results["memory"]["num_memory"] == 2
     assert "pretrained encoder: --learning_rate 0.0002" in results["_stdout"] + results["_stderr"]
     config = json.loads((out / "config.json").read_text())
@@ -243,17 +199,8 @@ def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir,
     model = MemoryNetForTokenClassification.from_pretrained(out)
     tokenizer = BertTokenizerFast.from_pretrained(out)
     expected = model.predict_tags(TEXTS[:2], tokenizer)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
+    lines = run_fresh_process(FRESH, str(out), json.dumps(TEXTS[:2]), cwd=tmp_path)
+    assert json.loads(lines[-1])["tags"] == expected
 
 
 def test_tagger_type_classifier_reads_types_off_its_viterbi_tags(tmp_path):
@@ -367,28 +314,12 @@ def test_train_py_bilstm_tagger_with_a_pretrained_type_classifier(tiny_bert_dir,
     out = tmp_path / "bilstm-bert-classifier"
     results = run_train(
         [
-            "--output_dir",
-            str(out),
-            "--num_memory",
-            "2",
-            "--memory_method",
-            "category",
-            "--type_classifier_encoder",
-            str(tiny_bert_dir),
-            "--num_train_epochs",
-            "2",
-            "--type_classifier_epochs",
-            "2",
-            "--type_classifier_folds",
-            "1",
-            "--lstm_hidden_size",
-            "32",
-            "--save_strategy",
-            "no",
-            "--load_best_model_at_end",
-            "false",
+            "--output_dir", str(out), "--num_memory", "2", "--memory_method", "category",
+            "--type_classifier_encoder", str(tiny_bert_dir), "--num_train_epochs", "2",
+            "--type_classifier_epochs", "2", "--type_classifier_folds", "1", "--lstm_hidden_size", "32",
+            "--save_strategy", "no", "--load_best_model_at_end", "false",
         ]
-    )
+    )  # fmt: skip
     log = results["_stdout"] + results["_stderr"]
     assert f"entity-type classifier: pooled ({tiny_bert_dir}), lr encoder 3e-05 / other layers 0.002" in log
     assert f"tokenizer: tokenizer of {tiny_bert_dir}" in log
@@ -407,17 +338,8 @@ def test_train_py_bilstm_tagger_with_a_pretrained_type_classifier(tiny_bert_dir,
     ).abs().max() < 2e-3  # 26 Adam steps at 3e-5 (at the tagger's 2e-3 they move weights by ~2e-2)
     tokenizer = BertTokenizerFast.from_pretrained(out)
     expected = model.predict_tags(TEXTS[:2], tokenizer)  # memories retrieved by the BERT classifier's types
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, "-c", FRESH, str(out), json.dumps(TEXTS[:2])],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["tags"] == expected
+    lines = run_fresh_process(FRESH, str(out), json.dumps(TEXTS[:2]), cwd=tmp_path)
+    assert json.loads(lines[-1])["tags"] == expected
 
 
 @pytest.mark.parametrize("case", ["no_category", "vocabulary"])
@@ -432,13 +354,9 @@ def test_type_classifier_encoder_errors(case, data_dir, tmp_path):
         vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
     ).save_pretrained(tmp_path / "small-bert")
     args = [
-        "--type_classifier_encoder",
-        str(tmp_path / "small-bert"),
-        "--tokenizer_name",
-        str(data_dir / BERT_VOCAB),
-        "--output_dir",
-        str(tmp_path / "out"),
-    ]
+        "--type_classifier_encoder", str(tmp_path / "small-bert"),
+        "--tokenizer_name", str(data_dir / BERT_VOCAB), "--output_dir", str(tmp_path / "out"),
+    ]  # fmt: skip
     args += ["--memory_method", "pos_edit" if case == "no_category" else "category"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(

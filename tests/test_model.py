@@ -2,8 +2,6 @@
 
 import itertools
 import json
-import os
-import subprocess
 import sys
 import textwrap
 
@@ -11,7 +9,7 @@ import pytest
 import torch
 from transformers import BertModel, BertTokenizerFast
 
-from conftest import ROOT, run_train, write_cluener_slice
+from conftest import ROOT, run_fresh_process, run_train, write_cluener_slice
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
 
 TEXTS = [
@@ -162,20 +160,9 @@ def test_self_attention_option():
 
 BASELINE = ["--num_memory", "0", "--use_self_attention", "false"]  # the plain encoder-CRF
 OVERFIT = [
-    *BASELINE,
-    "--learning_rate",
-    "5e-3",
-    "--per_device_train_batch_size",
-    "8",
-    "--save_strategy",
-    "no",
-    "--eval_strategy",
-    "no",
-    "--load_best_model_at_end",
-    "false",
-    "--seed",
-    "1",
-]  # scored once, after training
+    *BASELINE, "--learning_rate", "5e-3", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+    "--eval_strategy", "no", "--load_best_model_at_end", "false", "--seed", "1",
+]  # scored once, after training  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -187,18 +174,9 @@ def slice32(data_dir, tmp_path_factory):
 def overfit_bilstm(slice32, tmp_path_factory):
     out = tmp_path_factory.mktemp("bilstm")
     args = [
-        "--dataset",
-        "files",
-        "--train_file",
-        str(slice32),
-        "--validation_file",
-        str(slice32),
-        "--output_dir",
-        str(out),
-        "--num_train_epochs",
-        "30",
-        *OVERFIT,
-    ]
+        "--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32),
+        "--output_dir", str(out), "--num_train_epochs", "30", *OVERFIT,
+    ]  # fmt: skip
     return out, run_train(args)
 
 
@@ -206,22 +184,10 @@ def overfit_bilstm(slice32, tmp_path_factory):
 def overfit_bert(slice32, tiny_bert_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bert")
     args = [
-        "--dataset",
-        "files",
-        "--train_file",
-        str(slice32),
-        "--validation_file",
-        str(slice32),
-        "--output_dir",
-        str(out),
-        "--encoder",
-        str(tiny_bert_dir),
-        "--encoder_learning_rate",
-        "5e-3",
-        "--num_train_epochs",
-        "40",
-        *OVERFIT,
-    ]
+        "--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32),
+        "--output_dir", str(out), "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3",
+        "--num_train_epochs", "40", *OVERFIT,
+    ]  # fmt: skip
     return out, run_train(args)
 
 
@@ -260,18 +226,9 @@ def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     expected = model.predict_tags(TEXTS, tokenizer)
     assert [len(t) for t in expected] == [len(t) for t in TEXTS]
     assert any(tag != "O" for tag in expected[0])  # the trained model tags the training sentence
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     # run outside the repo, so only the code saved in the folder can be used
-    proc = subprocess.run(
-        [sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = run_fresh_process(FRESH, str(folder), json.dumps(TEXTS), cwd=tmp_path)
+    got = json.loads(lines[-1])
     assert got["class"] == "MemoryNetForTokenClassification" and got["module"].startswith("transformers_modules")
     assert got["tags"] == expected
 
@@ -283,26 +240,13 @@ def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
     out = tmp_path / "ddp"
     results = run_train(
         [
-            "--num_train_epochs",
-            "1",
-            "--memory_method",
-            "category",
-            "--type_classifier_epochs",
-            "1",
-            "--type_classifier_folds",
-            "2",
-            "--max_train_samples",
-            "96",
-            "--max_eval_samples",
-            "32",
-            "--train_sampling_strategy",
-            "group_by_length",
-            "--output_dir",
-            str(out),
+            "--num_train_epochs", "1", "--memory_method", "category", "--type_classifier_epochs", "1",
+            "--type_classifier_folds", "2", "--max_train_samples", "96", "--max_eval_samples", "32",
+            "--train_sampling_strategy", "group_by_length", "--output_dir", str(out),
         ],
         launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"],
         threads=1,
-    )
+    )  # fmt: skip
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 96 // (16 * 2)  # the 96 sentences were shared by 2 processes
     assert "validation_f1" in results and (out / "model.safetensors").exists()

@@ -2,11 +2,8 @@
 
 import contextlib
 import json
-import os
 import random
 import re
-import subprocess
-import sys
 import unicodedata
 from types import SimpleNamespace
 
@@ -14,7 +11,7 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
-from conftest import ROOT, load_pipeline
+from conftest import ROOT, load_pipeline, run_fresh_process
 from data_scripts.sample import SAMPLE_DIR
 from modeling import PIPELINE_TASK, ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger
 from modeling.char_tokenization import encode_chars
@@ -343,17 +340,7 @@ def test_saved_folder_declares_the_pipeline_and_loads_in_a_fresh_offline_process
         "print(sys.modules[type(ner).__module__].__file__)\n"
         "print(json.dumps(ner(json.loads(sys.argv[2])), ensure_ascii=False))\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(folder), json.dumps(MIXED)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    module_file, answer = proc.stdout.strip().splitlines()[-2:]
+    module_file, answer = run_fresh_process(script, str(folder), json.dumps(MIXED), cwd=tmp_path)[-2:]
     assert not module_file.startswith(str(ROOT)), module_file  # the folder's copy of the code, not this checkout's
     answer = json.loads(answer)
     assert len(answer) == len(MIXED)

@@ -2,15 +2,12 @@
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, BertTokenizerFast
 
-from conftest import run_train, write_cluener_slice
+from conftest import run_fresh_process, run_train, write_cluener_slice
 from modeling.tag_schemes import SCHEMES, TagSequenceError, label_list, tags_to_spans
 from modeling import Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.crf import character_mask
@@ -211,21 +208,9 @@ def test_auto_classes_build_the_seq2seq_tagger():
 # training through train.py on a slice of the real data
 
 SEQ2SEQ = [
-    "--model_type",
-    "seq2seq",
-    "--learning_rate",
-    "1e-2",
-    "--per_device_train_batch_size",
-    "8",
-    "--save_strategy",
-    "no",
-    "--eval_strategy",
-    "no",
-    "--load_best_model_at_end",
-    "false",
-    "--seed",
-    "1",
-]  # scored once, after training
+    "--model_type", "seq2seq", "--learning_rate", "1e-2", "--per_device_train_batch_size", "8",
+    "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--seed", "1",
+]  # scored once, after training  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -237,18 +222,9 @@ def slice32(data_dir, tmp_path_factory):
 def seq2seq_bilstm(slice32, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-bilstm")
     args = [
-        "--dataset",
-        "files",
-        "--train_file",
-        str(slice32),
-        "--validation_file",
-        str(slice32),
-        "--output_dir",
-        str(out),
-        "--num_train_epochs",
-        "20",
-        *SEQ2SEQ,
-    ]
+        "--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32),
+        "--output_dir", str(out), "--num_train_epochs", "20", *SEQ2SEQ,
+    ]  # fmt: skip
     return out, run_train(args)
 
 
@@ -256,22 +232,10 @@ def seq2seq_bilstm(slice32, tmp_path_factory):
 def seq2seq_bert(slice32, tiny_bert_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("seq2seq-bert")
     args = [
-        "--dataset",
-        "files",
-        "--train_file",
-        str(slice32),
-        "--validation_file",
-        str(slice32),
-        "--output_dir",
-        str(out),
-        "--encoder",
-        str(tiny_bert_dir),
-        "--encoder_learning_rate",
-        "5e-3",
-        "--num_train_epochs",
-        "25",
-        *SEQ2SEQ,
-    ]
+        "--dataset", "files", "--train_file", str(slice32), "--validation_file", str(slice32),
+        "--output_dir", str(out), "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "5e-3",
+        "--num_train_epochs", "25", *SEQ2SEQ,
+    ]  # fmt: skip
     return out, run_train(args)
 
 
@@ -329,17 +293,8 @@ def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
         "greedy": model.predict_tags(TEXTS, tokenizer),
         "beam": model.predict_tags(TEXTS, tokenizer, num_beams=4),
     }
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, "-c", FRESH, str(folder), json.dumps(TEXTS)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = run_fresh_process(FRESH, str(folder), json.dumps(TEXTS), cwd=tmp_path)
+    got = json.loads(lines[-1])
     assert got["class"] == "Seq2SeqAttnTagger" and got["module"].startswith("transformers_modules")
     assert got["greedy"] == expected["greedy"] and got["beam"] == expected["beam"]
 

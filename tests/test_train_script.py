@@ -178,29 +178,11 @@ def wiring_run(tmp_path_factory):
 
     out = root / "out"
     args = [
-        "--dataset",
-        str(folder),
-        "--output_dir",
-        str(out),
-        "--num_memory",
-        "2",
-        "--memory_method",
-        "entity",
-        "--char_vectors",
-        str(root / "vectors.npz"),
-        "--char_embedding_size",
-        str(DIM),
-        "--lstm_hidden_size",
-        "16",
-        "--max_steps",
-        "2",
-        "--learning_rate",
-        "0",
-        "--save_strategy",
-        "no",
-        "--load_best_model_at_end",
-        "false",
-    ]
+        "--dataset", str(folder), "--output_dir", str(out), "--num_memory", "2", "--memory_method", "entity",
+        "--char_vectors", str(root / "vectors.npz"), "--char_embedding_size", str(DIM),
+        "--lstm_hidden_size", "16", "--max_steps", "2", "--learning_rate", "0", "--save_strategy", "no",
+        "--load_best_model_at_end", "false",
+    ]  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NER_DATA_DIR", str(root / "nowhere"))  # the vocabulary comes from the corpus
         first = run_train(args)
@@ -313,29 +295,11 @@ def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_
     from a checkpoint whose tagger and classifier weights were changed must end with the changed
     classifier (frozen, so restored as it was), other tagger weights, and the same bank."""
     common = [
-        "--num_memory",
-        "2",
-        "--memory_method",
-        "category",
-        "--type_classifier_epochs",
-        "1",
-        "--max_train_samples",
-        "48",
-        "--max_eval_samples",
-        "16",
-        "--num_train_epochs",
-        "2",
-        "--lstm_hidden_size",
-        "16",
-        "--learning_rate",
-        "5e-3",
-        "--save_strategy",
-        "epoch",
-        "--load_best_model_at_end",
-        "false",
-        "--seed",
-        "5",
-    ]
+        "--num_memory", "2", "--memory_method", "category", "--type_classifier_epochs", "1",
+        "--max_train_samples", "48", "--max_eval_samples", "16", "--num_train_epochs", "2",
+        "--lstm_hidden_size", "16", "--learning_rate", "5e-3", "--save_strategy", "epoch",
+        "--load_best_model_at_end", "false", "--seed", "5",
+    ]  # fmt: skip
     full = run_train([*common, "--output_dir", str(tmp_path / "full")])
     ckpt = tmp_path / "resumed" / "checkpoint-3"  # 48 sentences, batch 16: 3 steps an epoch
     shutil.copytree(tmp_path / "full" / ckpt.name, ckpt)

@@ -141,31 +141,11 @@ def test_the_pretrained_encoder_and_only_it_trains_at_the_encoder_learning_rate(
     model_type, tiny_bert_dir, tmp_path, monkeypatch
 ):
     argv = [
-        "--model_type",
-        model_type,
-        "--encoder",
-        str(tiny_bert_dir),
-        "--encoder_learning_rate",
-        "3e-5",
-        "--learning_rate",
-        "1e-3",
-        "--max_steps",
-        "1",
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-        "--load_best_model_at_end",
-        "false",
-        "--type_classifier_epochs",
-        "1",
-        "--max_eval_samples",
-        "8",
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--disable_tqdm",
-        "true",
-    ]
+        "--model_type", model_type, "--encoder", str(tiny_bert_dir), "--encoder_learning_rate", "3e-5",
+        "--learning_rate", "1e-3", "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+        "--load_best_model_at_end", "false", "--type_classifier_epochs", "1", "--max_eval_samples", "8",
+        "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true",
+    ]  # fmt: skip
     if model_type == "memory":  # category retrieval: the type classifier's own fits build optimizers too
         argv += ["--memory_method", "category"]
     built = captured_optimizers(monkeypatch, argv)
@@ -185,22 +165,11 @@ def test_fine_tune_a_saved_model_with_the_same_labels_keeps_every_weight(memory_
     out = tmp_path / "same-labels"
     results = run_train(
         [
-            "--model_name_or_path",
-            str(folder),
-            "--max_train_samples",
-            "50",
-            "--learning_rate",
-            "0",
-            "--max_steps",
-            "2",
-            "--save_strategy",
-            "no",
-            "--load_best_model_at_end",
-            "false",
-            "--output_dir",
-            str(out),
+            "--model_name_or_path", str(folder), "--max_train_samples", "50", "--learning_rate", "0",
+            "--max_steps", "2", "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--output_dir", str(out),
         ]
-    )
+    )  # fmt: skip
     before, after = load_file(folder / "model.safetensors"), load_file(out / "model.safetensors")
     weights = [k for k in before if not k.startswith("memory_bank.")]
     assert weights and all(torch.equal(before[k], after[k]) for k in weights)
@@ -246,27 +215,11 @@ def test_fine_tune_a_saved_model_on_other_labels(memory_run, tmp_path):
     folder, _ = memory_run
     files = person_place_corpus(tmp_path)
     common = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "--model_name_or_path",
-        str(folder),
-        "--dataset",
-        "files",
-        "--train_file",
-        str(files["train"]),
-        "--validation_file",
-        str(files["dev"]),
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "no",
-        "--load_best_model_at_end",
-        "false",
-        "--learning_rate",
-        "0",
-        "--max_steps",
-        "2",
-    ]
+        sys.executable, str(ROOT / "train.py"), "--model_name_or_path", str(folder), "--dataset", "files",
+        "--train_file", str(files["train"]), "--validation_file", str(files["dev"]), "--disable_tqdm", "true",
+        "--save_strategy", "no", "--load_best_model_at_end", "false", "--learning_rate", "0",
+        "--max_steps", "2",
+    ]  # fmt: skip
     proc = subprocess.run(
         [*common, "--output_dir", str(tmp_path / "refused")],
         cwd=ROOT,
