@@ -200,6 +200,10 @@ class ModelArguments:
         },
     )
 
+    def char_vectors_path(self) -> Path:
+        """``--char_vectors``, with ``tencent`` standing for the shared 200-d vectors."""
+        return default_data_dir() / TENCENT_VECTORS if self.char_vectors == "tencent" else Path(self.char_vectors)
+
 
 @dataclass
 class DataArguments:
@@ -280,6 +284,14 @@ class DataArguments:
         # run_ner.py's convention: --train_file or --dataset_name alone chooses the data
         if self.dataset == "sample" and (self.train_file or self.dataset_name):
             self.dataset = self.dataset_name or "files"
+
+    def read_corpus(self):
+        """The corpus these arguments name, as a ``data_scripts.readers.Corpus`` (long sentences cut to the window)."""
+        return load_corpus(
+            self.dataset, self.data_dir, self.tag_scheme, self.max_seq_length - 2, self.source_tag_scheme,
+            self.validation_ratio, self.split_seed, self.train_file, self.validation_file, self.test_file,
+            self.read_options(), self.dataset_name,
+        )  # fmt: skip
 
     def read_options(self) -> ReadOptions:
         return ReadOptions(
@@ -566,20 +578,7 @@ def main() -> dict:
 
     # 1. corpus: splits of {id, tokens, ner_tags}
     with training_args.main_process_first(desc="reading the corpus"):
-        corpus = load_corpus(
-            data_args.dataset,
-            data_args.data_dir,
-            data_args.tag_scheme,
-            data_args.max_seq_length - 2,
-            data_args.source_tag_scheme,
-            data_args.validation_ratio,
-            data_args.split_seed,
-            data_args.train_file,
-            data_args.validation_file,
-            data_args.test_file,
-            data_args.read_options(),
-            data_args.dataset_name,
-        )
+        corpus = data_args.read_corpus()
     if training_args.should_log:
         print_summary(corpus, data_args.dataset)
     corpus = corpus.truncated(data_args.max_train_samples, data_args.max_eval_samples)
@@ -596,46 +595,17 @@ def main() -> dict:
     logger.info("tokenizer: %s", tokenizer_source)
 
     # 3. model
-    char_vectors = None
-    if model_args.char_vectors:
-        char_vectors = read_char_vectors(
-            default_data_dir() / TENCENT_VECTORS if model_args.char_vectors == "tencent" else model_args.char_vectors
-        )
-    if model_args.model_name_or_path:
-        model, new_labels = load_saved_model(
-            model_args.model_name_or_path, corpus.label_names, model_args.ignore_mismatched_sizes
-        )
-    else:
-        model, new_labels = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors), True
-    if (
-        new_labels and getattr(model, "label_embeddings", None) is not None
-    ):  # a saved model's own labels keep their embeddings
-        init_label_embeddings(model, corpus, char_vectors)
+    char_vectors = read_char_vectors(model_args.char_vectors_path()) if model_args.char_vectors else None
+    model = load_or_build_model(model_args, data_args, tokenizer, corpus, char_vectors)
     encoder_lr = model_args.encoder_learning_rate or (
         3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate
     )
-    logger.info(
-        "model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g",
-        model.config.encoder_type,
-        model.num_parameters() / 1e6,
-        encoder_lr,
-        training_args.learning_rate,
-    )
+    logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g", model.config.encoder_type,
+                model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)  # fmt: skip
 
     # 4. features
     with training_args.main_process_first(desc="tokenizing"):
-        features = DatasetDict(
-            {  # split by split: an unlabelled split (CLUENER's test) has no ner_tags
-                split: ds.map(
-                    tokenize_and_align,
-                    batched=True,
-                    remove_columns=ds.column_names,
-                    desc=f"tokenizing {split}",
-                    fn_kwargs={"tokenizer": tokenizer, "max_length": data_args.max_seq_length},
-                )
-                for split, ds in corpus.items()
-            }
-        )
+        features = tokenize_corpus(corpus, tokenizer, data_args.max_seq_length)
 
     # 5. memories: the training split becomes the model's memory bank, and every example gets its n memories
     plan = None
@@ -647,15 +617,16 @@ def main() -> dict:
 
     # 6. Trainer
     metrics = EntityMetrics(corpus.label_names, corpus.tag_scheme)
+    collator = DataCollatorForTokenClassification(tokenizer)
+    if plan:  # the memories' tokens and tags, gathered from the bank by memory_ids
+        collator = DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=features["train"],
         eval_dataset=features["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorForMemoryNER(tokenizer, bank=model.memory_bank)
-        if plan
-        else DataCollatorForTokenClassification(tokenizer),
+        data_collator=collator,
         compute_metrics=metrics.compute_metrics,
         preprocess_logits_for_metrics=lambda outputs, labels: outputs[1],  # (emissions, viterbi tags) -> tags
         optimizers=(build_optimizer(model, training_args, encoder_lr), None),
@@ -672,14 +643,8 @@ def main() -> dict:
     results = dict(train_result.metrics)  # train_runtime, train_loss, ...
     results.update(evaluate(trainer, features, metrics, data_args.dataset, Path(training_args.output_dir)))
     if "test" in features and "labels" not in features["test"].column_names:
-        write_predictions(
-            trainer,
-            features["test"],
-            corpus["test"],
-            corpus.label_names,
-            corpus.tag_scheme,
-            Path(training_args.output_dir, "test_predictions.json"),
-        )
+        path = Path(training_args.output_dir, "test_predictions.json")
+        write_predictions(trainer, features["test"], corpus["test"], corpus.label_names, corpus.tag_scheme, path)
     if trainer.is_world_process_zero():
         results.update(run_record(trainer, corpus, model_args, data_args, training_args))
         results.update(plan.report if plan else {})
@@ -689,6 +654,29 @@ def main() -> dict:
         trainer.save_state()
         print(f"model and results saved to {training_args.output_dir}")
     return results
+
+
+def load_or_build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer, corpus, char_vectors):
+    """The saved model to fine-tune (``--model_name_or_path``) or a new one; new labels get the paper's
+    label embeddings."""
+    if model_args.model_name_or_path:
+        model, new_labels = load_saved_model(
+            model_args.model_name_or_path, corpus.label_names, model_args.ignore_mismatched_sizes
+        )
+    else:
+        model, new_labels = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors), True
+    if new_labels and getattr(model, "label_embeddings", None) is not None:  # a saved model's own labels keep theirs
+        init_label_embeddings(model, corpus, char_vectors)
+    return model
+
+
+def tokenize_corpus(corpus, tokenizer, max_length: int) -> DatasetDict:
+    """Every split as ``input_ids`` / ``attention_mask`` (/ ``labels``), one token per character."""
+    return DatasetDict({  # split by split: an unlabelled split (CLUENER's test) has no ner_tags
+        split: ds.map(tokenize_and_align, batched=True, remove_columns=ds.column_names, desc=f"tokenizing {split}",
+                      fn_kwargs={"tokenizer": tokenizer, "max_length": max_length})
+        for split, ds in corpus.items()
+    })  # fmt: skip
 
 
 def init_label_embeddings(model: MemoryNetForTokenClassification, corpus, char_vectors) -> None:
