@@ -45,7 +45,7 @@ GROUPS = {
     "entity_20ep": ({"num_memory": 4, "memory_method": "entity", "num_train_epochs": 20}, [1, 2, 3]),
     "hybrid_20ep": ({"num_memory": 4, "memory_method": "hybrid", "num_train_epochs": 20}, [1, 2, 3]),
     # gradients through the memories' encodings too (the paper encodes s and a_j with one trained encoder;
-    # the default detaches the memories, 1.4x a baseline step against 2.5x)
+    # the default detaches the memories: a step costs 1.23x a baseline step against 3.07x, RESULTS.md "Speed")
     "category_memgrad": ({"num_memory": 4, "memory_method": "category", "memory_gradient": True}, [1]),
     # between category and gold_category: 25% / 50% of every split's predicted type sets replaced by the gold ones
     "category_oracle25": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.25}, [1]),
