@@ -1,5 +1,6 @@
 """The memory model end to end: collator, bank saved with the model, automatic retrieval, cache."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -369,3 +370,43 @@ def test_type_classifier_encoder_errors(case, data_dir, tmp_path):
             proc.returncode == 1
             and "its 100 token embeddings do not cover the tokenizer's 21128 tokens" in proc.stderr.splitlines()[-1]
         )
+
+
+def test_the_memory_stage_reads_the_model_and_apply_memory_plan_alone_changes_it(tmp_path):
+    """prepare_memories (entity retrieval, no training run) returns a plan and leaves the model as it was;
+    apply_memory_plan installs the plan's bank, and every split's memory ids index that bank."""
+    from types import SimpleNamespace
+
+    from data_scripts.corpora import load_corpus
+    from data_scripts.features import load_tokenizer
+    from data_scripts.memory_data import prepare_memories
+    from train import tokenize_corpus
+
+    corpus = load_corpus("sample").truncated(40, 12)
+    tokenizer, _ = load_tokenizer(None, corpus["train"]["tokens"], tmp_path, model_max_length=64)
+    config = MemoryNetConfig(
+        id2label=dict(enumerate(corpus.label_names)),
+        vocab_size=len(tokenizer),
+        char_embedding_size=8,
+        lstm_hidden_size=8,
+        num_memory=2,
+        memory_method="entity",
+    )
+    model = MemoryNetForTokenClassification(config)
+    features = tokenize_corpus(corpus, tokenizer, 64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    training_args = SimpleNamespace(
+        output_dir=str(tmp_path), seed=0, main_process_first=lambda desc: contextlib.nullcontext()
+    )
+    plan = prepare_memories(model, corpus, features, tokenizer, SimpleNamespace(), training_args)
+    assert model.memory_bank is None and model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert len(plan.bank) == 40 and plan.type_classifier_state is None
+    assert plan.report["memory"]["method"] == "entity" and "train_retrieval_seconds" in plan.report["memory"]
+    model.apply_memory_plan(plan)
+    assert model.memory_bank is plan.bank and model.config.memory_bank_size == 40
+    with_ids = plan.with_memory_ids(features)
+    for split, ds in with_ids.items():
+        ids = torch.tensor(ds["memory_ids"])
+        assert ids.shape == (len(features[split]), 2) and 0 <= int(ids.min()) and int(ids.max()) < 40
+    assert all(k not in row for k, row in enumerate(with_ids["train"]["memory_ids"]))  # never itself
