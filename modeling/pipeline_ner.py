@@ -118,6 +118,8 @@ class ChineseNERPipeline(ChunkPipeline):
         texts = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
             raise TypeError(f"{TASK} takes a string or a list of strings, got {type(inputs).__name__}")
+        if not texts:  # no texts, no answers (the base class would index the empty list)
+            return []
         return super().__call__(inputs, **kwargs)
 
     # -- one text -> model inputs, one per window -------------------------------------------------

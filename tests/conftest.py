@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported:
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
+from hypothesis import HealthCheck, settings
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -26,6 +27,19 @@ sys.path.insert(0, str(ROOT))
 from data_scripts.features import BERT_VOCAB, default_data_dir  # noqa: E402
 
 DATA = default_data_dir()
+
+# property-based tests (test_fuzz.py): seeded; "suite" runs in the test suite, "long" is benchmarks/fuzz.py's
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+_FUZZ = {
+    "derandomize": True,
+    "database": None,
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": _SLOW_IS_FINE,
+}
+settings.register_profile("suite", max_examples=60, **_FUZZ)
+settings.register_profile("long", max_examples=10_000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture(scope="session")
