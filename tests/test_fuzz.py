@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from conftest import ROOT
 from data_scripts.corpora import load_corpus
-from data_scripts.features import load_tokenizer
+from data_scripts.features import load_tokenizer, tokenize_and_align
+from data_scripts.memory_data import gold_type_matrices
 from data_scripts.readers import DataFormatError, dataset_spans, read_cluener_files, read_column_files
 from modeling import ChineseNERPipeline, MemoryNetConfig, MemoryNetForTokenClassification
 from modeling.memory_bank import MemoryBank
@@ -59,15 +60,11 @@ def random_model(tmp_path_factory):
         max_length=32,
     )  # fmt: skip
     model = MemoryNetForTokenClassification(config).eval()
-    enc = tokenizer([list(t) for t in corpus["train"]["tokens"]], is_split_into_words=True, truncation=True)
-    labels = [
-        [-100] + list(tags[: len(ids) - 2]) + [-100]
-        for ids, tags in zip(enc["input_ids"], corpus["train"]["ner_tags"])
-    ]
-    types = torch.zeros(len(labels), len(config.entity_types), dtype=torch.uint8).numpy()
-    model.set_memory_bank(
-        MemoryBank.from_sentences(enc["input_ids"], labels, types, [""] * len(labels), tokenizer.get_vocab())
-    )
+    train = corpus["train"]
+    enc = tokenize_and_align({"tokens": train["tokens"], "ner_tags": train["ner_tags"]}, tokenizer, 32)
+    types = gold_type_matrices(corpus, corpus.tag_scheme, config.entity_types)["train"]
+    bank = MemoryBank.from_sentences(enc["input_ids"], enc["labels"], types, [""] * len(types), tokenizer.get_vocab())
+    model.set_memory_bank(bank)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return ChineseNERPipeline(model=model, tokenizer=tokenizer), folder
