@@ -133,6 +133,14 @@ class ModelArguments:
         default=False,
         metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"},
     )
+    memory_entity_swap_prob: float = field(
+        default=0.0,
+        metadata={
+            "help": "memory, training: probability of replacing an entity the input shares with a memory (same "
+            "string and type) by random characters in both, so the model learns to read new entities from its "
+            "memories (for banks extended after training with add_memories)"
+        },
+    )
     type_classifier_kind: Literal["pooled", "tagger"] = field(
         default="pooled",
         metadata={
@@ -539,6 +547,7 @@ def build_model(
             num_memory=model_args.num_memory,
             memory_method=model_args.memory_method,
             memory_gradient=model_args.memory_gradient,
+            memory_entity_swap_prob=model_args.memory_entity_swap_prob,
             type_classifier_kind=model_args.type_classifier_kind,
         )
         kwargs.update(type_classifier_encoder_kwargs(model_args.type_classifier_encoder, tokenizer))

@@ -27,9 +27,11 @@ from common import RUNS_DIR, results, run_all
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.features import default_data_dir  # noqa: E402
+from data_scripts.memory_data import memory_evidence_rate  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from data_scripts.readers import read_cluener_files  # noqa: E402
 from modeling import MemoryNetForTokenClassification  # noqa: E402
+from modeling.char_tokenization import encode_chars  # noqa: E402
 from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
 SPLIT_DIR = RUNS_DIR / "editable-split"
@@ -37,8 +39,19 @@ COMMON = {"char_vectors": "tencent", "use_self_attention": True, "num_train_epoc
 RUNS = {
     "editable-entity-T1-s1": {"num_memory": 4, "memory_method": "entity", "seed": 1},
     "editable-baseline-T1-s1": {"num_memory": 0, "seed": 1},
+    # trained to take new entities from memories (modeling_memory_ner.swap_shared_entities)
+    "editable-entity_swap50-T1-s1": {
+        "num_memory": 4,
+        "memory_method": "entity",
+        "memory_entity_swap_prob": 0.5,
+        "seed": 1,
+    },
 }
-FULL_TRAIN_RUN = "memory-entity-s1"  # memory_cluener.py: the same model on all of train (the upper bound)
+# memory_cluener.py: the same models trained on all of train (the upper bounds)
+FULL_TRAIN_RUNS = {
+    "editable-entity-T1-s1": "memory-entity-s1",
+    "editable-entity_swap50-T1-s1": "memory-entity_swap50-s1",
+}
 
 
 def split_halves(seed: int = 0) -> dict[str, Path]:
@@ -72,31 +85,54 @@ def entity_strings(ds) -> set[str]:
 
 
 def score(model, tokenizer, dev, only_t2: set[str]) -> dict:
-    """Dev F1 of ``model`` on raw text (retrieval inside the call) and its recall on the entities whose string is only
-    in T2."""
+    """Dev F1 of ``model`` on raw text (retrieval inside the call), its recall on the entities whose string is only
+    in T2, and how many of those its memories hold with their type (None for the plain tagger)."""
     names = dev.features["ner_tags"].feature.names
+    texts = ["".join(t) for t in dev["tokens"]]
     gold = [[names[t] for t in tags] for tags in dev["ner_tags"]]
-    pred = model.predict_tags(["".join(t) for t in dev["tokens"]], tokenizer, batch_size=64)
+    pred = model.predict_tags(texts, tokenizer, batch_size=64)
     scores = entity_metrics(gold, pred, "BIOS")
-    hits = total = 0
-    for tokens, g, p in zip(dev["tokens"], gold, pred):
-        predicted = set(tags_to_spans(p, "BIOS", strict=False))
-        for span in tags_to_spans(g, "BIOS"):
-            if "".join(tokens[span.start : span.end]) in only_t2:
-                total += 1
-                hits += span in predicted
-    return {"f1": 100 * scores["f1"], "t2_only_recall": 100 * hits / total, "t2_only_entities": total}
+    new_spans = [
+        [s for s in tags_to_spans(g, "BIOS") if text[s.start : s.end] in only_t2] for text, g in zip(texts, gold)
+    ]
+    hits = sum(len(set(spans) & set(tags_to_spans(p, "BIOS", strict=False))) for spans, p in zip(new_spans, pred))
+    total = sum(len(spans) for spans in new_spans)
+    evidence = None
+    if model.config.num_memory > 0:
+        bank = model.memory_bank
+        id2label = model.config.id2label
+        bank_spans = [tags_to_spans([id2label[t] for t in row if t != -100], "BIOS") for row in bank.labels.tolist()]
+        evidence = (
+            100
+            * memory_evidence_rate(
+                new_spans, texts, retrieved(model, tokenizer, texts), bank_spans, bank.sentence_texts()
+            )["entity_rate"]
+        )
+    return {"f1": 100 * scores["f1"], "t2_only_recall": 100 * hits / total, "t2_only_entities": total,
+            "t2_only_evidence": evidence}  # fmt: skip
+
+
+def retrieved(model, tokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """The bank indices ``[len(texts), n]`` the model retrieves for raw texts, as in ``predict_tags``."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = encode_chars(tokenizer, [list(t) for t in texts[i : i + batch_size]], model.config.max_length)
+        enc = tokenizer.pad({k: enc[k] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
+        out.append(model.retrieve_memories(enc["input_ids"], enc["attention_mask"]).numpy())
+    return np.concatenate(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="write T1/T2 and train the runs that have not finished")
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="the T1 runs to train")
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(2)
     halves = split_halves()
     if args.train:
-        run_all(run_arguments(halves), args.parallel, "editable-memory runs")
+        runs = run_arguments(halves)
+        run_all({name: runs[name] for name in args.runs}, args.parallel, "editable-memory runs")
     t1 = read_cluener_files({"train": halves["T1"]}, "BIOS", 62)["train"]
     t2 = read_cluener_files({"train": halves["T2"]}, "BIOS", 62)["train"]
     dev = load_corpus("cluener", None, "BIOS", 62)["validation"]
@@ -104,28 +140,41 @@ def main() -> None:
     print(f"T1 {len(t1)} / T2 {len(t2)} sentences; {len(only_t2)} entity strings only in T2")
 
     rows = []
+    t2_texts = ["".join(t) for t in t2["tokens"]]
+    t2_tags = [[t2.features["ner_tags"].feature.int2str(i) for i in tags] for tags in t2["ner_tags"]]
     for name, label in (
-        ("editable-baseline-T1-s1", "plain tagger, T1"),
-        ("editable-entity-T1-s1", "memory (entity), bank T1"),
-        (FULL_TRAIN_RUN, "memory (entity), trained on all of train"),
+        ("editable-baseline-T1-s1", "plain tagger, trained on T1"),
+        ("editable-entity-T1-s1", "memory (entity), trained on T1, bank T1"),
+        ("editable-entity_swap50-T1-s1", "memory (entity, swap 0.5), trained on T1, bank T1"),
     ):
-        if results(name) is None:
-            print(f"{name}: not run")
+        model = load(name)
+        if model is None:
             continue
-        folder = RUNS_DIR / name
-        model = MemoryNetForTokenClassification.from_pretrained(folder).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        before = score(model, tokenizer, dev, only_t2)
-        rows.append((label, before))
-        if name == "editable-entity-T1-s1":
-            names = t2.features["ner_tags"].feature.names
-            model.add_memories(
-                ["".join(t) for t in t2["tokens"]], [[names[i] for i in tags] for tags in t2["ner_tags"]], tokenizer
-            )
-            rows.append(("memory (entity), bank T1 + T2 added, no retraining", score(model, tokenizer, dev, only_t2)))
-    print("| model | dev F1 | recall, dev entities only in T2 |\n|---|---|---|")
+        rows.append((label, score(*model, dev, only_t2)))
+        if name in FULL_TRAIN_RUNS:
+            model[0].add_memories(t2_texts, t2_tags, model[1])
+            rows.append(("the same, T2 added with add_memories, no retraining", score(*model, dev, only_t2)))
+            full = load(FULL_TRAIN_RUNS[name])
+            if full is not None:
+                rows.append(
+                    (f"the same model trained on all of train ({FULL_TRAIN_RUNS[name]})", score(*full, dev, only_t2))
+                )
+    print(
+        "| model | dev F1 | recall, dev entities only in T2 | of those, with a same-type occurrence in the memories |"
+        "\n|---|---|---|---|"
+    )
     for label, r in rows:
-        print(f"| {label} | {r['f1']:.2f} | {r['t2_only_recall']:.2f} (of {r['t2_only_entities']}) |")
+        evidence = f"{r['t2_only_evidence']:.2f}" if r["t2_only_evidence"] is not None else "–"
+        print(f"| {label} | {r['f1']:.2f} | {r['t2_only_recall']:.2f} (of {r['t2_only_entities']}) | {evidence} |")
+
+
+def load(name: str):
+    """A finished run's model (eval mode) and tokenizer, or None."""
+    if results(name) is None:
+        print(f"{name}: not run")
+        return None
+    folder = RUNS_DIR / name
+    return MemoryNetForTokenClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 if __name__ == "__main__":

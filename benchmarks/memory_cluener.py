@@ -39,6 +39,8 @@ GROUPS = {
     "lexical": ({"num_memory": 4, "memory_method": "lexical"}, [1]),
     "entity": ({"num_memory": 4, "memory_method": "entity"}, [1, 2, 3]),
     "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
+    # entity retrieval trained to read new entities from memories (editable_memory.py's upper bound)
+    "entity_swap50": ({"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5}, [1, 2, 3]),
     # the paper's 20 epochs (a group's flags override COMMON's), three seeds each
     "baseline_20ep": ({"num_memory": 0, "num_train_epochs": 20}, [1, 2, 3]),
     "category_20ep": ({"num_memory": 4, "memory_method": "category", "num_train_epochs": 20}, [1, 2, 3]),
@@ -52,6 +54,7 @@ GROUPS = {
     "category_oracle50": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.5}, [1, 2]),
 }
 EXTRA_GROUPS = (
+    "entity_swap50",
     "baseline_20ep",
     "category_20ep",
     "entity_20ep",

@@ -72,6 +72,11 @@ class MemoryNetConfig(PreTrainedConfig):
             the memories are encoded without gradient: the encoder still learns from the input
             sentence and, through `s`, from the memory attention (eq. 3), and a training step costs
             about half as much. The paper does not say which it did; see `benchmarks/RESULTS.md`.
+        memory_entity_swap_prob (`float`, defaults to 0.0):
+            Training only: the probability that an input's gold entity which one of its memories labels with
+            the same string and type is replaced, in both, by random entity characters
+            (`modeling_memory_ner.swap_shared_entities`). It teaches the model to take a new entity's label
+            from a memory, which is what sentences added to a trained model's bank (`add_memories`) need.
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
             Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`, `add_memories` and
             `remove_memories`).
@@ -104,6 +109,7 @@ class MemoryNetConfig(PreTrainedConfig):
     type_classifier_encoder_config: PreTrainedConfig | dict | None = None
     label_type_size: int = 200
     memory_gradient: bool = False
+    memory_entity_swap_prob: float = 0.0
     memory_bank_size: int = 0
     memory_bank_length: int = 0
     memory_pos_length: int = 0
@@ -143,6 +149,8 @@ class MemoryNetConfig(PreTrainedConfig):
                 'a "transformers" type classifier needs type_classifier_encoder_config (or the tagger\'s '
                 "encoder_config)"
             )
+        if not 0.0 <= self.memory_entity_swap_prob <= 1.0:
+            raise ValueError(f"memory_entity_swap_prob must lie in [0, 1], got {self.memory_entity_swap_prob}")
         if self.num_memory < 0:
             raise ValueError(f"num_memory must be >= 0, got {self.num_memory}")
         super().__post_init__(**kwargs)

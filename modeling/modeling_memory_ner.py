@@ -101,6 +101,66 @@ class MemoryAttention(nn.Module):
         return fused, weights
 
 
+def swap_shared_entities(
+    input_ids: torch.LongTensor,
+    labels: torch.LongTensor,
+    memory_input_ids: torch.LongTensor,
+    memory_tag_ids: torch.LongTensor,
+    id2label: dict[int, str],
+    scheme: str,
+    prob: float,
+) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Training augmentation for the editable memory: rewrite entities the input shares with its memories.
+
+    A gold entity of the input whose string a memory also labels with the same type is, with probability
+    ``prob``, replaced by random entity characters (drawn from the batch's gold entities), in the input and in
+    every memory of that input that holds it, so the tags stay right. The encoder cannot know such a string;
+    the only evidence for it is the memory's labels, as for an entity a user adds to the bank after training
+    (``add_memories``). Without it, every entity the memories share with a training input is one the encoder
+    has learnt anyway, and the model learns to rely on memories less than an added memory needs.
+    Returns new ``input_ids`` and ``memory_input_ids``; the labels do not change.
+    """
+    if prob <= 0:
+        return input_ids, memory_input_ids
+    from .tag_schemes import lenient_spans
+
+    def entities(ids: list[int], tags: list[int]) -> dict[tuple, list[int]]:
+        """(type, char ids) -> the token positions where each occurrence starts."""
+        positions = [i for i, t in enumerate(tags) if t != -100]
+        found: dict[tuple, list[int]] = {}
+        for span in lenient_spans([id2label[tags[i]] for i in positions], scheme):
+            start = positions[span.start]
+            found.setdefault((span.type, tuple(ids[start : start + span.end - span.start])), []).append(start)
+        return found
+
+    query_ids, query_tags = input_ids.tolist(), labels.tolist()
+    mem_ids, mem_tags = memory_input_ids.tolist(), memory_tag_ids.tolist()
+    pairs = []  # (input row, its entities, each memory's entities)
+    pool = []
+    for b in range(len(query_ids)):
+        own = entities(query_ids[b], query_tags[b])
+        held = [entities(mem_ids[b][j], mem_tags[b][j]) for j in range(len(mem_ids[b]))]
+        pairs.append((own, held))
+        pool.extend(c for _, chars in own for c in chars)
+    if not pool:
+        return input_ids, memory_input_ids
+    pool_t = torch.tensor(pool, dtype=input_ids.dtype)
+    new_input, new_memory = input_ids.clone(), memory_input_ids.clone()
+    for b, (own, held) in enumerate(pairs):
+        for key, starts in own.items():
+            holders = [j for j, ents in enumerate(held) if key in ents]
+            if not holders or torch.rand(()) >= prob:
+                continue
+            width = len(key[1])
+            chars = pool_t[torch.randint(len(pool_t), (width,))]
+            for start in starts:
+                new_input[b, start : start + width] = chars
+            for j in holders:
+                for start in held[j][key]:
+                    new_memory[b, j, start : start + width] = chars
+    return new_input, new_memory
+
+
 class EntityTypeClassifier(nn.Module):
     """Multi-label classifier of the entity types a sentence contains (section 2.1, ``category`` retrieval).
 
@@ -551,17 +611,27 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 "memories were given to a model with num_memory=0 (the plain encoder-CRF); train it with num_memory > "
                 "0"
             )
+        if self.config.num_memory > 0 and memory_input_ids is None:
+            if memory_ids is None:
+                memory_ids = self.retrieve_memories(input_ids, attention_mask)
+            if self.memory_bank is None:
+                raise ValueError(
+                    "memory_ids given but the model has no memory bank; pass memory_input_ids/memory_tag_ids"
+                )
+            memory_input_ids, memory_attention_mask, memory_tag_ids = self.memory_bank.gather(memory_ids)
+        if self.training and labels is not None and memory_input_ids is not None:
+            input_ids, memory_input_ids = swap_shared_entities(
+                input_ids,
+                labels,
+                memory_input_ids,
+                memory_tag_ids,
+                self.config.id2label,
+                self.config.tag_scheme,
+                self.config.memory_entity_swap_prob,
+            )
         hidden = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)  # eq. 1
         memory_attentions = None
         if self.config.num_memory > 0:
-            if memory_input_ids is None:
-                if memory_ids is None:
-                    memory_ids = self.retrieve_memories(input_ids, attention_mask)
-                if self.memory_bank is None:
-                    raise ValueError(
-                        "memory_ids given but the model has no memory bank; pass memory_input_ids/memory_tag_ids"
-                    )
-                memory_input_ids, memory_attention_mask, memory_tag_ids = self.memory_bank.gather(memory_ids)
             memory = self._encode_memories(memory_input_ids, memory_attention_mask, memory_ids)  # eq. 2
             fused, memory_attentions = self.memory_attention(
                 hidden, memory, memory_tag_ids, self.label_embeddings.weight
@@ -640,6 +710,7 @@ class MemoryNetForEntityTypes(MemoryNetPreTrainedModel):
 
 
 __all__ = [
+    "swap_shared_entities",
     "MemoryNetForEntityTypes",
     "MemoryNetForTokenClassification",
     "MemoryNetPreTrainedModel",

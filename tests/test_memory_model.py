@@ -15,6 +15,7 @@ from data_scripts.sample import CLUENER_TYPES
 from conftest import ROOT, run_fresh_process, run_train
 from data_scripts.collator import DataCollatorForMemoryNER
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
+from modeling.modeling_memory_ner import swap_shared_entities
 from test_model import FRESH, TEXTS
 
 
@@ -181,6 +182,61 @@ def test_memory_gradient_option():
         grads[0][10:13].abs().sum() > 0 and grads[1][10:13].abs().sum() == 0
     )  # memory-only characters learn only with the gradient on
     assert grads[1][7:10].abs().sum() > 0
+
+
+SWAP_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "S-PER", 4: "B-LOC", 5: "I-LOC", 6: "S-LOC"}
+
+
+def test_swap_shared_entities_rewrites_an_entity_in_the_input_and_the_memories_that_hold_it():
+    """An entity the input shares with a memory (same ids, same type) gets the same new characters in both; an
+    occurrence of another type, an entity no memory holds and the labels stay as they were."""
+    # [CLS] 10 11 12 13 14 15 [SEP]: PER 10 11, LOC 13, PER 14 15 (in no memory)
+    input_ids = torch.tensor([[101, 10, 11, 12, 13, 14, 15, 102]])
+    labels = torch.tensor([[-100, 1, 2, 0, 6, 1, 2, -100]])
+    memory_ids = torch.tensor([[[101, 20, 10, 11, 102, 0], [101, 13, 10, 11, 102, 0], [101, 10, 11, 10, 11, 102]]])
+    # memory 0: PER 10 11; memory 1: LOC 13, and 10 11 as LOC (another type); memory 2: PER 10 11 twice
+    memory_tags = torch.tensor([[[-100, 0, 1, 2, -100, -100], [-100, 6, 4, 5, -100, -100], [-100, 1, 2, 1, 2, -100]]])
+    args = (labels, memory_ids, memory_tags, SWAP_LABELS, "BIOS")
+    assert swap_shared_entities(input_ids, *args, 0.0) == (input_ids, memory_ids)
+    torch.manual_seed(0)
+    new_input, new_memory = swap_shared_entities(input_ids, *args, 1.0)
+    per, loc = new_input[0, 1:3], new_input[0, 4]
+    assert not torch.equal(torch.stack([per[0], per[1], loc]), torch.tensor([10, 11, 13]))
+    assert torch.equal(new_memory[0, 0, 2:4], per) and new_memory[0, 0, 1] == 20
+    assert torch.equal(new_memory[0, 1, 2:4], torch.tensor([10, 11])) and new_memory[0, 1, 1] == loc
+    assert torch.equal(new_memory[0, 2, 1:3], per) and torch.equal(new_memory[0, 2, 3:5], per)
+    assert new_input[0, 3] == 12 and torch.equal(new_input[0, 5:7], torch.tensor([14, 15]))
+    assert torch.equal(input_ids[0, 1:3], torch.tensor([10, 11]))  # the caller's tensors are not written to
+    pool = {10, 11, 13, 14, 15}  # the new characters are the batch's gold entity characters
+    assert set(new_input[0, 1:3].tolist()) | {int(loc)} <= pool
+
+
+def test_entity_swap_acts_in_training_only():
+    """``memory_entity_swap_prob`` changes the training loss (the swapped input is another input) and nothing in
+    eval mode."""
+    config = MemoryNetConfig(
+        id2label=SWAP_LABELS, vocab_size=120, char_embedding_size=8, lstm_hidden_size=8, num_memory=1,
+        hidden_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = MemoryNetForTokenClassification(config)
+    batch = {
+        "input_ids": torch.tensor([[101, 10, 11, 12, 102]]),
+        "labels": torch.tensor([[-100, 1, 2, 0, -100]]),
+        "memory_input_ids": torch.tensor([[[101, 30, 10, 11, 102]]]),
+        "memory_attention_mask": torch.ones(1, 1, 5, dtype=torch.long),
+        "memory_tag_ids": torch.tensor([[[-100, 0, 1, 2, -100]]]),
+    }
+    results = {}
+    for prob in (0.0, 1.0):
+        model.config.memory_entity_swap_prob = prob
+        torch.manual_seed(1)
+        train_loss = model.train()(**batch).loss.item()
+        results[prob] = train_loss, model.eval()(**batch).loss.item()
+    assert results[0.0][0] != pytest.approx(results[1.0][0])
+    assert results[0.0][1] == pytest.approx(results[1.0][1])
+    with pytest.raises(ValueError, match="memory_entity_swap_prob"):
+        MemoryNetConfig(id2label=SWAP_LABELS, num_memory=1, memory_entity_swap_prob=1.5)
 
 
 def test_memory_with_a_tiny_bert_encoder_saved_and_loaded_offline(tiny_bert_dir, tmp_path):
