@@ -77,19 +77,33 @@ class CRFHead(nn.Module):
             for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions)
         )
         batch, steps, _ = em.shape
+        last = mask.sum(axis=1) - 1  # each sequence's last step (the mask is left-aligned)
+        steps = int(last.max()) + 1  # the [SEP] step after the longest sequence is never read
+        # the steps where a shorter sequence ends: its score is the one there (padding runs on, unread)
+        ends_at = {int(t): last == t for t in np.unique(last) if t < steps - 1}
+        # [tag, previous tag] so that the maximum runs over the contiguous axis; the sums are pytorch-crf's
+        # (score + transition) + emission, so the paths and their ties are its own
+        trans_t = np.ascontiguousarray(trans.T)
+        rows, tags = np.arange(batch)[:, None], np.arange(trans.shape[0])
         score = start + em[:, 0]  # [batch, tags]
         history = np.zeros((max(steps - 1, 0),) + score.shape, dtype=np.int64)
-        rows, tags = np.arange(batch), np.arange(score.shape[1])
+        final = score.copy()
         for t in range(1, steps):
-            candidates = score[:, :, None] + trans + em[:, t, None, :]  # [batch, previous tag, tag]
-            history[t - 1] = best = candidates.argmax(axis=1)
-            score = np.where(mask[:, t, None], candidates[rows[:, None], best, tags], score)
-        current = (score + end).argmax(axis=1)  # each sequence's last tag
-        path = np.zeros((batch, steps), dtype=np.int64)
+            if t - 1 in ends_at:
+                final[ends_at[t - 1]] = score[ends_at[t - 1]]
+            candidates = score[:, None, :] + trans_t + em[:, t, :, None]  # [batch, tag, previous tag]
+            history[t - 1] = best = candidates.argmax(axis=2)
+            score = candidates[rows, tags, best]
+        longest = last == steps - 1
+        final[longest] = score[longest]
+        rows = np.arange(batch)
+        current = (final + end).argmax(axis=1)  # each sequence's last tag
+        path = np.zeros((batch, em.shape[1]), dtype=np.int64)
         for t in range(steps - 1, -1, -1):
             path[:, t] = current  # past a sequence's end this is its last tag, which nothing reads
             if t > 0:
-                current = np.where(mask[:, t], history[t - 1][rows, current], current)
+                back = history[t - 1][rows, current]
+                current = np.where(t <= last, back, current) if ends_at else back
         out = torch.full(emissions.shape[:2], -100, dtype=torch.long)
         out[:, 1:] = torch.from_numpy(np.where(char_mask, path, -100))
         return out.to(emissions.device)
@@ -111,20 +125,27 @@ class CRFHead(nn.Module):
         )
         step = np.exp(em - em.max(axis=2, keepdims=True))  # [batch, steps, tags], max 1 per step
         trans, start, end = np.exp(trans - trans.max()), np.exp(start - start.max()), np.exp(end - end.max())
-        steps = em.shape[1]
+        batch, steps, _ = step.shape
+        # beta runs over each sequence reversed within its own length, so that, as for alpha, the padding
+        # comes after a sequence's steps and no step needs a mask; padded steps compute unread values
+        last = mask.sum(axis=1) - 1
+        positions = np.arange(steps)
+        reverse = np.where(positions <= last[:, None], last[:, None] - positions, positions)  # an involution
+        rows = np.arange(batch)[:, None]
+        step_reversed = step[rows, reverse]
+        trans_t = np.ascontiguousarray(trans.T)
         alpha = np.empty_like(step)
-        beta = np.empty_like(step)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        beta = np.empty_like(step)  # beta[:, t]: at reversed step t
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             a = start * step[:, 0]
             alpha[:, 0] = a / a.sum(-1, keepdims=True)
+            beta[:, 0] = end / end.sum()
             for t in range(1, steps):
                 a = (alpha[:, t - 1] @ trans) * step[:, t]
-                alpha[:, t] = np.where(mask[:, t, None], a / a.sum(-1, keepdims=True), alpha[:, t - 1])
-            beta[:, steps - 1] = end / end.sum()
-            for t in range(steps - 2, -1, -1):  # from step t + 1; past a sequence's end it stays exp(end)
-                b = (beta[:, t + 1] * step[:, t + 1]) @ trans.T
-                beta[:, t] = np.where(mask[:, t + 1, None], b / b.sum(-1, keepdims=True), beta[:, t + 1])
-            marg = alpha * beta
+                alpha[:, t] = a / a.sum(-1, keepdims=True)
+                b = (beta[:, t - 1] * step_reversed[:, t - 1]) @ trans_t
+                beta[:, t] = b / b.sum(-1, keepdims=True)
+            marg = alpha * beta[rows, reverse]
             marg = marg / marg.sum(-1, keepdims=True)
         if not np.isfinite(marg[char_mask]).all():
             return self.log_space_marginals(emissions, attention_mask)
