@@ -22,6 +22,7 @@ from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
 from .encoders import CharBiLSTMEncoder, EncoderParametersMixin, build_encoder, load_pretrained_encoder
 from .memory_bank import BankEncodingCache, MemoryBank
+from .tag_schemes import lenient_spans
 from .tagging import TaggerMixin
 
 
@@ -122,7 +123,6 @@ def swap_shared_entities(
     """
     if prob <= 0:
         return input_ids, memory_input_ids
-    from .tag_schemes import lenient_spans
 
     def entities(ids: list[int], tags: list[int]) -> dict[tuple, list[int]]:
         """(type, char ids) -> the token positions where each occurrence starts."""
@@ -135,7 +135,7 @@ def swap_shared_entities(
 
     query_ids, query_tags = input_ids.tolist(), labels.tolist()
     mem_ids, mem_tags = memory_input_ids.tolist(), memory_tag_ids.tolist()
-    pairs = []  # (input row, its entities, each memory's entities)
+    pairs = []  # per input row: (its entities, each of its memories' entities)
     pool = []
     for b in range(len(query_ids)):
         own = entities(query_ids[b], query_tags[b])
