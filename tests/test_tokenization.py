@@ -103,3 +103,58 @@ def test_encoding_never_rebuilds_the_vocabulary(bert_tokenizer, monkeypatch):
         enc = encode_chars(bert_tokenizer, [list("张三 在北京")], 64)
     assert calls == []
     assert enc["input_ids"][0][3] == expected_space  # the space still gets [unused1]
+
+
+def _in_context_ids(tokenizer, text: str) -> list[int]:
+    """The definition: the tokenizer on the whole text as words of one character, each character's first id."""
+    from modeling.char_tokenization import space_token_id
+
+    readable = [tokenizer.unk_token if "\ud800" <= ch <= "\udfff" else ch for ch in text]
+    enc = tokenizer([readable], is_split_into_words=True, add_special_tokens=False)
+    ids = [None] * len(text)
+    for token_id, word in zip(enc["input_ids"][0], enc.word_ids(0)):
+        if word is not None and ids[word] is None:
+            ids[word] = token_id
+    space = space_token_id(tokenizer)
+    return [tokenizer.cls_token_id] + [space if i is None else i for i in ids] + [tokenizer.sep_token_id]
+
+
+def test_character_table_gives_the_tokenizers_own_ids_and_tokenizes_each_character_once(bert_tokenizer, monkeypatch):
+    import random
+
+    from modeling import char_tokenization
+    from modeling.char_tokenization import CharIdTable, char_table
+
+    rng = random.Random(3)
+    blocks = [(0x20, 0x250), (0x300, 0x370), (0x2000, 0x2070), (0x3000, 0x3100), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF)]
+    blocks += [(0x1F600, 0x1F650), (0xD800, 0xD810), (0, 0x20)]
+    texts = [MIXED, "é\u0301ﬁ①Ⅻ", ""] + [
+        "".join(chr(rng.randrange(*rng.choice(blocks))) for _ in range(rng.randint(1, 60))) for _ in range(200)
+    ]
+    table = CharIdTable(bert_tokenizer)  # a fresh table: other tests have taught the shared one
+    monkeypatch.setitem(char_tokenization._TABLES, bert_tokenizer, table)
+    enc = encode_chars(bert_tokenizer, [list(t) for t in texts])
+    assert enc["input_ids"] == [_in_context_ids(bert_tokenizer, t) for t in texts]
+    assert set("".join(texts)) <= set(table.ids)
+
+    calls = []
+    original = type(bert_tokenizer).__call__
+    monkeypatch.setattr(
+        type(bert_tokenizer), "__call__", lambda self, *a, **k: calls.append(a) or original(self, *a, **k)
+    )
+    again = encode_chars(bert_tokenizer, [list(t) for t in texts[::-1]])
+    assert calls == [] and again["input_ids"] == enc["input_ids"][::-1]  # known characters: no tokenizer call
+    encode_chars(bert_tokenizer, [list("我买" + chr(0x10400))])
+    assert len(calls) == 1 and calls[0][0] == [[chr(0x10400)]]  # only the new character goes to the tokenizer
+    assert char_table(bert_tokenizer) is table
+
+
+def test_character_table_follows_added_tokens(tmp_path):
+    tok, _ = load_tokenizer(str(build_char_vocab([list("张三在北京")], tmp_path / "vocab.txt")))
+    before = encode_chars(tok, [list("张三在上海")])["input_ids"][0]
+    assert before[4] == tok.unk_token_id
+    tok.add_tokens(["上"])
+    after = encode_chars(tok, [list("张三在上海")])["input_ids"][0]
+    assert after[4] == tok.convert_tokens_to_ids("上") != tok.unk_token_id
+    with pytest.raises(ValueError, match="single characters"):
+        encode_chars(tok, [["张三"]])
