@@ -28,6 +28,7 @@ from pathlib import Path
 from common import SAMPLE_MODELS, sample_model_folder
 
 import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from data_scripts.corpora import load_corpus  # noqa: E402
@@ -123,6 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    threadpool_limits(args.threads)  # NumPy's BLAS too (loaded before the environment variable could act)
     given = dict(item.split("=", 1) for item in args.models)
 
     inputs = {name: corpus_texts(name, args.limit) for name in ("msra", "peoples_daily")}

@@ -336,3 +336,21 @@ def test_lexical_ranks_candidates_by_the_full_cosine(monkeypatch):
     sharing = sorted({texts.index(t) for t in texts if long_grams(t) & long_grams(query[0])})
     assert len(sharing) > retrieval.LEXICAL_POOL * 4 + 1  # the candidate path, not the whole-bank fallback
     assert got == sorted(sharing, key=lambda j: (-sims[j], j))[:4]
+
+
+def test_retrieval_keeps_blas_to_one_thread(monkeypatch):
+    """The MMR gram matrix is a small product; threaded BLAS costs more than it computes on a busy machine."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    original = BankIndex.gram
+    monkeypatch.setattr(
+        BankIndex,
+        "gram",
+        lambda self, ids: seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        or original(self, ids),
+    )
+    with threadpool_limits(2, user_api="blas"):
+        index_methods("lexical", ["张三在北京上班"], 2)
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} <= {2}  # restored after
+    assert seen and all(threads <= {1} for threads in seen)
