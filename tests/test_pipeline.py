@@ -147,6 +147,47 @@ def test_a_long_text_is_batched_by_default_with_the_same_entities(which, request
     assert_same_entities(default, one_by_one)
 
 
+def test_batched_pipeline_gives_the_slow_reference_entities_and_scores(memory_ner, dev_sentences):
+    """On a slice of sentences, the optimised pipeline (character table, bulk encoding, 32 windows a batch,
+    NumPy Viterbi and marginals) gives exactly what the unoptimised definitions give one sentence at a
+    time: the tokenizer called on the sentence, pytorch-crf's own Viterbi, and the marginals as the
+    gradient of pytorch-crf's log partition function."""
+    from modeling.tag_schemes import tags_to_spans
+
+    model, tokenizer = memory_ner.model, memory_ner.tokenizer
+    config = model.config
+    texts = dev_sentences[:48]
+    got = memory_ner(texts, batch_size=32)
+    expected_all = []
+    for text in texts:
+        enc = tokenizer([list(text)], is_split_into_words=True, add_special_tokens=False)
+        ids = [tokenizer.cls_token_id, *enc["input_ids"][0], tokenizer.sep_token_id]
+        assert len(ids) == len(text) + 2  # one token per character: no blank in these sentences
+        input_ids = torch.tensor([ids])
+        mask = torch.ones_like(input_ids)
+        with torch.no_grad():
+            emissions = model(input_ids, attention_mask=mask).logits
+        chars = emissions[:, 1:-1].float()
+        path = model.crf.crf.decode(chars, mask=torch.ones(chars.shape[:2], dtype=torch.bool))[0]  # pytorch-crf
+        probs = model.crf.log_space_marginals(emissions, mask)[0, 1:-1]
+        tags = [config.id2label[t] for t in path]
+        expected_all.append(
+            [
+                {
+                    "entity_group": span.type,
+                    "score": float(probs[torch.arange(span.start, span.end), path[span.start : span.end]].mean()),
+                    "word": text[span.start : span.end],
+                    "start": span.start,
+                    "end": span.end,
+                }
+                for span in tags_to_spans(tags, config.tag_scheme, strict=False)
+            ]
+        )
+    assert sum(map(len, expected_all)) > 20
+    for entities, expected in zip(got, expected_all):
+        assert_same_entities(entities, expected)
+
+
 @contextlib.contextmanager
 def local_tagger(ner, words):
     """The pipeline's model replaced by a tagger that marks each occurrence of ``words`` (type -> list of
