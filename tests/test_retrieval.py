@@ -347,8 +347,10 @@ def test_retrieval_keeps_blas_to_one_thread(monkeypatch):
     monkeypatch.setattr(
         BankIndex,
         "gram",
-        lambda self, ids: seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-        or original(self, ids),
+        lambda self, ids: (
+            seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+            or original(self, ids)
+        ),
     )
     with threadpool_limits(2, user_api="blas"):
         index_methods("lexical", ["张三在北京上班"], 2)
