@@ -54,7 +54,7 @@ class CharIdTable:
 
     def learn(self, tokenizer, chars: set) -> None:
         """Tokenize the characters of ``chars`` not in the table yet (one tokenizer call for all of them)."""
-        new = sorted(ch for ch in chars if ch not in self.ids)
+        new = [ch for ch in chars if ch not in self.ids]
         if not new:
             return
         for ch in new:

@@ -141,7 +141,7 @@ def rank_memories(
     """
     if method not in METHODS:
         raise ValueError(f"unknown retrieval method {method!r}; choose one of {', '.join(METHODS)}")
-    num_b = len(bank_pos)
+    num_q, num_b = len(query_pos), len(bank_pos)
     if n > num_b - 1:
         raise ValueError(f"cannot pick {n} memories from a bank of {num_b} sentences")
     if method in TYPE_METHODS and query_types is None:
@@ -151,9 +151,17 @@ def rank_memories(
     with _blas_controller().limit(limits=1, user_api="blas"):
         if method in INDEX_METHODS:
             return _rank_by_index(method, n, index, query_texts, exclude, bank_pos, bank_types, query_pos, query_types)
-        return _rank_by_keys(
-            method, n, bank_pos, bank_types, query_pos, query_types, exclude, query_texts, bank_texts, seed
-        )
+        blocked = _blocked(query_texts, bank_texts, exclude, (num_q, num_b))
+        if method == "random":
+            rng = np.random.default_rng(seed)
+            keys = rng.random((num_q, num_b))
+            keys[blocked] = np.inf
+            return _smallest(keys, n)
+        if method == "pos_edit":
+            keys = pos_distances(query_pos, bank_pos).astype(np.int64)
+            keys[blocked] = np.iinfo(np.int64).max
+            return _smallest(keys, n)
+        return _rank_by_category(n, bank_pos, bank_types, query_pos, query_types, blocked)
 
 
 @functools.cache
@@ -162,22 +170,6 @@ def _blas_controller() -> ThreadpoolController:
     ``[4n+1, a few thousand]``), and multithreaded BLAS waits for its threads longer than it computes:
     27 ms against 0.7 ms for one gram matrix on a 2-core machine busy with other work."""
     return ThreadpoolController()
-
-
-def _rank_by_keys(method, n, bank_pos, bank_types, query_pos, query_types, exclude, query_texts, bank_texts, seed):
-    """``random``, ``pos_edit``, ``category`` and ``gold_category``: one key per (query, bank sentence)."""
-    num_q, num_b = len(query_pos), len(bank_pos)
-    blocked = _blocked(query_texts, bank_texts, exclude, (num_q, num_b))
-    if method == "random":
-        rng = np.random.default_rng(seed)
-        keys = rng.random((num_q, num_b))
-        keys[blocked] = np.inf
-        return _smallest(keys, n)
-    if method == "pos_edit":
-        keys = pos_distances(query_pos, bank_pos).astype(np.int64)
-        keys[blocked] = np.iinfo(np.int64).max
-        return _smallest(keys, n)
-    return _rank_by_category(n, bank_pos, bank_types, query_pos, query_types, blocked)
 
 
 class BankIndex:
