@@ -115,7 +115,10 @@ class ModelArguments:
     lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
     use_self_attention: bool = field(
-        default=True, metadata={"help": "memory: multi-head self-attention (512) before the CRF (paper)"}
+        default=True, metadata={"help": "memory: multi-head self-attention before the CRF (paper)"}
+    )
+    self_attention_size: int = field(
+        default=512, metadata={"help": "memory: the self-attention's size (paper: 512; divisible by its 8 heads)"}
     )
     num_memory: int = field(
         default=4,
@@ -544,6 +547,7 @@ def build_model(
         model_class, config_class = MemoryNetForTokenClassification, MemoryNetConfig
         kwargs.update(
             use_self_attention=model_args.use_self_attention,
+            self_attention_size=model_args.self_attention_size,
             num_memory=model_args.num_memory,
             memory_method=model_args.memory_method,
             memory_gradient=model_args.memory_gradient,

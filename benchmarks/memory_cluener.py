@@ -41,6 +41,11 @@ GROUPS = {
     "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
     # entity retrieval trained to read new entities from memories (editable_memory.py's upper bound)
     "entity_swap50": ({"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5}, [1, 2, 3]),
+    # a smaller network for CPU throughput: BiLSTM 128 per direction (the seq2seq paper's), self-attention 256
+    "entity_small": (
+        {"num_memory": 4, "memory_method": "entity", "lstm_hidden_size": 128, "self_attention_size": 256},
+        [1],
+    ),
     # the paper's 20 epochs (a group's flags override COMMON's), three seeds each
     "baseline_20ep": ({"num_memory": 0, "num_train_epochs": 20}, [1, 2, 3]),
     "category_20ep": ({"num_memory": 4, "memory_method": "category", "num_train_epochs": 20}, [1, 2, 3]),
@@ -55,6 +60,7 @@ GROUPS = {
 }
 EXTRA_GROUPS = (
     "entity_swap50",
+    "entity_small",
     "baseline_20ep",
     "category_20ep",
     "entity_20ep",
