@@ -190,6 +190,9 @@ class BankIndex:
 
     MIN_ENTITY_CHARS = 2  # a one-character "entity string" matches nearly every sentence
     EXACT_CANDIDATES = 1024  # per query, the 2-3-gram candidates scored by the full cosine
+    # up to this many stored unigrams (about 30 per sentence), a batch of queries' unigram parts is one product
+    # with the whole bank; above it, each query gathers its candidates' rows (measured crossover: about 1M)
+    FULL_PRODUCT_ENTRIES = 1_000_000
 
     def __init__(self, texts: Sequence[str], entities: Sequence[Sequence[tuple[int, int, str]]]):
         import ahocorasick
@@ -261,8 +264,17 @@ class BankIndex:
 
     def scores(self, vectors) -> list["QueryScores"]:
         """Per query row of ``vectors``, its :class:`QueryScores` against the bank."""
-        long = vectors @ self.postings
-        return [QueryScores(self, vectors[r], long[r]) for r in range(vectors.shape[0])]
+        long = (vectors @ self.postings).tocsr()
+        unigram_parts = [None] * vectors.shape[0]
+        if self.unigrams.nnz <= self.FULL_PRODUCT_ENTRIES:
+            # a small bank: the unigram part of every query against every distinct text in one product, which
+            # reads the bank's unigram matrix once for all queries (each sum is the same as a row's own product)
+            dense = np.zeros((self.unigrams.shape[1], vectors.shape[0]), dtype=np.float32)
+            owner = np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr))
+            ids = self.unigram_ids[vectors.indices]
+            dense[ids[ids >= 0], owner[ids >= 0]] = vectors.data[ids >= 0]
+            unigram_parts = (self.unigrams @ dense).T
+        return [QueryScores(self, _row(vectors, r), _row(long, r), unigram_parts[r]) for r in range(vectors.shape[0])]
 
     def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
         """Dense ``[queries, bank]`` TF-IDF cosine similarities against the whole bank (for analysis and tests)."""
@@ -271,10 +283,10 @@ class BankIndex:
     def gram(self, ids: np.ndarray) -> np.ndarray:
         """``[len(ids), len(ids)]`` cosines among bank sentences, on the columns they use (no vocabulary-wide
         conversion)."""
-        rows = self.matrix[self.row_of[ids]]
-        cols, inverse = np.unique(rows.indices, return_inverse=True)
+        owner, columns, values = _csr_rows(self.matrix, self.row_of[ids])
+        cols, inverse = np.unique(columns, return_inverse=True)
         dense = np.zeros((len(ids), len(cols)), dtype=np.float32)
-        dense[np.repeat(np.arange(len(ids)), np.diff(rows.indptr)), inverse] = rows.data
+        dense[owner, inverse] = values
         return dense @ dense.T
 
     def entity_matches(self, text: str) -> list[tuple[int, int, np.ndarray]]:
@@ -289,6 +301,23 @@ class BankIndex:
         if exclude is not None and exclude >= 0:
             out.append(int(exclude))
         return out
+
+
+def _row(matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ``r`` of CSR ``matrix`` as ``(column indices, values)``: a view, where ``matrix[r]`` would build a new
+    sparse matrix (it costs more than what a query then does with the row)."""
+    a, b = matrix.indptr[r], matrix.indptr[r + 1]
+    return matrix.indices[a:b], matrix.data[a:b]
+
+
+def _csr_rows(matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of CSR ``matrix``'s ``rows`` as ``(position in rows, column, value)``, row by row in
+    stored order: what ``matrix[rows]`` holds, without scipy's index checks and a new matrix per call."""
+    starts = matrix.indptr[rows]
+    counts = matrix.indptr[rows + 1] - starts
+    owner = np.repeat(np.arange(len(rows)), counts)
+    entries = np.arange(len(owner)) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return owner, matrix.indices[entries], matrix.data[entries]
 
 
 def _csr_subset(matrix, keep: np.ndarray, columns: np.ndarray, num_columns: int):
@@ -309,21 +338,35 @@ class QueryScores:
     plus the unigram part against a dense vector of the (few thousand) unigrams.
     """
 
-    def __init__(self, index: BankIndex, vector, long):
+    def __init__(
+        self,
+        index: BankIndex,
+        vector: tuple[np.ndarray, np.ndarray],
+        long: tuple[np.ndarray, np.ndarray],
+        unigram_all: np.ndarray | None = None,
+    ):
+        """``vector``: the query's TF-IDF row, ``long``: its postings product, each as ``(columns, values)``;
+        ``unigram_all``: the unigram part against every distinct text, if already computed."""
         self.index = index
+        self.unigram_all = unigram_all
         self.long = np.zeros(len(index.distinct_ids), dtype=np.float32)  # per distinct text, the 2-3-gram part
-        self.long[long.indices] = long.data
+        rows, values = long
+        self.long[rows] = values
         self.unigram = np.zeros(index.unigrams.shape[1], dtype=np.float32)
-        ids = index.unigram_ids[vector.indices]
-        self.unigram[ids[ids >= 0]] = vector.data[ids >= 0]
-        rows = long.indices
+        ids = index.unigram_ids[vector[0]]
+        self.unigram[ids[ids >= 0]] = vector[1][ids >= 0]
         if len(rows) > index.EXACT_CANDIDATES:
-            rows = rows[_smallest(-long.data[None, :], index.EXACT_CANDIDATES)[0]]
+            rows = rows[_smallest(-values[None, :], index.EXACT_CANDIDATES)[0]]
         self.candidates = np.sort(index.distinct_ids[rows])
 
     def cosines(self, ids: np.ndarray) -> np.ndarray:
         rows = self.index.row_of[np.asarray(ids, dtype=np.int64)]
-        return self.long[rows] + self.index.unigrams[rows] @ self.unigram
+        return self.long[rows] + self._unigram_part(rows)
+
+    def _unigram_part(self, rows: np.ndarray) -> np.ndarray:
+        if self.unigram_all is not None:
+            return self.unigram_all[rows]
+        return self.index.unigrams[rows] @ self.unigram
 
     def shortlist(self, ids: np.ndarray, k: int) -> np.ndarray:
         """Of bank sentences ``ids`` (ascending), the ``k`` with the largest 2-3-gram part (ties: lower index),
@@ -334,7 +377,7 @@ class QueryScores:
 
     def all_cosines(self) -> np.ndarray:
         """Against every bank sentence (the slow path, for a query that shares almost nothing with the bank)."""
-        return (self.long + self.index.unigrams @ self.unigram)[self.index.row_of]
+        return self.cosines(np.arange(len(self.index)))
 
 
 LEXICAL_POOL = 4  # MMR picks from the best LEXICAL_POOL * n candidates

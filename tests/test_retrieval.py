@@ -322,6 +322,26 @@ def test_query_scores_are_the_full_cosine_and_candidates_share_a_bigram(monkeypa
     assert scores.candidates.tolist() == sorted(ranked)
 
 
+def test_query_scores_are_the_same_from_one_product_with_the_bank_and_from_each_querys_rows(monkeypatch):
+    import modeling.retrieval as retrieval
+
+    texts, entities = sample_bank()
+    index = BankIndex(texts, entities)
+    queries = ["这家科技公司发布了一款新产品，获得了国家奖。", "中国足球队", "今天天气很好", ""]
+    every = np.arange(len(texts))
+    batched = index.scores(index.vectors(queries))
+    assert all(s.unigram_all is not None for s in batched)  # a small bank: the one-product path
+    monkeypatch.setattr(retrieval.BankIndex, "FULL_PRODUCT_ENTRIES", 0)
+    gathered = index.scores(index.vectors(queries))
+    assert all(s.unigram_all is None for s in gathered)
+    for one, other, expected in zip(batched, gathered, index.similarities(queries)):
+        assert np.array_equal(one.cosines(every), other.cosines(every))  # the same sums, bit for bit
+        np.testing.assert_allclose(one.cosines(every), expected, atol=1e-6)
+    ids = np.array([0, 3, 7, len(texts) - 1, 2])
+    dense = index.vectorizer.transform([texts[j] for j in ids]).toarray()
+    np.testing.assert_allclose(index.gram(ids), dense @ dense.T, atol=1e-6)
+
+
 def test_lexical_ranks_candidates_by_the_full_cosine(monkeypatch):
     import modeling.retrieval as retrieval
 
