@@ -44,7 +44,7 @@ GROUPS = {
     # a smaller network for CPU throughput: BiLSTM 128 per direction (the seq2seq paper's), self-attention 256
     "entity_small": (
         {"num_memory": 4, "memory_method": "entity", "lstm_hidden_size": 128, "self_attention_size": 256},
-        [1],
+        [1, 2, 3],
     ),
     # the paper's 20 epochs (a group's flags override COMMON's), three seeds each
     "baseline_20ep": ({"num_memory": 0, "num_train_epochs": 20}, [1, 2, 3]),
