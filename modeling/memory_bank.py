@@ -214,7 +214,9 @@ class BankEncodingCache:
             input_ids, mask, _ = bank.gather(part[:, None])
             encoded = encode(input_ids[:, 0], attention_mask=mask[:, 0])
             self._reserve(len(part), bank.input_ids.shape[1], encoded)
-            self.table[self.used : self.used + len(part), : encoded.shape[1]] = encoded
+            rows = self.table[self.used : self.used + len(part)]
+            rows[:, : encoded.shape[1]] = encoded
+            rows[:, encoded.shape[1] :] = 0  # the table is allocated empty: only the rows in use are written
             self.slots[part] = torch.arange(self.used, self.used + len(part), device=device)
             self.used += len(part)
         width = int(bank.lengths[ids].max()) if len(ids) else 1
@@ -224,7 +226,8 @@ class BankEncodingCache:
         capacity = 0 if self.table is None else len(self.table)
         if self.used + extra <= capacity:
             return
-        table = like.new_zeros(max(2 * capacity, self.used + extra, 256), length, like.shape[-1])
+        # empty, not zeros: the slots not used yet cost no time (and no resident memory) until written
+        table = like.new_empty(max(2 * capacity, self.used + extra, 256), length, like.shape[-1])
         if self.used:
             table[: self.used] = self.table[: self.used]
         self.table = table
