@@ -264,17 +264,18 @@ class BankIndex:
 
     def scores(self, vectors) -> list["QueryScores"]:
         """Per query row of ``vectors``, its :class:`QueryScores` against the bank."""
-        long = (vectors @ self.postings).tocsr()
-        unigram_parts = [None] * vectors.shape[0]
+        long = vectors @ self.postings
+        # each query's unigram weights, dense over the bank's unigrams
+        unigram = np.zeros((vectors.shape[0], self.unigrams.shape[1]), dtype=np.float32)
+        owner = np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr))
+        ids = self.unigram_ids[vectors.indices]
+        unigram[owner[ids >= 0], ids[ids >= 0]] = vectors.data[ids >= 0]
+        parts = [None] * vectors.shape[0]
         if self.unigrams.nnz <= self.FULL_PRODUCT_ENTRIES:
             # a small bank: the unigram part of every query against every distinct text in one product, which
             # reads the bank's unigram matrix once for all queries (each sum is the same as a row's own product)
-            dense = np.zeros((self.unigrams.shape[1], vectors.shape[0]), dtype=np.float32)
-            owner = np.repeat(np.arange(vectors.shape[0]), np.diff(vectors.indptr))
-            ids = self.unigram_ids[vectors.indices]
-            dense[ids[ids >= 0], owner[ids >= 0]] = vectors.data[ids >= 0]
-            unigram_parts = (self.unigrams @ dense).T
-        return [QueryScores(self, _row(vectors, r), _row(long, r), unigram_parts[r]) for r in range(vectors.shape[0])]
+            parts = (self.unigrams @ np.ascontiguousarray(unigram.T)).T
+        return [QueryScores(self, unigram[r], _row(long, r), parts[r]) for r in range(vectors.shape[0])]
 
     def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
         """Dense ``[queries, bank]`` TF-IDF cosine similarities against the whole bank (for analysis and tests)."""
@@ -304,8 +305,8 @@ class BankIndex:
 
 
 def _row(matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row ``r`` of CSR ``matrix`` as ``(column indices, values)``: a view, where ``matrix[r]`` would build a new
-    sparse matrix (it costs more than what a query then does with the row)."""
+    """Row ``r`` of CSR ``matrix`` as ``(column indices, values)``: views, where ``matrix[r]`` would build a new
+    sparse matrix (which costs more than what a query then does with the row)."""
     a, b = matrix.indptr[r], matrix.indptr[r + 1]
     return matrix.indices[a:b], matrix.data[a:b]
 
@@ -341,32 +342,28 @@ class QueryScores:
     def __init__(
         self,
         index: BankIndex,
-        vector: tuple[np.ndarray, np.ndarray],
+        unigram: np.ndarray,
         long: tuple[np.ndarray, np.ndarray],
         unigram_all: np.ndarray | None = None,
     ):
-        """``vector``: the query's TF-IDF row, ``long``: its postings product, each as ``(columns, values)``;
-        ``unigram_all``: the unigram part against every distinct text, if already computed."""
+        """``unigram``: the query's TF-IDF weights of the bank's unigrams (dense); ``long``: its postings product
+        as ``(columns, values)``; ``unigram_all``: the unigram part against every distinct text, if already
+        computed."""
         self.index = index
+        self.unigram = unigram
         self.unigram_all = unigram_all
         self.long = np.zeros(len(index.distinct_ids), dtype=np.float32)  # per distinct text, the 2-3-gram part
         rows, values = long
         self.long[rows] = values
-        self.unigram = np.zeros(index.unigrams.shape[1], dtype=np.float32)
-        ids = index.unigram_ids[vector[0]]
-        self.unigram[ids[ids >= 0]] = vector[1][ids >= 0]
         if len(rows) > index.EXACT_CANDIDATES:
             rows = rows[_smallest(-values[None, :], index.EXACT_CANDIDATES)[0]]
         self.candidates = np.sort(index.distinct_ids[rows])
 
     def cosines(self, ids: np.ndarray) -> np.ndarray:
         rows = self.index.row_of[np.asarray(ids, dtype=np.int64)]
-        return self.long[rows] + self._unigram_part(rows)
-
-    def _unigram_part(self, rows: np.ndarray) -> np.ndarray:
         if self.unigram_all is not None:
-            return self.unigram_all[rows]
-        return self.index.unigrams[rows] @ self.unigram
+            return self.long[rows] + self.unigram_all[rows]
+        return self.long[rows] + self.index.unigrams[rows] @ self.unigram
 
     def shortlist(self, ids: np.ndarray, k: int) -> np.ndarray:
         """Of bank sentences ``ids`` (ascending), the ``k`` with the largest 2-3-gram part (ties: lower index),
