@@ -466,3 +466,22 @@ def test_the_memory_stage_reads_the_model_and_apply_memory_plan_alone_changes_it
         ids = torch.tensor(ds["memory_ids"])
         assert ids.shape == (len(features[split]), 2) and 0 <= int(ids.min()) and int(ids.max()) < 40
     assert all(k not in row for k, row in enumerate(with_ids["train"]["memory_ids"]))  # never itself
+
+
+def test_bank_encoding_cache_pads_each_sentence_with_zeros_whatever_its_table_held(monkeypatch):
+    """The table is allocated empty; a sentence encoded in a narrow chunk must still read as zeros past
+    that chunk's width when a later look-up is wider."""
+    import numpy as np
+
+    from modeling.memory_bank import BankEncodingCache, MemoryBank
+
+    ids = [[2, 5, 3], [2, 5, 6, 7, 8, 3]]  # [CLS] chars [SEP]: lengths 3 and 6
+    bank = MemoryBank.from_sentences(ids, [[-100] * len(x) for x in ids], np.zeros((2, 1)), ["", ""])
+    monkeypatch.setattr(torch.Tensor, "new_empty", lambda self, *size: self.new_full(size, float("nan")))
+    cache = BankEncodingCache()
+    encode = lambda input_ids, attention_mask: attention_mask[..., None].float().expand(-1, -1, 4)  # noqa: E731
+    cache.lookup(bank, torch.tensor([0]), encode)  # sentence 0 alone: a chunk 3 wide
+    both = cache.lookup(bank, torch.tensor([[0, 1]]), encode)  # 6 wide
+    assert both.shape == (1, 2, 6, 4)
+    assert torch.equal(both[0, 0, :, 0], torch.tensor([1.0, 1, 1, 0, 0, 0]))
+    assert torch.equal(both[0, 1, :, 0], torch.ones(6))
