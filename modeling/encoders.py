@@ -68,6 +68,8 @@ def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, attention_mask: torch.Tensor |
     if attention_mask is None:
         return lstm(inputs)[0]
     lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+    if bool((lengths == inputs.shape[1]).all()):  # no padding (one window): the same result, without packing
+        return lstm(inputs)[0]
     packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
     output, _ = lstm(packed)
     output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=inputs.shape[1])

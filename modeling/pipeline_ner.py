@@ -120,7 +120,17 @@ class ChineseNERPipeline(ChunkPipeline):
             raise TypeError(f"{TASK} takes a string or a list of strings, got {type(inputs).__name__}")
         if not texts:  # no texts, no answers (the base class would index the empty list)
             return []
-        return super().__call__(inputs, **kwargs)
+        if isinstance(inputs, str) or len(texts) == 1:
+            return super().__call__(inputs, **kwargs)
+        # A batch is padded to its longest window, and everything after the packed BiLSTM (self-attention,
+        # memory attention, the CRF's steps) pays for the padding: texts of similar length go together, and
+        # the answers come back in the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        answers = super().__call__([texts[i] for i in order], **kwargs)
+        out: list = [None] * len(texts)
+        for i, answer in zip(order, answers):
+            out[i] = answer
+        return out
 
     # -- one text -> model inputs, one per window -------------------------------------------------
     def preprocess(self, text: str, stride: int | None = None):
@@ -156,9 +166,8 @@ class ChineseNERPipeline(ChunkPipeline):
                     memory_ids=self.model.retrieve_memories(input_ids, attention_mask), output_attentions=True
                 )
             result = self.model(input_ids, attention_mask=attention_mask, **kwargs)
-            probs = self.model.tag_probabilities(result.logits, attention_mask)
             out["tags"] = result.tags  # a tensor first: the batch is unrolled by its first entry's length
-            out["tag_scores"] = probs.gather(-1, result.tags.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            out["tag_scores"] = self._tag_scores(result.logits, result.tags, attention_mask)
             if return_memories:
                 out["memory_ids"], out["memory_attentions"] = kwargs["memory_ids"], result.memory_attentions
         out["lengths"] = attention_mask.sum(
@@ -166,6 +175,17 @@ class ChineseNERPipeline(ChunkPipeline):
         )  # [batch, 1], so each window gets a [1, 1] when a batch is unrolled
         out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
         return out
+
+    def _tag_scores(self, logits: torch.Tensor, tags: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The probability of each chosen tag, for the windows that have an entity: a window tagged all ``O``
+        reports no score, so its tag probabilities (the CRF's forward-backward) are not computed."""
+        scores = torch.zeros(tags.shape)
+        outside = self.model.config.label2id.get("O", -100)
+        rows = ((tags >= 0) & (tags != outside)).any(dim=1).nonzero().flatten()
+        if len(rows):
+            probs = self.model.tag_probabilities(logits[rows], attention_mask[rows])
+            scores[rows] = probs.gather(-1, tags[rows].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return scores
 
     # -- all windows of one text -> entities --------------------------------------------------------
     def postprocess(self, all_outputs: list[dict], return_memories: bool = False):
@@ -175,7 +195,7 @@ class ChineseNERPipeline(ChunkPipeline):
         for out in all_outputs:
             start, end, own_start, own_end = out["window"]
             n = int(out["lengths"][0, 0]) - 2
-            tags = [id2label[int(t)] for t in out["tags"][0, 1 : n + 1]]
+            tags = [id2label[t] for t in out["tags"][0, 1 : n + 1].tolist()]
             scores = out["tag_scores"][0, 1 : n + 1].tolist()
             for span in tags_to_spans(tags, scheme, strict=False):
                 a, b = trim_blank(text, start + span.start, start + span.end)

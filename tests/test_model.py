@@ -147,6 +147,28 @@ def test_crf_runs_in_float32_under_autocast():
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
+def test_bilstm_skips_packing_only_when_no_row_is_padded(monkeypatch):
+    """One window (the pipeline at batch 1) has no padding: the LSTM reads it unpacked, with the packed result."""
+    from torch import nn
+
+    from modeling.encoders import run_lstm
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(3, 7, 6)
+    full, ragged = torch.ones(3, 7, dtype=torch.long), torch.ones(3, 7, dtype=torch.long)
+    ragged[1, 4:] = 0
+    with torch.no_grad():
+        packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([7, 7, 7]), batch_first=True, enforce_sorted=False)
+        expected = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True)[0]
+        packs = []
+        pack = nn.utils.rnn.pack_padded_sequence
+        monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: packs.append(1) or pack(*a, **k))
+        assert torch.equal(run_lstm(lstm, x, full), expected) and packs == []
+        out = run_lstm(lstm, x, ragged)
+    assert packs == [1] and torch.equal(out[1, 4:], torch.zeros(3, 10))
+
+
 def test_self_attention_option():
     model = tiny_model(use_self_attention=True, self_attention_size=16, num_attention_heads=2)
     input_ids, attention_mask, labels = batch()

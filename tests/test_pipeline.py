@@ -147,6 +147,50 @@ def test_a_long_text_is_batched_by_default_with_the_same_entities(which, request
     assert_same_entities(default, one_by_one)
 
 
+def test_a_list_goes_through_the_model_in_length_order_and_comes_back_in_the_callers(memory_ner, dev_sentences):
+    """Texts of similar length share a batch (less padding), and each answer is its own text's."""
+    texts = random.Random(3).sample(dev_sentences[:40], 40) + ["", "张三。"]
+    widths = []
+    forward = memory_ner.model.forward
+
+    def recording(*args, **kwargs):
+        mask = kwargs["attention_mask"]
+        widths.append(sorted(mask.sum(dim=1).tolist()))
+        return forward(*args, **kwargs)
+
+    memory_ner.model.forward = recording
+    try:
+        got = memory_ner(texts, batch_size=8)
+    finally:
+        del memory_ner.model.forward
+    flat = [w for batch in widths for w in batch]
+    assert flat == sorted(flat) and len(widths) == -(-(len(texts) - 1) // 8)  # the empty text has no forward pass
+    for text, entities in zip(texts, got):
+        assert_same_entities(entities, memory_ner(text))
+
+
+def test_scores_are_computed_only_for_windows_with_an_entity(memory_ner, dev_sentences):
+    """A window tagged all ``O`` reports no score, so its CRF marginals are not computed; the windows that
+    have entities get exactly the marginals they get alone."""
+    texts = ["，。、", "１２３。"] + dev_sentences[:20]
+    asked = []
+    probabilities = memory_ner.model.tag_probabilities
+
+    def recording(logits, attention_mask):
+        asked.append(len(logits))
+        return probabilities(logits, attention_mask)
+
+    memory_ner.model.tag_probabilities = recording
+    try:
+        got = memory_ner(texts, batch_size=32)
+    finally:
+        del memory_ner.model.tag_probabilities
+    assert got[0] == got[1] == []
+    assert asked == [sum(bool(entities) for entities in got)] and 0 < asked[0] < len(texts)
+    for text, entities in zip(texts, got):
+        assert_same_entities(entities, memory_ner(text))
+
+
 def test_batched_pipeline_gives_the_slow_reference_entities_and_scores(memory_ner, dev_sentences):
     """On a slice of sentences, the optimised pipeline (character table, bulk encoding, 32 windows a batch,
     NumPy Viterbi and marginals) gives exactly what the unoptimised definitions give one sentence at a
