@@ -119,6 +119,17 @@ def _smallest(keys: np.ndarray, n: int) -> np.ndarray:
     return cols[order][starts[:, None] + np.arange(n)]
 
 
+def _smallest_set(keys: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` smallest of the 1-D ``keys``, ties by position, in ascending position order: the
+    set :func:`_smallest` picks, without ordering it by key (for callers that want it by position)."""
+    if n >= len(keys):
+        return np.arange(len(keys))
+    cutoff = np.partition(keys, n - 1)[n - 1]
+    below = np.flatnonzero(keys < cutoff)
+    tied = np.flatnonzero(keys == cutoff)[: n - len(below)]
+    return np.sort(np.concatenate([below, tied]))
+
+
 def rank_memories(
     method: str,
     n: int,
@@ -356,7 +367,7 @@ class QueryScores:
         rows, values = long
         self.long[rows] = values
         if len(rows) > index.EXACT_CANDIDATES:
-            rows = rows[_smallest(-values[None, :], index.EXACT_CANDIDATES)[0]]
+            rows = rows[_smallest_set(-values, index.EXACT_CANDIDATES)]
         self.candidates = np.sort(index.distinct_ids[rows])
 
     def cosines(self, ids: np.ndarray) -> np.ndarray:
@@ -370,7 +381,7 @@ class QueryScores:
         ascending."""
         if len(ids) <= k:
             return ids
-        return np.sort(ids[_smallest(-self.long[self.index.row_of[ids]][None, :], k)[0]])
+        return ids[_smallest_set(-self.long[self.index.row_of[ids]], k)]
 
     def all_cosines(self) -> np.ndarray:
         """Against every bank sentence (the slow path, for a query that shares almost nothing with the bank)."""

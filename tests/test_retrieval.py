@@ -376,3 +376,16 @@ def test_retrieval_keeps_blas_to_one_thread(monkeypatch):
         index_methods("lexical", ["张三在北京上班"], 2)
         assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} <= {2}  # restored after
     assert seen and all(threads <= {1} for threads in seen)
+
+
+def test_smallest_set_is_the_set_smallest_picks_in_position_order():
+    """``_smallest_set`` (a query's best candidates, wanted by position) keeps exactly the keys ``_smallest`` keeps,
+    ties to the lower position, whatever the number of ties at the cut."""
+    from modeling.retrieval import _smallest, _smallest_set
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        keys = rng.integers(0, 1 + trial % 7, size=int(rng.integers(1, 60))).astype(np.float32)
+        n = int(rng.integers(1, len(keys) + 3))
+        expected = np.sort(_smallest(keys[None, :], min(n, len(keys)))[0])
+        assert np.array_equal(_smallest_set(keys, n), expected)
