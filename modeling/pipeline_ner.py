@@ -142,13 +142,16 @@ class ChineseNERPipeline(ChunkPipeline):
         enc = encode_chars(
             self.tokenizer, [list(text[start:end]) for start, end, _, _ in plan], self.model.config.max_length
         )
-        for k, (start, end, own_start, own_end) in enumerate(plan):
+        # shortest window first, as a list's texts are (see __call__): a long text's batches carry little padding;
+        # postprocess puts the windows back in text order
+        order = sorted(range(len(plan)), key=lambda k: plan[k][1] - plan[k][0])
+        for n, k in enumerate(order):
             yield {
                 "input_ids": torch.tensor([enc["input_ids"][k]]),
                 "attention_mask": torch.tensor([enc["attention_mask"][k]]),
-                "window": (start, end, own_start, own_end),
+                "window": plan[k],
                 "text": text,
-                "is_last": k == len(plan) - 1,
+                "is_last": n == len(plan) - 1,
             }
 
     # -- a batch of windows -> tags, confidences (and memories) -----------------------------------
@@ -191,6 +194,7 @@ class ChineseNERPipeline(ChunkPipeline):
     def postprocess(self, all_outputs: list[dict], return_memories: bool = False):
         id2label, scheme = self.model.config.id2label, self.model.config.tag_scheme
         text = all_outputs[0]["text"]
+        all_outputs = sorted(all_outputs, key=lambda out: out["window"][:2])  # text order (preprocess sorts by length)
         candidates, windows = [], []
         for out in all_outputs:
             start, end, own_start, own_end = out["window"]

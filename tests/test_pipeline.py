@@ -169,6 +169,26 @@ def test_a_list_goes_through_the_model_in_length_order_and_comes_back_in_the_cal
         assert_same_entities(entities, memory_ner(text))
 
 
+def test_a_long_texts_windows_go_in_length_order_and_come_back_in_text_order(memory_ner, dev_sentences):
+    text = "".join(random.Random(5).sample(dev_sentences[:60], 60))
+    widths = []
+    forward = memory_ner.model.forward
+
+    def recording(*args, **kwargs):
+        widths.extend(sorted(kwargs["attention_mask"].sum(dim=1).tolist()))
+        return forward(*args, **kwargs)
+
+    memory_ner.model.forward = recording
+    try:
+        got = memory_ner(text, batch_size=8, return_memories=True)
+    finally:
+        del memory_ner.model.forward
+    assert widths == sorted(widths) and len(set(widths)) > 5
+    starts = [w["start"] for w in got["windows"]]
+    assert starts == sorted(starts) and len(starts) == len(widths)
+    assert_same_entities(got["entities"], memory_ner(text, batch_size=1))
+
+
 def test_scores_are_computed_only_for_windows_with_an_entity(memory_ner, dev_sentences):
     """A window tagged all ``O`` reports no score, so its CRF marginals are not computed; the windows that
     have entities get exactly the marginals they get alone."""
