@@ -183,7 +183,7 @@ class ChineseNERPipeline(ChunkPipeline):
         """The probability of each chosen tag, for the windows that have an entity: a window tagged all ``O``
         reports no score, so its tag probabilities (the CRF's forward-backward) are not computed."""
         scores = torch.zeros(tags.shape)
-        outside = self.model.config.label2id.get("O", -100)
+        outside = next((int(i) for i, tag in self.model.config.id2label.items() if tag == "O"), -100)
         rows = ((tags >= 0) & (tags != outside)).any(dim=1).nonzero().flatten()
         if len(rows):
             probs = self.model.tag_probabilities(logits[rows], attention_mask[rows])
