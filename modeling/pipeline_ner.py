@@ -120,7 +120,7 @@ class ChineseNERPipeline(ChunkPipeline):
             raise TypeError(f"{TASK} takes a string or a list of strings, got {type(inputs).__name__}")
         if not texts:  # no texts, no answers (the base class would index the empty list)
             return []
-        if isinstance(inputs, str) or len(texts) == 1:
+        if isinstance(inputs, str):
             return super().__call__(inputs, **kwargs)
         # A batch is padded to its longest window, and everything after the packed BiLSTM (self-attention,
         # memory attention, the CRF's steps) pays for the padding: texts of similar length go together, and

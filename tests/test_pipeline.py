@@ -147,22 +147,28 @@ def test_a_long_text_is_batched_by_default_with_the_same_entities(which, request
     assert_same_entities(default, one_by_one)
 
 
+@contextlib.contextmanager
+def window_widths(ner):
+    """Records, for each forward pass of the pipeline's model, its windows' widths (tokens), ascending."""
+    batches = []
+    forward = ner.model.forward
+
+    def recording(*args, **kwargs):
+        batches.append(sorted(kwargs["attention_mask"].sum(dim=1).tolist()))
+        return forward(*args, **kwargs)
+
+    ner.model.forward = recording
+    try:
+        yield batches
+    finally:
+        del ner.model.forward
+
+
 def test_a_list_goes_through_the_model_in_length_order_and_comes_back_in_the_callers(memory_ner, dev_sentences):
     """Texts of similar length share a batch (less padding), and each answer is its own text's."""
     texts = random.Random(3).sample(dev_sentences[:40], 40) + ["", "张三。"]
-    widths = []
-    forward = memory_ner.model.forward
-
-    def recording(*args, **kwargs):
-        mask = kwargs["attention_mask"]
-        widths.append(sorted(mask.sum(dim=1).tolist()))
-        return forward(*args, **kwargs)
-
-    memory_ner.model.forward = recording
-    try:
+    with window_widths(memory_ner) as widths:
         got = memory_ner(texts, batch_size=8)
-    finally:
-        del memory_ner.model.forward
     flat = [w for batch in widths for w in batch]
     assert flat == sorted(flat) and len(widths) == -(-(len(texts) - 1) // 8)  # the empty text has no forward pass
     for text, entities in zip(texts, got):
@@ -171,18 +177,9 @@ def test_a_list_goes_through_the_model_in_length_order_and_comes_back_in_the_cal
 
 def test_a_long_texts_windows_go_in_length_order_and_come_back_in_text_order(memory_ner, dev_sentences):
     text = "".join(random.Random(5).sample(dev_sentences[:60], 60))
-    widths = []
-    forward = memory_ner.model.forward
-
-    def recording(*args, **kwargs):
-        widths.extend(sorted(kwargs["attention_mask"].sum(dim=1).tolist()))
-        return forward(*args, **kwargs)
-
-    memory_ner.model.forward = recording
-    try:
+    with window_widths(memory_ner) as batches:
         got = memory_ner(text, batch_size=8, return_memories=True)
-    finally:
-        del memory_ner.model.forward
+    widths = [w for batch in batches for w in batch]
     assert widths == sorted(widths) and len(set(widths)) > 5
     starts = [w["start"] for w in got["windows"]]
     assert starts == sorted(starts) and len(starts) == len(widths)
