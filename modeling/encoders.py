@@ -64,16 +64,44 @@ class CharBiLSTMEncoder(nn.Module):
 
 
 def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """A batch-first LSTM over the attended positions only (packed), zeros at padding."""
+    """A batch-first LSTM over the attended positions only, zeros at padding.
+
+    Training packs a padded batch. Inference runs a bidirectional LSTM one direction at a time, unpacked
+    (:func:`_lstm_by_direction`): the same outputs, in about four fifths of the packed path's time."""
     if attention_mask is None:
         return lstm(inputs)[0]
     lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
     if bool((lengths == inputs.shape[1]).all()):  # no padding (one window): the same result, without packing
         return lstm(inputs)[0]
+    if not lstm.training and lstm.bidirectional and lstm.batch_first and not lstm.proj_size:
+        return _lstm_by_direction(lstm, inputs, lengths.to(inputs.device))
     packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
     output, _ = lstm(packed)
     output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=inputs.shape[1])
     return output
+
+
+def _lstm_by_direction(lstm: nn.LSTM, inputs: torch.Tensor, lengths: torch.LongTensor) -> torch.Tensor:
+    """``lstm`` (bidirectional, batch-first) over rows of the given lengths, each direction an unpacked
+    ``torch.lstm`` with that direction's weights: the forward one reads the rows as they are (a row's
+    padding comes after its characters, so it cannot reach them), the backward one reads each row
+    reversed within its length (its padding again last), and its outputs are put back in place."""
+    width = inputs.shape[1]
+    positions = torch.arange(width, device=inputs.device)
+    valid = positions < lengths[:, None]
+    reverse = torch.where(valid, lengths[:, None] - 1 - positions, positions)[..., None]  # its own inverse
+    hidden = inputs
+    for layer in range(lstm.num_layers):
+        outputs = []
+        for suffix, reversed_rows in (("", False), ("_reverse", True)):
+            names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in names]
+            x = hidden.gather(1, reverse.expand_as(hidden)) if reversed_rows else hidden
+            zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+            out = torch.lstm(x, (zeros, zeros), weights, lstm.bias, 1, 0.0, False, False, True)[0]
+            outputs.append(out.gather(1, reverse.expand_as(out)) if reversed_rows else out)
+        hidden = torch.cat(outputs, dim=-1)
+    return hidden * valid[..., None]
 
 
 class TransformersEncoder(nn.Module):

@@ -148,7 +148,8 @@ def test_crf_runs_in_float32_under_autocast():
 
 
 def test_bilstm_skips_packing_only_when_no_row_is_padded(monkeypatch):
-    """One window (the pipeline at batch 1) has no padding: the LSTM reads it unpacked, with the packed result."""
+    """One window (the pipeline at batch 1) has no padding: the LSTM reads it unpacked, with the packed result.
+    A padded batch is packed in training."""
     from torch import nn
 
     from modeling.encoders import run_lstm
@@ -165,8 +166,33 @@ def test_bilstm_skips_packing_only_when_no_row_is_padded(monkeypatch):
         pack = nn.utils.rnn.pack_padded_sequence
         monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: packs.append(1) or pack(*a, **k))
         assert torch.equal(run_lstm(lstm, x, full), expected) and packs == []
-        out = run_lstm(lstm, x, ragged)
+        out = run_lstm(lstm.train(), x, ragged)
     assert packs == [1] and torch.equal(out[1, 4:], torch.zeros(3, 10))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_bilstm_inference_by_direction_gives_the_packed_result(num_layers, monkeypatch):
+    """Inference runs each direction unpacked, the backward one on rows reversed within their lengths: the
+    outputs are those of the packed LSTM at every character and zeros at padding."""
+    from torch import nn
+
+    from modeling.encoders import run_lstm
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 5, num_layers=num_layers, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(4, 9, 6)
+    lengths = torch.tensor([9, 4, 1, 7])
+    mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    with torch.no_grad():
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        expected = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=9)[0]
+        packs = []
+        pack = nn.utils.rnn.pack_padded_sequence
+        monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: packs.append(1) or pack(*a, **k))
+        out = run_lstm(lstm, x, mask)
+    assert packs == []
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert torch.equal(out[1, 4:], torch.zeros(5, 10))
 
 
 def test_self_attention_option():
@@ -175,6 +201,25 @@ def test_self_attention_option():
     out = model(input_ids, attention_mask=attention_mask, labels=labels, output_attentions=True)
     assert out.attentions[0].shape == (3, 2, 5, 5)
     assert torch.allclose(out.attentions[0][1, :, :, 3:], torch.zeros(1))  # padding gets no attention
+
+
+def test_self_attention_without_weights_matches_multihead_attention():
+    """Tagging (eval, no weights asked for) takes the projection + scaled_dot_product_attention path; it must
+    give what nn.MultiheadAttention gives, padding included."""
+    from modeling.modeling_memory_ner import SelfAttentionBlock
+
+    torch.manual_seed(0)
+    block = SelfAttentionBlock(12, 16, 4, dropout=0.1).eval()
+    features = torch.randn(3, 6, 12)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] + [0] * 5])
+    fast, none = block(features, mask)
+    reference, weights = block(features, mask, need_weights=True)
+    assert none is None and weights.shape == (3, 4, 6, 6)
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-6)
+    calls = []
+    block.attention.register_forward_hook(lambda *args: calls.append(1))
+    block(features, mask)
+    assert calls == []  # the fast path ran
 
 
 # ---------------------------------------------------------------------------------------------
