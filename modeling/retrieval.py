@@ -424,14 +424,21 @@ def _entity_cover(
         for j in ids.tolist():
             if j not in blocked:
                 coverage[j] = coverage.get(j, 0) | bits
+    # ties go to the more similar sentence, then the lower index: order the sentences so once, and take the first
+    # of those that cover the most new characters
+    ids = np.fromiter(coverage, dtype=np.int64, count=len(coverage))
+    ids = ids[np.lexsort((ids, -sims[ids]))].tolist()
+    masks = [coverage[j] for j in ids]
     picked: list[int] = []
     covered = 0
-    while len(picked) < limit and coverage:
-        best = max(coverage, key=lambda j: ((coverage[j] & ~covered).bit_count(), sims[j], -j))
-        if not coverage[best] & ~covered:
+    while len(picked) < limit and ids:
+        gains = [(mask & ~covered).bit_count() for mask in masks]
+        gain = max(gains)
+        if not gain:
             break
-        picked.append(best)
-        covered |= coverage.pop(best)
+        best = gains.index(gain)
+        picked.append(ids.pop(best))
+        covered |= masks.pop(best)
     return picked
 
 
@@ -461,7 +468,13 @@ def _rank_by_index(
                     index.distinct_ids[~np.isin(index.distinct_ids, list(blocked))] if blocked else index.distinct_ids
                 )
             else:
-                scored = np.union1d(cols, np.concatenate([ids for _, _, ids in matches])) if matches else cols
+                scored = cols
+                if matches:  # the candidates and the matched sentences, ascending (a mask: cheaper than union1d)
+                    marked = np.zeros(len(index), dtype=bool)
+                    marked[cols] = True
+                    for _, _, ids in matches:
+                        marked[ids] = True
+                    scored = np.flatnonzero(marked)
                 sims[scored] = scores.cosines(scored)
             candidates = cols[_smallest(-sims[cols][None, :], min(pool, len(cols)))[0]]
             if method == "lexical":

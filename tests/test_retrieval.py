@@ -270,6 +270,34 @@ def test_entity_cover_prefers_new_characters_over_similarity():
     assert rank_memories("entity", 2, pos, types, [""], None, None, query, texts, index=index)[0].tolist() == [1, 2]
 
 
+def test_entity_cover_ties_go_to_the_more_similar_then_the_lower_index():
+    # banks 0, 1 and 3 each cover 张三 and nothing else; 1 is the most similar to the query; 0 and 3 are the same text
+    texts = ["张三很好", "张三跳槽去了华为", "今天天气", "张三很好"]
+    entities = [[(0, 2, "name")], [(0, 2, "name")], [], [(0, 2, "name")]]
+    index = BankIndex(texts, entities)
+    pos, types = [""] * len(texts), np.zeros((len(texts), 1))
+    query = ["张三跳槽去了深圳"]
+    assert rank_memories("entity", 1, pos, types, [""], None, None, query, texts, index=index)[0].tolist() == [1]
+    blocked = [1]  # without it, 0 and 3 tie on coverage and similarity: the lower index
+    assert rank_memories("entity", 1, pos, types, [""], None, blocked, query, texts, index=index)[0].tolist() == [0]
+
+
+def test_entity_matches_are_scored_outside_the_lexical_candidates():
+    """A sentence that labels one of the query's strings is ranked by its own similarity even when it is not among
+    the EXACT_CANDIDATES most similar by 2-3-grams."""
+    filler = [f"跳槽去了深圳的人{i}" for i in "甲乙丙丁戊"]  # the most similar by 2-3-grams, no entities
+    texts = [*filler, "张三很好", "张三说跳槽"]  # 5 and 6 both label 张三; 6 is the more similar
+    entities = [[] for _ in filler] + [[(0, 2, "name")], [(0, 2, "name")]]
+    index = BankIndex(texts, entities)
+    index.EXACT_CANDIDATES = len(filler)
+    pos, types = [""] * len(texts), np.zeros((len(texts), 1))
+    query = ["张三跳槽去了深圳"]
+    assert set(index.scores(index.vectors(query))[0].candidates.tolist()) == set(range(len(filler)))
+    sims = index.similarities(query)[0]
+    assert sims[6] > sims[5]
+    assert rank_memories("entity", 1, pos, types, [""], None, None, query, texts, index=index)[0].tolist() == [6]
+
+
 def test_hybrid_takes_exactly_half_by_entity_strings():
     query = ["张三去了华为，在深圳"]  # 张三 (banks 0, 5), 华为 (1), 深圳 (2): three strings to cover
     mem = index_methods("hybrid", query, 4, query_types=np.array([[1, 1, 0]]))[0].tolist()
