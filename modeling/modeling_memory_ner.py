@@ -255,7 +255,8 @@ class SelfAttentionBlock(nn.Module):
             .view(batch, length, 3, heads, size // heads)
             .permute(2, 0, 3, 1, 4)
         )
-        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask.bool()[:, None, None, :])
+        keys = attention_mask.bool()[:, None, None, :]
+        attended = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keys)
         return mha.out_proj(attended.transpose(1, 2).reshape(batch, length, size))
 
 
