@@ -67,13 +67,17 @@ def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, attention_mask: torch.Tensor |
     """A batch-first LSTM over the attended positions only, zeros at padding.
 
     Training packs a padded batch. Inference runs a bidirectional LSTM one direction at a time, unpacked
-    (:func:`_lstm_by_direction`): the same outputs, in about four fifths of the packed path's time."""
+    (:func:`_lstm_by_direction`), which gives the same outputs and computes the padding too: it is the faster of
+    the two on several threads (the packed kernel gains nothing from a second one) and, on one thread, when the
+    characters fill at least 70% of the batch (32 rows of up to 128 characters: 35 against 46 ms full, 33
+    against 30 ms at 60%)."""
     if attention_mask is None:
         return lstm(inputs)[0]
     lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
     if bool((lengths == inputs.shape[1]).all()):  # no padding (one window): the same result, without packing
         return lstm(inputs)[0]
-    if not lstm.training and lstm.bidirectional and lstm.batch_first and not lstm.proj_size:
+    unpacked_pays = torch.get_num_threads() > 1 or int(lengths.sum()) >= 0.7 * inputs.shape[0] * inputs.shape[1]
+    if not lstm.training and lstm.bidirectional and lstm.batch_first and not lstm.proj_size and unpacked_pays:
         return _lstm_by_direction(lstm, inputs, lengths.to(inputs.device))
     packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
     output, _ = lstm(packed)

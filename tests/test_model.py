@@ -170,10 +170,23 @@ def test_bilstm_skips_packing_only_when_no_row_is_padded(monkeypatch):
     assert packs == [1] and torch.equal(out[1, 4:], torch.zeros(3, 10))
 
 
+def packed_lstm_and_pack_counter(lstm, x, lengths, monkeypatch):
+    """The packed LSTM's outputs for ``lengths``, and a list that records every later ``pack_padded_sequence``."""
+    from torch import nn
+
+    with torch.no_grad():
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        expected = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+    packs = []
+    pack = nn.utils.rnn.pack_padded_sequence
+    monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: packs.append(1) or pack(*a, **k))
+    return expected, packs
+
+
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_bilstm_inference_by_direction_gives_the_packed_result(num_layers, monkeypatch):
-    """Inference runs each direction unpacked, the backward one on rows reversed within their lengths: the
-    outputs are those of the packed LSTM at every character and zeros at padding."""
+    """Inference on a well-filled batch runs each direction unpacked, the backward one on rows reversed within
+    their lengths: the outputs are those of the packed LSTM at every character and zeros at padding."""
     from torch import nn
 
     from modeling.encoders import run_lstm
@@ -181,18 +194,39 @@ def test_bilstm_inference_by_direction_gives_the_packed_result(num_layers, monke
     torch.manual_seed(0)
     lstm = nn.LSTM(6, 5, num_layers=num_layers, batch_first=True, bidirectional=True).eval()
     x = torch.randn(4, 9, 6)
-    lengths = torch.tensor([9, 4, 1, 7])
+    lengths = torch.tensor([9, 8, 1, 9])  # 75% filled
     mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    expected, packs = packed_lstm_and_pack_counter(lstm, x, lengths, monkeypatch)
     with torch.no_grad():
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        expected = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=9)[0]
-        packs = []
-        pack = nn.utils.rnn.pack_padded_sequence
-        monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: packs.append(1) or pack(*a, **k))
         out = run_lstm(lstm, x, mask)
     assert packs == []
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
-    assert torch.equal(out[1, 4:], torch.zeros(5, 10))
+    assert torch.equal(out[2, 1:], torch.zeros(8, 10))
+
+
+@pytest.mark.parametrize("threads, packed", [(1, True), (2, False)])
+def test_bilstm_packs_a_sparse_batch_only_on_one_thread(threads, packed, monkeypatch):
+    """Mostly padding: one thread packs it (the unpacked run would compute the padding), two threads do not (the
+    packed kernel does not use the second); the outputs are the same."""
+    from torch import nn
+
+    from modeling.encoders import run_lstm
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(4, 9, 6)
+    lengths = torch.tensor([9, 2, 1, 3])  # 42% filled
+    mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    expected, packs = packed_lstm_and_pack_counter(lstm, x, lengths, monkeypatch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out = run_lstm(lstm, x, mask)
+    finally:
+        torch.set_num_threads(before)
+    assert packs == ([1] if packed else [])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
 def test_self_attention_option():
