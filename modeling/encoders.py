@@ -77,7 +77,9 @@ def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, attention_mask: torch.Tensor |
     if bool((lengths == inputs.shape[1]).all()):  # no padding (one window): the same result, without packing
         return lstm(inputs)[0]
     unpacked_pays = torch.get_num_threads() > 1 or int(lengths.sum()) >= 0.7 * inputs.shape[0] * inputs.shape[1]
-    if not lstm.training and lstm.bidirectional and lstm.batch_first and not lstm.proj_size and unpacked_pays:
+    # torch's own LSTM only: a quantised one (quantize_dynamic) keeps its weights packed, not by direction
+    by_direction = isinstance(lstm, nn.LSTM) and lstm.bidirectional and lstm.batch_first and not lstm.proj_size
+    if by_direction and not lstm.training and unpacked_pays:
         return _lstm_by_direction(lstm, inputs, lengths.to(inputs.device))
     packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
     output, _ = lstm(packed)
