@@ -466,3 +466,25 @@ def test_an_int8_quantised_model_runs_in_the_pipeline_with_nearly_the_same_entit
         check_entities(text, entities)
     same = sum(key(a) == key(b) for a, b in zip(exact, fast))
     assert same >= 0.9 * len(texts), f"only {same} of {len(texts)} sentences keep their entities under int8"
+
+
+def test_bfloat16_autocast_runs_the_pipeline_with_nearly_the_same_entities(memory_run, dev_sentences, monkeypatch):
+    """The README's other CPU option: the pipeline under bfloat16 autocast. The layers run in bfloat16, the CRF
+    still decodes in float32, and the entities stay nearly the same."""
+    model = MemoryNetForTokenClassification.from_pretrained(memory_run[0]).eval()
+    ner = ChineseNERPipeline(model=model, tokenizer=BertTokenizerFast.from_pretrained(memory_run[0]))
+    texts = dev_sentences[:60]
+    exact = ner(texts)
+    seen = []
+    decode = model.crf.decode
+    monkeypatch.setattr(
+        model.crf, "decode", lambda emissions, mask: seen.append(emissions.dtype) or decode(emissions, mask)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = ner(texts)
+    assert seen and set(seen) == {torch.bfloat16}  # the emissions really were computed in bfloat16
+    for text, entities in zip(texts, fast):
+        check_entities(text, entities)
+        assert all(0.0 <= e["score"] <= 1.0 for e in entities)
+    same = sum(key(a) == key(b) for a, b in zip(exact, fast))
+    assert same >= 0.9 * len(texts), f"only {same} of {len(texts)} sentences keep their entities under bfloat16"
