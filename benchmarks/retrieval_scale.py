@@ -12,7 +12,8 @@ bank index adds, and the size of a saved model of that bank (``model.safetensors
 network whose bank holds the sentences).
 
     python benchmarks/retrieval_scale.py [--sizes 10748 100000 500000] [--methods entity lexical] [--queries 200]
-    # writes benchmarks/retrieval_scale.png (and runs/retrieval_scale.json) and prints a Markdown table
+    # writes benchmarks/retrieval_scale.png (other sizes or methods: runs/retrieval_scale.png) and
+    # runs/retrieval_scale.json, and prints a Markdown table
     python benchmarks/retrieval_scale.py --replot   # the PNG again from the last run's figures
 """
 
@@ -42,6 +43,9 @@ from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
 
 RESULTS_JSON = Path(__file__).resolve().parent / "runs" / "retrieval_scale.json"
+COMMITTED_PNG = Path(__file__).resolve().with_name("retrieval_scale.png")
+FULL_SIZES = [10748, 50000, 100000, 250000, 500000]
+FULL_METHODS = ["entity", "lexical"]
 
 
 def rss_mb() -> float:
@@ -178,12 +182,17 @@ def plot(rows: list[dict], methods: list[str], output: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10748, 50000, 100000, 250000, 500000])
-    parser.add_argument("--methods", nargs="+", default=["entity", "lexical"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=FULL_SIZES)
+    parser.add_argument("--methods", nargs="+", default=FULL_METHODS)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="passes over the queries; the fastest is reported")
     parser.add_argument("--no-file-size", action="store_true", help="skip saving a model per size")
-    parser.add_argument("-o", "--output", default=str(Path(__file__).with_name("retrieval_scale.png")))
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="the PNG (default: the committed benchmarks/retrieval_scale.png for the full run of the default sizes "
+        "and methods, runs/retrieval_scale.png for any other)",
+    )
     parser.add_argument(
         "--replot", action="store_true", help=f"draw the PNG again from {RESULTS_JSON.name} of the last run"
     )
@@ -191,6 +200,9 @@ def main() -> None:
         "--json", default=str(RESULTS_JSON), help="where the figures are written (and --replot reads them)"
     )
     args = parser.parse_args()
+    if args.output is None:  # a partial run must not replace the committed curve
+        full = args.sizes == FULL_SIZES and args.methods == FULL_METHODS
+        args.output = str(COMMITTED_PNG if full or args.replot else RESULTS_JSON.with_suffix(".png"))
     if args.replot:
         rows = json.loads(Path(args.json).read_text())
         plot(rows, sorted({r["method"] for r in rows}, key=[r["method"] for r in rows].index), args.output)
