@@ -183,8 +183,8 @@ def packed_lstm_and_pack_counter(lstm, x, lengths, monkeypatch):
     return expected, packs
 
 
-@pytest.mark.parametrize("num_layers", [1, 2])
-def test_bilstm_inference_by_direction_gives_the_packed_result(num_layers, monkeypatch):
+@pytest.mark.parametrize("num_layers, bias", [(1, True), (2, True), (1, False)])
+def test_bilstm_inference_by_direction_gives_the_packed_result(num_layers, bias, monkeypatch):
     """Inference on a well-filled batch runs each direction unpacked, the backward one on rows reversed within
     their lengths: the outputs are those of the packed LSTM at every character and zeros at padding."""
     from torch import nn
@@ -192,7 +192,7 @@ def test_bilstm_inference_by_direction_gives_the_packed_result(num_layers, monke
     from modeling.encoders import run_lstm
 
     torch.manual_seed(0)
-    lstm = nn.LSTM(6, 5, num_layers=num_layers, batch_first=True, bidirectional=True).eval()
+    lstm = nn.LSTM(6, 5, num_layers=num_layers, bias=bias, batch_first=True, bidirectional=True).eval()
     x = torch.randn(4, 9, 6)
     lengths = torch.tensor([9, 8, 1, 9])  # 75% filled
     mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
