@@ -34,9 +34,11 @@ import unicodedata
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import AutoModelForTokenClassification
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.pipelines.base import ChunkPipeline
+from transformers.pipelines.base import ChunkPipeline, pad_collate_fn
+from transformers.pipelines.pt_utils import PipelineIterator
 
 from .char_tokenization import encode_chars
 from .tag_schemes import tags_to_spans
@@ -56,6 +58,7 @@ class ChineseNERPipeline(ChunkPipeline):
     """
 
     DEFAULT_BATCH_SIZE = 32  # windows per forward pass when the caller gives no batch_size
+    SORT_BLOCK_BATCHES = 64  # a list's windows are ordered by length this many batches at a time
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -120,17 +123,46 @@ class ChineseNERPipeline(ChunkPipeline):
             raise TypeError(f"{TASK} takes a string or a list of strings, got {type(inputs).__name__}")
         if not texts:  # no texts, no answers (the base class would index the empty list)
             return []
-        if isinstance(inputs, str):
-            return super().__call__(inputs, **kwargs)
-        # A batch is padded to its longest window, and everything after the packed BiLSTM (self-attention,
-        # memory attention, the CRF's steps) pays for the padding: texts of similar length go together, and
-        # the answers come back in the caller's order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        answers = super().__call__([texts[i] for i in order], **kwargs)
-        out: list = [None] * len(texts)
-        for i, answer in zip(order, answers):
-            out[i] = answer
-        return out
+        return super().__call__(inputs if isinstance(inputs, str) else list(texts), **kwargs)
+
+    def get_iterator(
+        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        """A list of texts is tagged by :meth:`_by_window_length`, except with ``batch_size=1`` (nothing to pad) or
+        DataLoader workers, which go through ``ChunkPipeline``'s iterator text by text."""
+        if not isinstance(inputs, list) or batch_size == 1 or num_workers:
+            return super().get_iterator(
+                inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params
+            )
+        return self._by_window_length(inputs, batch_size, preprocess_params, forward_params, postprocess_params)
+
+    def _by_window_length(
+        self, texts: list[str], batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        """The answers for ``texts``, in order, with their windows batched shortest first across texts.
+
+        A batch is padded to its longest window, and everything after the BiLSTM (memory attention,
+        self-attention, the CRF's steps) pays for the padding. In text order a long line's sentences
+        are batched with other lines' sentences of any length: on People's Daily the batches held twice
+        the characters they tag. So the windows of up to ``SORT_BLOCK_BATCHES`` batches are sorted by
+        length, tagged, and given back to their texts.
+        """
+        collate = pad_collate_fn(self.tokenizer, None)
+        start = 0
+        while start < len(texts):
+            windows: list[dict] = []
+            end = start
+            while end < len(texts) and len(windows) < self.SORT_BLOCK_BATCHES * batch_size:
+                windows += [{**w, "index": end - start} for w in self.preprocess(texts[end], **preprocess_params)]
+                end += 1
+            windows.sort(key=lambda w: w["input_ids"].shape[1])
+            loader = DataLoader(windows, batch_size=batch_size, collate_fn=collate)
+            per_text: list[list[dict]] = [[] for _ in range(end - start)]
+            for out in PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size):
+                per_text[out["index"]].append(out)
+            for outputs in per_text:
+                yield self.postprocess(outputs, **postprocess_params)
+            start = end
 
     # -- one text -> model inputs, one per window -------------------------------------------------
     def preprocess(self, text: str, stride: int | None = None):
@@ -142,8 +174,8 @@ class ChineseNERPipeline(ChunkPipeline):
         enc = encode_chars(
             self.tokenizer, [list(text[start:end]) for start, end, _, _ in plan], self.model.config.max_length
         )
-        # shortest window first, as a list's texts are (see __call__): a long text's batches carry little padding;
-        # postprocess puts the windows back in text order
+        # shortest window first: a long text's batches carry little padding (a list's windows are sorted again
+        # across its texts, see _by_window_length); postprocess puts the windows back in text order
         order = sorted(range(len(plan)), key=lambda k: plan[k][1] - plan[k][0])
         for n, k in enumerate(order):
             yield {
@@ -177,6 +209,8 @@ class ChineseNERPipeline(ChunkPipeline):
             dim=1, keepdim=True
         )  # [batch, 1], so each window gets a [1, 1] when a batch is unrolled
         out.update(window=model_inputs["window"], text=model_inputs["text"], is_last=model_inputs["is_last"])
+        if "index" in model_inputs:  # which text of a block (_by_window_length)
+            out["index"] = model_inputs["index"]
         return out
 
     def _tag_scores(self, logits: torch.Tensor, tags: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:

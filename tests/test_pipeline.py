@@ -175,6 +175,32 @@ def test_a_list_goes_through_the_model_in_length_order_and_comes_back_in_the_cal
         assert_same_entities(entities, memory_ner(text))
 
 
+def test_a_lists_windows_are_batched_by_length_across_its_texts(memory_ner, dev_sentences, monkeypatch):
+    """Texts longer than the window are read by their sentences: those of all the texts are sorted by length
+    together (so a batch is not padded to another text's long sentence), and each text gets back its own."""
+    rng = random.Random(11)
+    width = memory_ner.model.config.max_length - 2
+    long_texts = ["".join(rng.sample(dev_sentences[:80], 6)) for _ in range(6)]
+    texts = long_texts + rng.sample(dev_sentences[80:120], 20)
+    rng.shuffle(texts)
+    windows = sum(len(plan_windows(t, width)) for t in texts)
+    assert windows > len(texts) + 20  # the long texts are several windows each
+    one_by_one = [memory_ner(t, batch_size=1) for t in texts]
+    with window_widths(memory_ner) as batches:
+        got = memory_ner(texts, batch_size=8)
+    flat = [w for batch in batches for w in batch]
+    assert flat == sorted(flat) and len(flat) == windows and len(batches) == -(-windows // 8)
+    for entities, expected in zip(got, one_by_one):
+        assert_same_entities(entities, expected)
+    # a list longer than one block: sorted within each block, the same answers in the caller's order
+    monkeypatch.setattr(ChineseNERPipeline, "SORT_BLOCK_BATCHES", 1)
+    with window_widths(memory_ner) as batches:
+        got = memory_ner(texts, batch_size=8)
+    assert len(batches) > -(-windows // 8)
+    for entities, expected in zip(got, one_by_one):
+        assert_same_entities(entities, expected)
+
+
 def test_a_long_texts_windows_go_in_length_order_and_come_back_in_text_order(memory_ner, dev_sentences):
     text = "".join(random.Random(5).sample(dev_sentences[:60], 60))
     with window_widths(memory_ner) as batches:
