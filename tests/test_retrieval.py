@@ -370,6 +370,32 @@ def test_query_scores_are_the_same_from_one_product_with_the_bank_and_from_each_
     np.testing.assert_allclose(index.gram(ids), dense @ dense.T, atol=1e-6)
 
 
+def test_query_vectors_are_the_vectorizers_bit_for_bit():
+    """``BankIndex.vectors`` counts n-grams with NumPy; the TF-IDF rows must be scikit-learn's own, to the bit,
+    whitespace runs, characters the bank never saw, lone surrogates, one- and two-character texts included."""
+    texts, entities = sample_bank()
+    index = BankIndex(texts, entities)
+    queries = texts[:40] + [
+        "",
+        " ",
+        "  \t",
+        "北京  上海\t\t广州\n\n",
+        "\u3000\u3000中国",
+        "\ud800北京",
+        "😀😀北京😀",
+        "鬣",
+        "京",
+        "北京",
+        "ＡＢＣ abc 123",
+    ]
+    expected = index.vectorizer.transform(queries)
+    got = index.vectors(queries)
+    assert got.shape == expected.shape and got.dtype == expected.dtype == np.float32
+    for part in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(got, part), getattr(expected, part)), part
+    assert got[queries.index("鬣")].nnz == 0  # a character the bank never saw counts for nothing
+
+
 def test_lexical_ranks_candidates_by_the_full_cosine(monkeypatch):
     import modeling.retrieval as retrieval
 
