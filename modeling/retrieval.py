@@ -54,7 +54,7 @@ TYPE_METHODS = ("category", "gold_category", "hybrid")  # the methods that read 
 INDEX_METHODS = ("lexical", "entity", "hybrid")  # the methods that read a BankIndex
 POS_METHODS = ("pos_edit", "category", "gold_category", "hybrid")  # the methods that read POS strings
 # part of the cache key: bump when the ranking changes, so cached retrievals of the old ranking are not reused
-RANKING_VERSION = 5
+RANKING_VERSION = 6
 
 # jieba's POS tag set; each tag is written as one character so that tag sequences compare as strings
 POS_TAGS = (
@@ -202,7 +202,9 @@ class BankIndex:
     """
 
     MIN_ENTITY_CHARS = 2  # a one-character "entity string" matches nearly every sentence
-    EXACT_CANDIDATES = 1024  # per query, the 2-3-gram candidates scored by the full cosine
+    # per query, the 2-3-gram candidates scored by the full cosine; 256 picks the memories 1,024 picked for all but
+    # 5 of 12,091 CLUENER dev and train queries, and scores 4x fewer cosines (benchmarks/LOG.md)
+    EXACT_CANDIDATES = 256
     # up to this many stored unigrams (about 30 per sentence), a batch of queries' unigram parts is one product
     # with the whole bank; above it, each query gathers its candidates' rows (measured crossover: about 1M)
     FULL_PRODUCT_ENTRIES = 1_000_000
