@@ -55,7 +55,7 @@ def rss_mb() -> float:
 
 def index_mb(index: BankIndex) -> float:
     """What a ``BankIndex`` holds: its sparse matrices and arrays, the TF-IDF vocabulary (a dict of
-    n-gram strings) and the entity-string automaton. (The process's resident-memory growth is
+    n-gram strings, and the sorted keys queries are looked up in) and the entity-string automaton. (The process's resident-memory growth is
     also reported, but freed memory is reused between sizes, so it is only a rough check.)"""
     arrays = [
         index.matrix.data,
@@ -71,6 +71,8 @@ def index_mb(index: BankIndex) -> float:
         index.row_of,
         index.unigram_ids,
         index.vectorizer.idf_,
+        index.gram_keys,
+        index.gram_order,
     ]
     vocabulary = index.vectorizer.vocabulary_
     total = sum(a.nbytes for a in arrays) + sys.getsizeof(vocabulary) + sum(sys.getsizeof(k) for k in vocabulary)
