@@ -55,8 +55,9 @@ def rss_mb() -> float:
 
 def index_mb(index: BankIndex) -> float:
     """What a ``BankIndex`` holds: its sparse matrices and arrays, the TF-IDF vocabulary (a dict of
-    n-gram strings, and the sorted keys queries are looked up in) and the entity-string automaton. (The process's resident-memory growth is
-    also reported, but freed memory is reused between sizes, so it is only a rough check.)"""
+    n-gram strings, and the sorted keys queries are looked up in) and the entity-string automaton.
+    (The process's resident-memory growth is also reported, but freed memory is reused between
+    sizes, so it is only a rough check.)"""
     arrays = [
         index.matrix.data,
         index.matrix.indices,
