@@ -51,6 +51,10 @@ GROUPS = {
     "category_20ep": ({"num_memory": 4, "memory_method": "category", "num_train_epochs": 20}, [1, 2, 3]),
     "entity_20ep": ({"num_memory": 4, "memory_method": "entity", "num_train_epochs": 20}, [1, 2, 3]),
     "hybrid_20ep": ({"num_memory": 4, "memory_method": "hybrid", "num_train_epochs": 20}, [1, 2, 3]),
+    "entity_swap50_20ep": (
+        {"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5, "num_train_epochs": 20},
+        [1, 2, 3],
+    ),
     # gradients through the memories' encodings too (the paper encodes s and a_j with one trained encoder;
     # the default detaches the memories: a step costs 1.23x a baseline step against 3.07x, RESULTS.md "Speed")
     "category_memgrad": ({"num_memory": 4, "memory_method": "category", "memory_gradient": True}, [1]),
@@ -65,6 +69,7 @@ EXTRA_GROUPS = (
     "category_20ep",
     "entity_20ep",
     "hybrid_20ep",
+    "entity_swap50_20ep",
     "category_memgrad",
     "category_oracle25",
     "category_oracle50",

@@ -77,6 +77,7 @@ class MemoryNetConfig(PreTrainedConfig):
             the same string and type is replaced, in both, by random entity characters
             (`modeling_memory_ner.swap_shared_entities`). It teaches the model to take a new entity's label
             from a memory, which is what sentences added to a trained model's bank (`add_memories`) need.
+            0.5 scores as well as 0 on CLUENER dev and worse on a 204-sentence corpus (`benchmarks/RESULTS.md`).
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
             Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`, `add_memories` and
             `remove_memories`).
