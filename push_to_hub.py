@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Turn a folder written by train.py into a Hugging Face Hub model repo, check it, and upload it.
 
-    python push_to_hub.py outputs/cluener-bilstm --dry-run         # build hub_repo/ next to it and check it
-    python push_to_hub.py outputs/cluener-bilstm --output_dir /tmp/repo --dry-run
-    python push_to_hub.py outputs/cluener-bilstm --repo_id you/chinese-ner-memory [--token hf_...] [--private]
+    python push_to_hub.py outputs/cluener-memory --dry-run         # build hub_repo/ next to it and check it
+    python push_to_hub.py outputs/cluener-memory --output_dir /tmp/repo --dry-run
+    python push_to_hub.py outputs/cluener-memory --repo_id you/chinese-ner-memory [--token hf_...] [--private]
 
 The repo folder holds what ``from_pretrained`` and ``pipeline`` need and nothing else:
 ``model.safetensors``, ``config.json`` with ``auto_map`` and ``custom_pipelines``, the modeling and
@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
+from modeling.retrieval import CLASSIFIER_METHODS
 
 CHECK_SENTENCE = "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。"
 
@@ -250,9 +252,7 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
             else {"num_memory", "memory_method", "use_self_attention"}
         )
         if not (
-            model_type == "memory_ner"
-            and args.get("num_memory")
-            and args.get("memory_method") in ("category", "hybrid")
+            model_type == "memory_ner" and args.get("num_memory") and args.get("memory_method") in CLASSIFIER_METHODS
         ):
             hidden |= {"type_classifier_kind", "type_classifier_encoder"}
         shown = {k: args[k] for k in keys if k in args and k not in hidden and args[k] is not None}
@@ -264,7 +264,7 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
         lines.append(
             f"- Memory: {mem.get('num_memory')} memory sentences per input, retrieved by `{mem.get('method')}`; "
             f"the bank ({config.get('memory_bank_size')} training sentences)"
-            + (" and the entity-type classifier are" if mem.get("method") in ("category", "hybrid") else " is")
+            + (" and the entity-type classifier are" if mem.get("method") in CLASSIFIER_METHODS else " is")
             + " saved in the weights; `add_memories` extends the bank without retraining."
         )
     lines += [

@@ -52,13 +52,18 @@ from data_scripts.metrics import entity_metrics
 from data_scripts.optim import build_optimizer
 from data_scripts.readers import ReadOptions, print_summary
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
+from modeling.configuration_memory_ner import TYPE_CLASSIFIER_KINDS
+from modeling.configuration_seq2seq_ner import ATTENTION_SCORES
 from modeling.encoders import init_char_embeddings, read_char_vectors
-from modeling.tag_schemes import tags_to_spans
+from modeling.retrieval import CLASSIFIER_METHODS, METHODS
+from modeling.tag_schemes import SCHEMES, tags_to_spans
 
 logger = logging.getLogger("train")
 
 TENCENT_VECTORS = "vectors/tencent_char200_thucnews.npz"
-Scheme = Literal["BIO", "BIOS", "BIOES", "BIEO", "BMES"]  # modeling.tag_schemes.SCHEMES
+Scheme = Literal[SCHEMES]
+# the architecture's defaults are the config's (MemoryNetConfig: the model `python train.py` trains)
+MEMORY_DEFAULTS = MemoryNetConfig
 
 
 @dataclass
@@ -108,24 +113,31 @@ class ModelArguments:
             "from the corpus"
         },
     )
-    char_embedding_size: int = field(default=200, metadata={"help": "BiLSTM: character embedding size"})
-    lstm_hidden_size: int = field(
-        default=256, metadata={"help": "BiLSTM: hidden size per direction (seq2seq: 128, the paper's)"}
+    char_embedding_size: int = field(
+        default=MEMORY_DEFAULTS.char_embedding_size, metadata={"help": "BiLSTM: character embedding size"}
     )
-    lstm_num_layers: int = field(default=1, metadata={"help": "BiLSTM: layers"})
-    hidden_dropout_prob: float = field(default=0.1, metadata={"help": "dropout (paper: 0.1)"})
+    lstm_hidden_size: int = field(
+        default=MEMORY_DEFAULTS.lstm_hidden_size,
+        metadata={"help": "BiLSTM: hidden size per direction (the seq2seq model's own default: its preset)"},
+    )
+    lstm_num_layers: int = field(default=MEMORY_DEFAULTS.lstm_num_layers, metadata={"help": "BiLSTM: layers"})
+    hidden_dropout_prob: float = field(
+        default=MEMORY_DEFAULTS.hidden_dropout_prob, metadata={"help": "dropout (paper: 0.1)"}
+    )
     use_self_attention: bool = field(
-        default=True, metadata={"help": "memory: multi-head self-attention before the CRF (paper)"}
+        default=MEMORY_DEFAULTS.use_self_attention,
+        metadata={"help": "memory: multi-head self-attention before the CRF (paper)"},
     )
     self_attention_size: int = field(
-        default=512, metadata={"help": "memory: the self-attention's size (paper: 512; divisible by its 8 heads)"}
+        default=MEMORY_DEFAULTS.self_attention_size,
+        metadata={"help": "memory: the self-attention's size (paper: 512; divisible by its heads)"},
     )
     num_memory: int = field(
-        default=4,
+        default=MEMORY_DEFAULTS.num_memory,
         metadata={"help": "memory: memory sentences per input (paper: 4); 0: the plain encoder-CRF baseline"},
     )
-    memory_method: Literal["entity", "lexical", "category", "hybrid", "pos_edit", "gold_category", "random"] = field(
-        default="entity",
+    memory_method: Literal[METHODS] = field(
+        default=MEMORY_DEFAULTS.memory_method,
         metadata={
             "help": "memory retrieval: entity (bank sentences labelling the input's own strings), lexical, category "
             "(paper), "
@@ -133,19 +145,19 @@ class ModelArguments:
         },
     )
     memory_gradient: bool = field(
-        default=False,
+        default=MEMORY_DEFAULTS.memory_gradient,
         metadata={"help": "back-propagate through the memories' encodings too (about 2x slower training steps)"},
     )
     memory_entity_swap_prob: float = field(
-        default=0.0,
+        default=MEMORY_DEFAULTS.memory_entity_swap_prob,
         metadata={
             "help": "memory, training: probability of replacing an entity the input shares with a memory (same "
             "string and type) by random characters in both, so the model learns to read new entities from its "
             "memories, which sentences added after training with add_memories need (measured: 0.5)"
         },
     )
-    type_classifier_kind: Literal["pooled", "tagger"] = field(
-        default="pooled",
+    type_classifier_kind: Literal[TYPE_CLASSIFIER_KINDS] = field(
+        default=MEMORY_DEFAULTS.type_classifier_kind,
         metadata={
             "help": "category retrieval: the entity-type classifier, pooled (a multi-label classifier, the paper's) "
             "or tagger "
@@ -183,25 +195,27 @@ class ModelArguments:
             "The saved model tags raw text with its classifier's types alone"
         },
     )
-    attention_score: Literal["dot", "general", "additive"] = field(
-        default="general", metadata={"help": "seq2seq: attention score, dot, general or additive"}
+    attention_score: Literal[ATTENTION_SCORES] = field(
+        default=Seq2SeqAttnConfig.attention_score,
+        metadata={"help": "seq2seq: attention score, dot, general or additive"},
     )
     feed_encoder_state: bool = field(
-        default=True,
+        default=Seq2SeqAttnConfig.feed_encoder_state,
         metadata={
             "help": "seq2seq: also feed decoder step i the encoder state of character i (false: the paper's eqs. 9-10 "
             "as written)"
         },
     )
     scheduled_sampling_prob: float = field(
-        default=0.0,
+        default=Seq2SeqAttnConfig.scheduled_sampling_prob,
         metadata={
             "help": "seq2seq: in training, feed the decoder its own previous choice instead of the gold tag with this "
             "probability (0: pure teacher forcing, the paper's)"
         },
     )
     num_beams: int = field(
-        default=1, metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"}
+        default=Seq2SeqAttnConfig.num_beams,
+        metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"},
     )
     encoder_learning_rate: float | None = field(
         default=None,
@@ -234,13 +248,13 @@ class DataArguments:
         default=None, metadata={"help": "tag scheme of column files (BIO, BIOS, BIOES, BIEO, BMES); default: detected"}
     )
     tag_scheme: Scheme = field(
-        default="BIOS",
+        default=MEMORY_DEFAULTS.tag_scheme,
         metadata={
             "help": "scheme the model is trained in (memory paper: BIOS; seq2seq paper: BIEO, the seq2seq preset)"
         },
     )
     max_seq_length: int = field(
-        default=64,
+        default=MEMORY_DEFAULTS.max_length,
         metadata={"help": "tokens per input incl. [CLS]/[SEP]; longer sentences are split at punctuation (paper: 64)"},
     )
     validation_ratio: float = field(
@@ -320,7 +334,9 @@ class DataArguments:
 class NERTrainingArguments(TrainingArguments):
     """TrainingArguments with this project's defaults (paper: 20 epochs, batch 16)."""
 
-    output_dir: str | None = field(default=None, metadata={"help": "default: outputs/<dataset>-<encoder>"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "default: outputs/<dataset>-<memory|crf|seq2seq>[-<encoder>]"}
+    )
     num_train_epochs: float = field(default=20.0, metadata={"help": "paper: 20"})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "paper: 16"})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "eval batch size"})
@@ -350,8 +366,10 @@ class NERTrainingArguments(TrainingArguments):
 # other layers; the BiLSTM learns from scratch at 1e-3.
 DATASET_PRESETS = {"sample": {"learning_rate": 2e-3, "num_train_epochs": 30.0}}
 PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
-# the seq2seq paper: BIEO tags, a BiLSTM of 128 per direction (its lr 1e-3 is the general default)
-MODEL_PRESETS = {"seq2seq": {"tag_scheme": "BIEO", "lstm_hidden_size": 128}}
+# the seq2seq model's own defaults where they differ from the memory network's (its lr 1e-3 is the general default)
+MODEL_PRESETS = {
+    "seq2seq": {"tag_scheme": Seq2SeqAttnConfig.tag_scheme, "lstm_hidden_size": Seq2SeqAttnConfig.lstm_hidden_size}
+}
 
 
 # the Trainer settings all_results.json records next to the model and data arguments
@@ -396,9 +414,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         ("pretrained encoder", PRETRAINED_ENCODER_PRESET if pretrained else {}),
         (f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {})),
     ]
-    defaults = {
-        "output_dir": f"outputs/{Path(data_args.dataset).name}-{Path(model_args.encoder).name}"
-    }  # not TrainingArguments' "trainer_output"
+    defaults = {"output_dir": default_output_dir(model_args, data_args)}  # not TrainingArguments' "trainer_output"
     for what, preset in presets:
         for name, value in preset.items():
             if name not in given and name not in defaults:  # the first preset naming an argument wins over later ones
@@ -408,7 +424,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 
     category = (
         model_args.model_type == "memory"
-        and model_args.memory_method in ("category", "hybrid")
+        and model_args.memory_method in CLASSIFIER_METHODS
         and model_args.num_memory > 0
     )
     if model_args.oracle_type_share and not category:
@@ -426,6 +442,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
             f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}"
         )
     return model_args, data_args, training_args
+
+
+def default_output_dir(model_args: ModelArguments, data_args: DataArguments) -> str:
+    """``outputs/<corpus>-<model>[-<pretrained encoder>]``, the model being ``memory`` (the memory network), ``crf``
+    (the same class without memory) or ``seq2seq``."""
+    model = model_args.model_type if model_args.model_type == "seq2seq" or model_args.num_memory else "crf"
+    encoder = "" if model_args.encoder == "bilstm" else f"-{Path(model_args.encoder).name}"
+    return f"outputs/{Path(data_args.dataset).name}-{model}{encoder}"
 
 
 def given_arguments(parser: HfArgumentParser, argv: list[str]) -> dict:
@@ -530,22 +554,18 @@ def type_classifier_encoder_kwargs(encoder: str | None, tokenizer) -> dict:
     return {"type_classifier_encoder_type": "transformers", "type_classifier_encoder_config": config.to_dict()}
 
 
-def build_model(
-    model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None
-):
-    """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char
-    embeddings."""
+def architecture(model_args: ModelArguments, data_args: DataArguments) -> dict:
+    """The config arguments the flags choose (the corpus, the tokenizer and the char vectors add the rest)."""
     kwargs = {
-        "id2label": dict(enumerate(label_names)),
-        "label2id": {label: i for i, label in enumerate(label_names)},
         "hidden_dropout_prob": model_args.hidden_dropout_prob,
         "tag_scheme": data_args.tag_scheme,
         "max_length": data_args.max_seq_length,
-        "pad_token_id": tokenizer.pad_token_id,
+        "char_embedding_size": model_args.char_embedding_size,
+        "lstm_hidden_size": model_args.lstm_hidden_size,
     }
     if model_args.model_type == "memory":
-        model_class, config_class = MemoryNetForTokenClassification, MemoryNetConfig
         kwargs.update(
+            lstm_num_layers=model_args.lstm_num_layers,
             use_self_attention=model_args.use_self_attention,
             self_attention_size=model_args.self_attention_size,
             num_memory=model_args.num_memory,
@@ -554,14 +574,8 @@ def build_model(
             memory_entity_swap_prob=model_args.memory_entity_swap_prob,
             type_classifier_kind=model_args.type_classifier_kind,
         )
-        kwargs.update(type_classifier_encoder_kwargs(model_args.type_classifier_encoder, tokenizer))
-        if char_vectors:
-            kwargs["label_type_size"] = char_vectors[1].shape[1]
-        char_kwargs = {"lstm_hidden_size": model_args.lstm_hidden_size, "lstm_num_layers": model_args.lstm_num_layers}
     else:
-        model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
         kwargs.update(
-            lstm_hidden_size=model_args.lstm_hidden_size,
             attention_score=model_args.attention_score,
             feed_encoder_state=model_args.feed_encoder_state,
             num_beams=model_args.num_beams,
@@ -569,9 +583,28 @@ def build_model(
         )
         if model_args.attention_score == "dot":  # s_{i-1} . h_t: the decoder state as wide as the encoder's
             kwargs["decoder_hidden_size"] = 2 * model_args.lstm_hidden_size
-        char_kwargs = {}
-    # the BiLSTM's sizes (also those of a BiLSTM type classifier beside a pretrained tagger)
-    kwargs.update(vocab_size=len(tokenizer), char_embedding_size=model_args.char_embedding_size, **char_kwargs)
+    return kwargs
+
+
+def build_model(
+    model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None
+):
+    """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char
+    embeddings."""
+    kwargs = {
+        **architecture(model_args, data_args),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {label: i for i, label in enumerate(label_names)},
+        "pad_token_id": tokenizer.pad_token_id,
+        "vocab_size": len(tokenizer),
+    }
+    if model_args.model_type == "memory":
+        model_class, config_class = MemoryNetForTokenClassification, MemoryNetConfig
+        kwargs.update(type_classifier_encoder_kwargs(model_args.type_classifier_encoder, tokenizer))
+        if char_vectors:
+            kwargs["label_type_size"] = char_vectors[1].shape[1]
+    else:
+        model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
     if model_args.encoder != "bilstm":
         return model_class.from_encoder_pretrained(model_args.encoder, **kwargs)
     config = config_class(encoder_type="bilstm", **kwargs)

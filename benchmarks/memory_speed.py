@@ -124,7 +124,7 @@ def main() -> None:
     common = dict(
         id2label=dict(enumerate(names)), vocab_size=len(tokenizer), use_self_attention=not args.no_self_attention
     )
-    base = MemoryNetForTokenClassification(MemoryNetConfig(**common)).eval()
+    base = MemoryNetForTokenClassification(MemoryNetConfig(num_memory=0, **common)).eval()
 
     def memory_model(**config_kwargs) -> MemoryNetForTokenClassification:
         model = MemoryNetForTokenClassification(

@@ -47,7 +47,9 @@ def main() -> None:
         "tag_scheme": "BIEO",
         "max_length": 128,
     }
-    crf = MemoryNetForTokenClassification(MemoryNetConfig(**common)).eval()  # the baseline of benchmarks/baselines.py
+    crf = MemoryNetForTokenClassification(
+        MemoryNetConfig(num_memory=0, use_self_attention=False, **common)
+    ).eval()  # the baseline of benchmarks/baselines.py
     s2s = Seq2SeqAttnTagger(Seq2SeqAttnConfig(**common)).eval()
     decoders = {
         "BiLSTM-CRF, Viterbi": (crf, {}),

@@ -12,7 +12,15 @@ import torch
 from datasets import DatasetDict
 
 from modeling.memory_bank import MemoryBank
-from modeling.retrieval import INDEX_METHODS, TYPE_METHODS, BankIndex, RetrievalCache, pos_strings, rank_memories
+from modeling.retrieval import (
+    CLASSIFIER_METHODS,
+    INDEX_METHODS,
+    TYPE_METHODS,
+    BankIndex,
+    RetrievalCache,
+    pos_strings,
+    rank_memories,
+)
 
 from .metrics import multilabel_scores
 from .readers import Corpus, dataset_spans
@@ -156,7 +164,7 @@ def retrieve_memories(
     ``gold_category``); ``predicted_types`` (for ``category``) the classifier's, per split. Returns
     the bank, the ids and a report (retrieval seconds per split, cache hits)."""
     n, method = config.num_memory, config.memory_method
-    if method in ("category", "hybrid") and predicted_types is None:
+    if method in CLASSIFIER_METHODS and predicted_types is None:
         raise ValueError(f"memory_method {method!r} needs the entity types the classifier predicts for every split")
     cache = RetrievalCache(cache_dir)
     texts = {split: ["".join(t) for t in ds["tokens"]] for split, ds in corpus.items()}

@@ -23,7 +23,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as Seq
 from modeling.text_splitting import split_windows
 
 from modeling.tag_schemes import (
-    SCHEMES,
+    check_scheme,
     Span,
     TagSequenceError,
     detect_scheme,
@@ -127,9 +127,7 @@ def build_corpus(
     Tags are written in ``scheme``; the label set is the same for every split (the union of the
     entity types seen, or ``types``).
     """
-    if scheme.upper() not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
-    scheme = scheme.upper()
+    scheme = check_scheme(scheme)
     if types is None:
         types = {s.type for exs in splits.values() for ex in exs if ex["spans"] for s in ex["spans"]}
     types = sorted(types)
@@ -421,9 +419,7 @@ def _examples_from_tagged(
                         path, ln, f"unknown tag {t!r} (expected 'O' or '<prefix>-<type>'){where}"
                     ) from None
     all_tags = {t for _, sents in read.values() for s in sents for t in s["tags"]}
-    source = (scheme or detect_scheme(all_tags)).upper()
-    if source not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    source = check_scheme(scheme or detect_scheme(all_tags))
     notes.append(f"source tag scheme {source} ({'declared' if scheme else 'detected'})")
     out = {}
     for split, (path, sents) in read.items():

@@ -6,7 +6,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-ENCODER_TYPES = ("bilstm", "transformers")
+from .encoders import ENCODER_TYPES
+from .retrieval import CLASSIFIER_METHODS, METHODS
+
+TYPE_CLASSIFIER_KINDS = ("pooled", "tagger")
 
 
 @strict
@@ -14,8 +17,8 @@ class MemoryNetConfig(PreTrainedConfig):
     r"""
     Configuration of the associated-memory-network tagger: a character encoder, the memory
     attention over retrieved training sentences (`num_memory > 0`), optional multi-head
-    self-attention, and a CRF. The config's own defaults build the plain encoder-CRF; `train.py`
-    defaults to the paper's model (n=4, category retrieval, self-attention).
+    self-attention, and a CRF. Its defaults are the model `train.py` trains (the architecture's defaults live
+    here; `train.py` reads them).
 
     Args:
         encoder_type (`str`, defaults to `"bilstm"`):
@@ -33,7 +36,7 @@ class MemoryNetConfig(PreTrainedConfig):
             BiLSTM encoder: number of layers.
         hidden_dropout_prob (`float`, defaults to 0.1):
             Dropout on embeddings and on the features fed to the emission layer (paper: 0.1).
-        use_self_attention (`bool`, defaults to `False`):
+        use_self_attention (`bool`, defaults to `True`):
             Re-encode the features with multi-head self-attention before the CRF (paper eqs. 8-10).
         self_attention_size (`int`, defaults to 512):
             Width of the self-attention layer (paper: 512).
@@ -46,11 +49,11 @@ class MemoryNetConfig(PreTrainedConfig):
             pipeline cuts longer text into windows of this size (paper: 64).
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initialiser of linear layers.
-        num_memory (`int`, defaults to 0):
+        num_memory (`int`, defaults to 4):
             Memory sentences per input, `n` (paper: 4); 0 is the plain encoder-CRF baseline.
-        memory_method (`str`, defaults to `"pos_edit"`):
-            How memories are retrieved when the caller gives none: `pos_edit`, `category`,
-            `gold_category`, `lexical`, `entity`, `hybrid` or `random` (see `retrieval.py`).
+        memory_method (`str`, defaults to `"entity"`):
+            How memories are retrieved when the caller gives none: one of `retrieval.METHODS` (described
+            there).
         type_classifier_kind (`str`, defaults to `"pooled"`):
             The entity-type classifier of `category` retrieval. `"pooled"`: the encoder max-pooled
             over the characters, one logit per type (a multi-label classifier, as the paper's); `"tagger"`:
@@ -97,14 +100,14 @@ class MemoryNetConfig(PreTrainedConfig):
     lstm_hidden_size: int = 256
     lstm_num_layers: int = 1
     hidden_dropout_prob: float = 0.1
-    use_self_attention: bool = False
+    use_self_attention: bool = True
     self_attention_size: int = 512
     num_attention_heads: int = 8
     tag_scheme: str = "BIOS"
     max_length: int = 64
     initializer_range: float = 0.02
-    num_memory: int = 0
-    memory_method: str = "pos_edit"
+    num_memory: int = 4
+    memory_method: str = "entity"
     type_classifier_kind: str = "pooled"
     type_classifier_encoder_type: str | None = None
     type_classifier_encoder_config: PreTrainedConfig | dict | None = None
@@ -128,18 +131,12 @@ class MemoryNetConfig(PreTrainedConfig):
                 f"self_attention_size ({self.self_attention_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
-        if self.memory_method not in (
-            "pos_edit",
-            "category",
-            "gold_category",
-            "random",
-            "lexical",
-            "entity",
-            "hybrid",
-        ):
-            raise ValueError(f"unknown memory_method {self.memory_method!r}")
-        if self.type_classifier_kind not in ("pooled", "tagger"):
-            raise ValueError(f"type_classifier_kind must be 'pooled' or 'tagger', got {self.type_classifier_kind!r}")
+        if self.memory_method not in METHODS:
+            raise ValueError(f"unknown memory_method {self.memory_method!r}; choose one of {', '.join(METHODS)}")
+        if self.type_classifier_kind not in TYPE_CLASSIFIER_KINDS:
+            raise ValueError(
+                f"type_classifier_kind must be one of {TYPE_CLASSIFIER_KINDS}, got {self.type_classifier_kind!r}"
+            )
         if self.type_classifier_encoder_type not in (None, *ENCODER_TYPES):
             raise ValueError(
                 f"type_classifier_encoder_type must be one of {ENCODER_TYPES} (or None: the tagger's), got "
@@ -167,7 +164,7 @@ class MemoryNetConfig(PreTrainedConfig):
     @property
     def uses_type_classifier(self) -> bool:
         """Whether retrieval reads the entity types a classifier predicts (`category`, `hybrid`)."""
-        return self.num_memory > 0 and self.memory_method in ("category", "hybrid")
+        return self.num_memory > 0 and self.memory_method in CLASSIFIER_METHODS
 
     @property
     def entity_types(self) -> list[str]:

@@ -6,7 +6,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-ENCODER_TYPES = ("bilstm", "transformers")
+from .encoders import ENCODER_TYPES
+
 ATTENTION_SCORES = ("dot", "general", "additive")
 
 

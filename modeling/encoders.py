@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
+ENCODER_TYPES = ("bilstm", "transformers")  # a config's encoder_type: the char BiLSTM, or any AutoModel
+
 
 class EncoderParametersMixin:
     """Which parameters are the model's encoder (pretrained, or the char embeddings / BiLSTM): the

@@ -49,7 +49,8 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 from threadpoolctl import ThreadpoolController
 
-METHODS = ("pos_edit", "category", "gold_category", "random", "lexical", "entity", "hybrid")
+METHODS = ("entity", "lexical", "category", "hybrid", "pos_edit", "gold_category", "random")
+CLASSIFIER_METHODS = ("category", "hybrid")  # the methods whose query types an entity-type classifier predicts
 TYPE_METHODS = ("category", "gold_category", "hybrid")  # the methods that read the query's entity types
 INDEX_METHODS = ("lexical", "entity", "hybrid")  # the methods that read a BankIndex
 POS_METHODS = ("pos_edit", "category", "gold_category", "hybrid")  # the methods that read POS strings

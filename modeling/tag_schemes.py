@@ -60,7 +60,8 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     raise TagSequenceError(f"unknown tag {tag!r} (expected 'O' or '<prefix>-<type>')")
 
 
-def _check_scheme(scheme: str) -> str:
+def check_scheme(scheme: str) -> str:
+    """``scheme`` in upper case; a ValueError naming the schemes if it is none of them."""
     up = scheme.upper()
     if up not in _PREFIXES:
         raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
@@ -92,7 +93,7 @@ def tags_to_spans(tags: Sequence[str], scheme: str, strict: bool = True) -> list
     is for model predictions: ill-formed pieces are not entities (seqeval's strict mode), so a
     prediction gets credit only for spans it writes correctly.
     """
-    b, i, e, s = _PREFIXES[_check_scheme(scheme)]
+    b, i, e, s = _PREFIXES[check_scheme(scheme)]
     scheme = scheme.upper()
     spans: list[Span] = []
     open_type: str | None = None
@@ -156,7 +157,7 @@ def lenient_spans(tags: Sequence[str], scheme: str) -> list[Span]:
     follows an end or single tag; an inside or end tag that continues nothing starts an entity.
     ``... M-ORG`` at a sentence's end is an entity up to there; ``M-ORG ...`` at its start begins
     one. On a well-formed sequence this is :func:`tags_to_spans`. Unknown tags still raise."""
-    b, i, e, s = _PREFIXES[_check_scheme(scheme)]
+    b, i, e, s = _PREFIXES[check_scheme(scheme)]
     single_is_begin = s == b  # BIO and BIEO write a one-character entity as a lone begin tag
     spans: list[Span] = []
     open_type: str | None = None  # None also right after an end or single tag
@@ -183,7 +184,7 @@ def lenient_spans(tags: Sequence[str], scheme: str) -> list[Span]:
 
 def spans_to_tags(spans: Iterable[Span | tuple], length: int, scheme: str) -> list[str]:
     """Write spans as a tag sequence of ``length`` in ``scheme``. Overlapping spans are an error."""
-    b, i, e, s = _PREFIXES[_check_scheme(scheme)]
+    b, i, e, s = _PREFIXES[check_scheme(scheme)]
     tags = ["O"] * length
     for etype, start, end in spans:
         if not 0 <= start < end <= length:
@@ -207,6 +208,6 @@ def convert_tags(tags: Sequence[str], source: str, target: str, strict: bool = T
 
 def label_list(entity_types: Iterable[str], scheme: str) -> list[str]:
     """All tags of ``scheme`` for these types, ``O`` first, then types in sorted order."""
-    b, i, e, s = _PREFIXES[_check_scheme(scheme)]
+    b, i, e, s = _PREFIXES[check_scheme(scheme)]
     prefixes = list(dict.fromkeys((b, i, e, s)))
     return ["O"] + [f"{p}-{t}" for t in sorted(set(entity_types)) for p in prefixes]

@@ -4,11 +4,11 @@ The model is ``NER_MODEL`` (a Hub model id or a local folder written by train.py
 loaded with ``pipeline("chinese-ner", trust_remote_code=True)``, so the Space needs none of the
 repository's code. Without ``NER_MODEL``, inside a checkout of the repository, it uses the model
 the README's main command writes (``python train.py``: the memory network on the embedded sample
-corpus, ``outputs/sample-bilstm/``), and runs that command first if the folder is missing (about
+corpus, ``outputs/sample-memory/``), and runs that command first if the folder is missing (about
 a minute on a CPU, offline).
 
     python space/app.py                                    # http://127.0.0.1:7860
-    NER_MODEL=outputs/cluener-bilstm python space/app.py
+    NER_MODEL=outputs/cluener-memory python space/app.py
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from transformers import pipeline
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEMO_MODEL = REPO / "outputs" / "sample-bilstm"  # where `python train.py` (no arguments) writes
+DEMO_MODEL = REPO / "outputs" / "sample-memory"  # where `python train.py` (no arguments) writes
 MAX_CHARS = 20_000
 MAX_MEMORY_WINDOWS = 3  # memory panels shown (a long text has one window per sentence)
 MAX_BATCH = 16  # concurrent requests tagged in one pipeline call

@@ -129,7 +129,7 @@ def run_train(
     out = (
         Path(cwd, args[args.index("--output_dir") + 1])
         if "--output_dir" in args
-        else cwd / "outputs" / "sample-bilstm"
+        else cwd / "outputs" / "sample-memory"
     )  # train.py's default
     results = json.loads((out / "all_results.json").read_text())
     results["_stdout"], results["_stderr"] = stdout, stderr

@@ -132,8 +132,9 @@ def test_num_memory_zero_is_the_plain_encoder_crf():
     """``num_memory=0``: no memory parameters, and the forward pass is encoder -> emissions -> CRF, nothing else."""
     torch.manual_seed(0)
     config = MemoryNetConfig(
-        id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8, num_memory=0
-    )
+        id2label={i: f"L{i}" for i in range(5)}, vocab_size=50, char_embedding_size=8, lstm_hidden_size=8,
+        num_memory=0, use_self_attention=False,
+    )  # fmt: skip
     model = MemoryNetForTokenClassification(config).eval()
     assert model.label_embeddings is model.memory_bank is model.type_classifier is None
     assert not any(k.startswith(("label_embeddings", "memory_bank", "type_classifier")) for k in model.state_dict())

@@ -20,6 +20,8 @@ TEXTS = [
 
 
 def tiny_model(num_labels=5, **kw):
+    """A tiny BiLSTM-CRF (no memory, no self-attention unless ``kw`` says otherwise)."""
+    kw = {"num_memory": 0, "use_self_attention": False, **kw}
     torch.manual_seed(0)
     config = MemoryNetConfig(
         id2label={i: f"L{i}" for i in range(num_labels)},

@@ -15,7 +15,7 @@ from transformers import BertTokenizerFast
 
 from conftest import ROOT, run_train
 from data_scripts.sample import SAMPLE_DIR
-from modeling import MemoryNetForTokenClassification
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig
 import train  # conftest puts the repo root on sys.path
 
 
@@ -52,13 +52,25 @@ def test_arguments_from_a_file_or_the_command_line(source, tmp_path, monkeypatch
 def test_presets_apply_only_to_what_the_user_left_out(monkeypatch):
     model_args, data_args, training_args = parse(monkeypatch, "--model_type", "seq2seq")
     assert (data_args.tag_scheme, model_args.lstm_hidden_size) == ("BIEO", 128)  # the seq2seq paper's
-    assert training_args.output_dir == "outputs/sample-bilstm"  # not TrainingArguments' "trainer_output"
+    assert training_args.output_dir == "outputs/sample-seq2seq"  # not TrainingArguments' "trainer_output"
     model_args, data_args, training_args = parse(
         monkeypatch, "--model_type", "seq2seq", "--tag_scheme", "BIOES", "--learning_rate", "1e-4"
     )
     assert (data_args.tag_scheme, training_args.learning_rate) == ("BIOES", 1e-4)
     _, _, training_args = parse(monkeypatch, "--encoder", "some/pretrained-bert", "--dataset", "cluener")
     assert training_args.learning_rate == 2e-4  # the paper's rate for the layers above a pretrained encoder
+
+
+def test_the_default_config_is_the_model_train_py_trains(monkeypatch):
+    """``MemoryNetConfig()`` is the architecture ``python train.py`` builds (the corpus's labels, vocabulary and
+    char vectors aside), and every train.py default that is a config field agrees with it."""
+    model_args, data_args, _ = parse(monkeypatch)
+    built = train.architecture(model_args, data_args)
+    default = MemoryNetConfig()
+    assert {name: getattr(default, name) for name in built} == built
+    model_args, data_args, _ = parse(monkeypatch, "--model_type", "seq2seq")
+    built = train.architecture(model_args, data_args)
+    assert {name: getattr(Seq2SeqAttnConfig(), name) for name in built} == built
 
 
 def test_an_abbreviated_flag_counts_as_given_and_beats_the_presets(monkeypatch):
