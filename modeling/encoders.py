@@ -35,7 +35,10 @@ class EncoderParametersMixin:
 
 
 class CharBiLSTMEncoder(nn.Module):
-    """Character embeddings -> dropout -> BiLSTM (the papers' "BiLSTM + char embedding" rows)."""
+    """Embeddings -> dropout -> BiLSTM (the papers' "BiLSTM + char embedding" rows).
+
+    The embeddings are a character table (``embeddings=None``) or a given module, such as a
+    :class:`TransformersEncoder` under the seq2seq paper's BiLSTM (its BERT row)."""
 
     def __init__(
         self,
@@ -45,9 +48,14 @@ class CharBiLSTMEncoder(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.1,
         pad_token_id: int = 0,
+        embeddings: nn.Module | None = None,
     ):
         super().__init__()
-        self.embeddings = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_token_id)
+        if embeddings is None:
+            embeddings = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_token_id)
+        else:
+            embedding_size = embeddings.output_size
+        self.embeddings = embeddings
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(
             embedding_size,
@@ -60,9 +68,22 @@ class CharBiLSTMEncoder(nn.Module):
         self.output_size = 2 * hidden_size
 
     def forward(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **unused
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **unused,
     ) -> torch.Tensor:
-        return run_lstm(self.lstm, self.dropout(self.embeddings(input_ids)), attention_mask)
+        if isinstance(self.embeddings, nn.Embedding):
+            embedded = self.embeddings(input_ids)
+        else:
+            embedded = self.embeddings(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return run_lstm(self.lstm, self.dropout(embedded), attention_mask)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        if isinstance(self.embeddings, nn.Embedding):
+            return self.embeddings
+        return self.embeddings.model.get_input_embeddings()
 
 
 def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

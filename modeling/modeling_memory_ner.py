@@ -312,7 +312,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         if isinstance(self.encoder, CharBiLSTMEncoder):
-            return self.encoder.embeddings
+            return self.encoder.get_input_embeddings()
         return self.encoder.model.get_input_embeddings()
 
     def reset_labels(self, id2label: dict[int, str]) -> None:

@@ -20,7 +20,13 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_seq2seq_ner import Seq2SeqAttnConfig
 from .crf import character_mask
-from .encoders import EncoderParametersMixin, TransformersEncoder, _auto_model, load_pretrained_encoder, run_lstm
+from .encoders import (
+    CharBiLSTMEncoder,
+    EncoderParametersMixin,
+    TransformersEncoder,
+    _auto_model,
+    load_pretrained_encoder,
+)
 from .tag_constraints import transition_masks
 from .tagging import TaggerMixin
 
@@ -45,18 +51,35 @@ class Seq2SeqTaggerOutput(TokenClassifierOutput):
     tags: torch.LongTensor | None = None
 
 
+# parameter names of folders saved before the encoder was named as in the memory network (a char table or a
+# transformers model as `encoder`, the BiLSTM as `bilstm`): from_pretrained renames them
+LEGACY_KEYS = {r"^encoder\.weight$": "encoder.embeddings.weight", r"^encoder\.model\.": "encoder.embeddings.model.",
+               r"^bilstm\.": "encoder.lstm."}  # fmt: skip
+
+
 class Seq2SeqAttnPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
     config: Seq2SeqAttnConfig
     config_class = Seq2SeqAttnConfig
     base_model_prefix = "seq2seq_ner"
     supports_gradient_checkpointing = False
+    # the paper's embedding layer (a char table, or BERT) learns at the encoder rate, the BiLSTM above it with the rest
+    encoder_modules = ("encoder.embeddings",)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, Seq2SeqAttnTagger) and isinstance(module.encoder, nn.Embedding):
+        if isinstance(module, CharBiLSTMEncoder) and isinstance(module.embeddings, nn.Embedding):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
-            init.normal_(module.encoder.weight, 0.0, 1.0)
+            init.normal_(module.embeddings.weight, 0.0, 1.0)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``; a folder saved with the old parameter names loads too, and is saved
+        again with today's."""
+        kwargs.setdefault("key_mapping", LEGACY_KEYS)
+        model = super().from_pretrained(*args, **kwargs)
+        model._weight_conversions = None  # save_pretrained would otherwise write the old names back
+        return model
 
 
 class DecoderAttention(nn.Module):
@@ -115,20 +138,21 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
     def __init__(self, config: Seq2SeqAttnConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        # `encoder`: what config.encoder_type names (a char embedding table, or a transformers model such as
-        # the paper's BERT), the same name as in the memory network; the paper's BiLSTM encoder is `bilstm`
-        if config.encoder_type == "bilstm":
-            pad = config.pad_token_id if config.pad_token_id is not None else 0
-            self.encoder = nn.Embedding(config.vocab_size, config.char_embedding_size, padding_idx=pad)
-            embedding_size = config.char_embedding_size
-        else:
-            self.encoder = TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
-            embedding_size = self.encoder.output_size
+        # the embedding layer (a char table, or a transformers model such as the paper's BERT) and the BiLSTM of
+        # eqs. 1-5: `encoder.embeddings` and `encoder.lstm`, as in the memory network
+        embeddings = None
+        if config.encoder_type == "transformers":
+            embeddings = TransformersEncoder(_auto_model(config.encoder_config, pretrained=False))
+        self.encoder = CharBiLSTMEncoder(
+            config.vocab_size,
+            config.char_embedding_size,
+            config.lstm_hidden_size,
+            dropout=config.hidden_dropout_prob,
+            pad_token_id=config.pad_token_id if config.pad_token_id is not None else 0,
+            embeddings=embeddings,
+        )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.bilstm = nn.LSTM(
-            embedding_size, config.lstm_hidden_size, batch_first=True, bidirectional=True
-        )  # eqs. 1-5
-        encoder_size = 2 * config.lstm_hidden_size
+        encoder_size = self.encoder.output_size
         self.attention = DecoderAttention(
             config.attention_score, config.decoder_hidden_size, encoder_size, config.attention_size
         )
@@ -166,13 +190,11 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             encoder_type="transformers", encoder_config=encoder.model.config.to_dict(), **config_kwargs
         )
         model = cls(config)
-        model.encoder = encoder
+        model.encoder.embeddings = encoder
         return model
 
     def get_input_embeddings(self) -> nn.Module:
-        if isinstance(self.encoder, nn.Embedding):
-            return self.encoder
-        return self.encoder.model.get_input_embeddings()
+        return self.encoder.get_input_embeddings()
 
     @property
     def go_id(self) -> int:
@@ -184,11 +206,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
 
     def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
         """Encoder states ``h`` ``[batch, length, 2 x lstm_hidden_size]`` (eqs. 1-5)."""
-        if isinstance(self.encoder, nn.Embedding):
-            embedded = self.encoder(input_ids)
-        else:
-            embedded = self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        return run_lstm(self.bilstm, self.dropout(embedded), attention_mask)
+        return self.encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
 
     def _start(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
         """Initial decoder state (from the mean encoder state of the characters) and the attention's prepared keys,

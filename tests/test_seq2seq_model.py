@@ -2,9 +2,11 @@
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForTokenClassification, BertTokenizerFast
 
 from conftest import run_fresh_process, run_train, write_cluener_slice
@@ -339,3 +341,23 @@ def test_score_is_the_decoders_probability_of_its_own_tag_given_its_previous_tag
     expected = forced.softmax(-1).gather(-1, out.tags[:, 1:-1].clamp(min=0).unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(scores[:, 1:-1][chars], expected[chars], atol=1e-5)
     assert ((expected[chars] > 0) & (expected[chars] <= 1)).all()
+
+
+def test_a_folder_saved_with_the_old_parameter_names_loads_and_is_saved_with_todays(tmp_path):
+    """Commit c68bd23 named the char table ``encoder`` and the BiLSTM ``bilstm``; today both live in ``encoder``
+    (``encoder.embeddings``, ``encoder.lstm``), as in the memory network. The fixture is a tiny model saved by that
+    commit with its outputs on two inputs."""
+    folder = Path(__file__).parent / "fixtures" / "seq2seq-c68bd23"
+    expected = json.loads((folder / "expected.json").read_text())
+    inputs = {k: torch.tensor(expected[k]) for k in ("input_ids", "attention_mask")}
+    model = Seq2SeqAttnTagger.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, torch.tensor(expected["logits"]), atol=1e-6)
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert "encoder.embeddings.weight" in keys and "encoder.lstm.weight_ih_l0" in keys
+    assert not any(k.startswith("bilstm.") or k == "encoder.weight" for k in keys)
+    again = Seq2SeqAttnTagger.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(**inputs).logits, torch.tensor(expected["logits"]), atol=1e-6)

@@ -263,10 +263,12 @@ def test_fine_tune_a_saved_model_on_other_labels(memory_run, tmp_path):
 def test_seq2seq_reset_labels_renews_only_the_label_layers(seq2seq_run):
     folder, _ = seq2seq_run
     model = Seq2SeqAttnTagger.from_pretrained(folder)
-    encoder, bilstm = model.encoder.weight.clone(), model.bilstm.weight_ih_l0.clone()
+    encoder, bilstm = model.encoder.embeddings.weight.clone(), model.encoder.lstm.weight_ih_l0.clone()
     model.reset_labels({0: "O", 1: "B-PER", 2: "I-PER", 3: "E-PER"})
     assert model.classifier.out_features == 4 and model.tag_embeddings.num_embeddings == 5
-    assert torch.equal(model.encoder.weight, encoder) and torch.equal(model.bilstm.weight_ih_l0, bilstm)
+    assert torch.equal(model.encoder.embeddings.weight, encoder) and torch.equal(
+        model.encoder.lstm.weight_ih_l0, bilstm
+    )
     ids = torch.tensor([[101, 2476, 839, 1762, 102]])
     tags = model(ids, return_tags=True).tags[0, 1:-1].tolist()
     assert all(0 <= t < 4 for t in tags)
