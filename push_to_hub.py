@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from data_scripts.errors import UserError, run_command
 from modeling.retrieval import CLASSIFIER_METHODS
 
 CHECK_SENTENCE = "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。"
@@ -85,7 +86,7 @@ CITATIONS = """\
 ```"""
 
 
-class PushError(Exception):
+class PushError(UserError):
     """A problem the user can fix, reported in one sentence."""
 
 
@@ -382,23 +383,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --repo_id to upload, or --dry-run to only build and check the folder")
 
     out = args.output_dir or args.model_dir / "hub_repo"
-    try:
-        results = build_repo(args.model_dir, out, args.repo_id or args.model_dir.resolve().name, args.license)
-        entities = verify(out)
-        splits = (
-            ", ".join(f"{s} F1 {100 * results[f'{s}_f1']:.2f}" for s in evaluated_splits(results))
-            or "no evaluated split"
-        )
-        print(f"built {out} ({splits}); a fresh offline process loaded it and tagged {CHECK_SENTENCE!r}:")
-        print("  " + (", ".join(f"{e['word']}/{e['entity_group']}" for e in entities) or "(no entities)"))
-        if args.dry_run:
-            return 0
+    results = build_repo(args.model_dir, out, args.repo_id or args.model_dir.resolve().name, args.license)
+    entities = verify(out)
+    splits = (
+        ", ".join(f"{s} F1 {100 * results[f'{s}_f1']:.2f}" for s in evaluated_splits(results)) or "no evaluated split"
+    )
+    print(f"built {out} ({splits}); a fresh offline process loaded it and tagged {CHECK_SENTENCE!r}:")
+    print("  " + (", ".join(f"{e['word']}/{e['entity_group']}" for e in entities) or "(no entities)"))
+    if not args.dry_run:
         print(f"uploaded: {upload(out, args.repo_id, args.token, args.private)}")
-        return 0
-    except PushError as err:
-        print(f"push_to_hub.py: {err}", file=sys.stderr)
-        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, "push_to_hub.py")

@@ -45,6 +45,7 @@ from transformers import (
 )
 
 from data_scripts.collator import DataCollatorForMemoryNER
+from data_scripts.errors import UserError, run_command
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
 from data_scripts.memory_data import entity_type_vectors, prepare_memories
@@ -395,7 +396,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     parser = HfArgumentParser((ModelArguments, DataArguments, NERTrainingArguments))
     given = given_arguments(parser, sys.argv[1:] if argv is None else list(argv))
     model_args, data_args, _ = parse_dict(parser, given)
-    saved = AutoConfig.from_pretrained(model_args.model_name_or_path) if model_args.model_name_or_path else None
+    saved = None
+    if model_args.model_name_or_path:
+        saved = from_folder(AutoConfig.from_pretrained, model_args.model_name_or_path, "--model_name_or_path")
     if saved is not None:  # the architecture, scheme and window are the saved model's
         for name, value in saved_model_arguments(saved).items():
             if name in given and given[name] != value:
@@ -442,6 +445,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
             f"--oracle_type_share is a share of the sentences, within [0, 1]; got {model_args.oracle_type_share}"
         )
     return model_args, data_args, training_args
+
+
+def from_folder(load, name_or_path: str, flag: str):
+    """``load(name_or_path)``; a folder that is not there or holds no such model is the user's error, named by
+    ``flag``."""
+    try:
+        return load(name_or_path)
+    except (OSError, ValueError) as error:  # transformers: no such folder / Hub id, or an unknown model type
+        raise UserError(f"{flag} {name_or_path}: {str(error).splitlines()[0]}") from None
 
 
 def default_output_dir(model_args: ModelArguments, data_args: DataArguments) -> str:
@@ -495,7 +507,7 @@ def saved_model_arguments(config) -> dict:
     """The arguments a saved model fixes, as ``train.py`` flags: fine-tuning takes them from its config."""
     model_type = {MemoryNetConfig.model_type: "memory", Seq2SeqAttnConfig.model_type: "seq2seq"}.get(config.model_type)
     if model_type is None:
-        raise ValueError(
+        raise UserError(
             f"--model_name_or_path: a {config.model_type!r} model is not a tagger of this project "
             f"({MemoryNetConfig.model_type} or {Seq2SeqAttnConfig.model_type})"
         )
@@ -520,8 +532,8 @@ def load_saved_model(path: str, label_names: list[str], ignore_mismatched_sizes:
     if saved == label_names:
         return model, False
     if not ignore_mismatched_sizes:
-        raise SystemExit(
-            f"train.py: error: --model_name_or_path {path} tags {len(saved)} labels ({', '.join(saved)}), the corpus "
+        raise UserError(
+            f"--model_name_or_path {path} tags {len(saved)} labels ({', '.join(saved)}), the corpus "
             "has "
             f"{len(label_names)} ({', '.join(label_names)}). Pass --ignore_mismatched_sizes to initialise the "
             "label-dependent "
@@ -546,7 +558,7 @@ def type_classifier_encoder_kwargs(encoder: str | None, tokenizer) -> dict:
         return {"type_classifier_encoder_type": "bilstm"}
     config = AutoConfig.from_pretrained(encoder)
     if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
-        raise ValueError(
+        raise UserError(
             f"--type_classifier_encoder {encoder}: its {config.vocab_size} token embeddings do not cover the "
             "tokenizer's "
             f"{len(tokenizer)} tokens; the classifier reads the tagger's input ids, so both need one vocabulary"
@@ -606,7 +618,9 @@ def build_model(
     else:
         model_class, config_class = Seq2SeqAttnTagger, Seq2SeqAttnConfig
     if model_args.encoder != "bilstm":
-        return model_class.from_encoder_pretrained(model_args.encoder, **kwargs)
+        return from_folder(
+            lambda path: model_class.from_encoder_pretrained(path, **kwargs), model_args.encoder, "--encoder"
+        )
     config = config_class(encoder_type="bilstm", **kwargs)
     model = model_class(config)
     if char_vectors:
@@ -851,4 +865,4 @@ def write_predictions(trainer, features, raw, label_names, scheme, path: Path) -
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "train.py")

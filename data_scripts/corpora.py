@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import UserError
 from .features import default_data_dir
 from .readers import (
     Corpus,
@@ -80,7 +81,7 @@ def load_corpus(
     elif name == "files" or train_file:
         files = {k: v for k, v in (("train", train_file), ("validation", validation_file), ("test", test_file)) if v}
         if "train" not in files:
-            raise ValueError("--dataset files needs --train_file")
+            raise UserError("--dataset files needs --train_file")
         if all(str(f).endswith((".json", ".jsonl")) for f in files.values()):
             if is_token_json(files["train"]):
                 dsd = read_token_json_files(files, source_scheme, scheme, max_chars=max_chars, options=options)
@@ -91,7 +92,7 @@ def load_corpus(
     elif Path(name).is_dir() and (Path(name) / "train.json").exists():
         dsd = _dev_as_validation(read_cluener(name, scheme, max_chars=max_chars))
     else:
-        raise ValueError(
+        raise UserError(
             f"unknown dataset {name!r}: use one of {', '.join(CORPORA)}, a folder with CLUENER train.json/dev.json, "
             "or 'files' with --train_file/--validation_file/--test_file"
         )

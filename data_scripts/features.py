@@ -12,6 +12,8 @@ from transformers import AutoTokenizer, BertTokenizerFast
 
 from modeling.char_tokenization import SPECIAL_TOKENS, encode_chars
 
+from .errors import UserError
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BERT_VOCAB = "vocab/bert-base-chinese-vocab.txt"
 
@@ -64,12 +66,15 @@ def load_tokenizer(
     if name_or_path:
         if Path(name_or_path).is_file():
             return BertTokenizerFast(vocab=str(name_or_path), **kwargs), f"vocabulary file {name_or_path}"
-        return AutoTokenizer.from_pretrained(name_or_path, **kwargs), f"tokenizer of {name_or_path}"
+        try:
+            return AutoTokenizer.from_pretrained(name_or_path, **kwargs), f"tokenizer of {name_or_path}"
+        except OSError as error:  # no such folder, and no Hub id reachable
+            raise UserError(f"no tokenizer at {name_or_path}: {str(error).splitlines()[0]}") from None
     shared = default_data_dir() / BERT_VOCAB
     if shared.is_file():
         return BertTokenizerFast(vocab=str(shared), **kwargs), f"Chinese BERT vocabulary {shared}"
     if train_tokens is None:
-        raise ValueError("no tokenizer given, no shared BERT vocabulary found, and no corpus to build one from")
+        raise UserError("no tokenizer given, no shared BERT vocabulary found, and no corpus to build one from")
     path = build_char_vocab(train_tokens, Path(work_dir) / "vocab.txt")
     tok = BertTokenizerFast(vocab=str(path), **kwargs)
     return tok, f"character vocabulary built from the training corpus ({len(tok)} tokens, {path})"

@@ -22,6 +22,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as Seq
 
 from modeling.text_splitting import split_windows
 
+from .errors import UserError
+
 from modeling.tag_schemes import (
     check_scheme,
     Span,
@@ -35,7 +37,7 @@ from modeling.tag_schemes import (
 )
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """Malformed corpus input; the message starts with ``file:line:``."""
 
     def __init__(self, path: str | Path, line: int | None, message: str):
@@ -320,7 +322,7 @@ def read_cluener(
     data_dir = Path(data_dir)
     files = {split: data_dir / f"{split}.json" for split in splits if (data_dir / f"{split}.json").exists()}
     if not files:
-        raise FileNotFoundError(f"no CLUENER split ({', '.join(s + '.json' for s in splits)}) in {data_dir}")
+        raise UserError(f"no CLUENER split ({', '.join(s + '.json' for s in splits)}) in {data_dir}")
     return read_cluener_files(files, scheme, max_chars)
 
 
@@ -359,7 +361,7 @@ class ReadOptions:
 
     def __post_init__(self):
         if self.bad_tags not in BAD_TAGS:
-            raise ValueError(f"bad_tags must be one of {', '.join(BAD_TAGS)}, got {self.bad_tags!r}")
+            raise UserError(f"bad_tags must be one of {', '.join(BAD_TAGS)}, got {self.bad_tags!r}")
 
 
 def _tags_to_example(
@@ -720,7 +722,7 @@ def read_hf_dataset(
         try:
             loaded = load_dataset(name_or_path)
         except Exception as err:
-            raise FileNotFoundError(
+            raise UserError(
                 f"--dataset_name {name_or_path!r} is neither a save_to_disk folder nor a dataset the Hub "
                 f"could give here ({type(err).__name__}: {str(err)[:300]})"
             ) from None

@@ -13,6 +13,7 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from conftest import ROOT, run_train
+from data_scripts.errors import UserError
 from data_scripts.corpora import load_corpus
 from data_scripts.readers import (
     DataFormatError,
@@ -210,7 +211,7 @@ def test_save_to_disk_dataset_with_classlabel_and_custom_columns(tmp_path):
     assert dataset_spans(dsd["train"]) == [[Span("LOC", 1, 3)], []] and dataset_spans(dsd["validation"]) == [
         [Span("LOC", 0, 2)]
     ]
-    with pytest.raises(FileNotFoundError, match="neither a save_to_disk folder"):
+    with pytest.raises(UserError, match="neither a save_to_disk folder"):
         read_hf_dataset(str(tmp_path / "missing"))
 
 

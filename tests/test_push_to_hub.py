@@ -74,7 +74,7 @@ def test_upload_offline_fails_with_one_clear_sentence(memory_run, tmp_path):
     proc = push(
         [folder, "--output_dir", tmp_path / "repo", "--repo_id", "someone/chinese-ner-test", "--token", "hf_fake"]
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     message = [line for line in proc.stderr.splitlines() if line.startswith("push_to_hub.py:")]
     assert len(message) == 1 and "could not upload to the Hub repo 'someone/chinese-ner-test'" in message[0], (
@@ -85,7 +85,7 @@ def test_upload_offline_fails_with_one_clear_sentence(memory_run, tmp_path):
 
 def test_a_folder_that_is_not_a_trained_model_gets_a_clear_error(tmp_path):
     proc = push([tmp_path, "--dry-run"])
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "is not a model folder written by train.py" in proc.stderr
     proc = push([tmp_path])
     assert proc.returncode == 2 and "give --repo_id to upload, or --dry-run" in proc.stderr

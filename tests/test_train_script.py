@@ -4,6 +4,7 @@ bank, char vectors and the retrieval cache together (small runs with ``--max_ste
 import json
 import os
 import shutil
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -351,3 +352,28 @@ def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_
     assert not all(torch.allclose(final["perturbed"][k], final["full"][k]) for k in tagger), (
         "the checkpoint's weights were not used"
     )
+
+
+@pytest.mark.parametrize(
+    "case", ["malformed training file", "missing training file", "missing model folder", "unknown dataset"]
+)
+def test_errors_the_user_can_fix_are_one_line_and_status_2(case, tmp_path):
+    """As argparse reports a bad flag: ``train.py: error: <message>`` alone on stderr, exit status 2, no traceback."""
+    bad = tmp_path / "train.txt"
+    bad.write_text("张 B-PER\n三 I-PER\n在 O O\n", encoding="utf-8")
+    argv = {
+        "malformed training file": ["--train_file", str(bad)],
+        "missing training file": ["--train_file", str(tmp_path / "nowhere.txt")],
+        "missing model folder": ["--model_name_or_path", str(tmp_path / "no-model")],
+        "unknown dataset": ["--dataset", "no-such-corpus"],
+    }[case]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *argv, "--output_dir", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: "), proc.stderr[-3000:]
+    if case == "malformed training file":
+        assert f"{bad}:3:" in lines[0]
