@@ -3,7 +3,7 @@
 An entity counts as correct only if type, start and end all match. Tags of any scheme are read
 into spans (gold strictly; predictions leniently, where an ill-formed piece is simply not an
 entity), written in BIOES, and scored by seqeval in strict IOBES mode, which gives the micro
-P/R/F1 and the per-type report. Works offline; ``evaluate`` is not needed.
+P/R/F1 and the per-type report. Works offline.
 """
 
 from __future__ import annotations
