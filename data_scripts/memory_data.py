@@ -181,7 +181,7 @@ def retrieve_memories(
     bank_pos = pos_of("train")
     bank_types = gold_types["train"]
     bank = MemoryBank.from_sentences(
-        features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab
+        features["train"]["input_ids"], features["train"]["labels"], bank_types, bank_pos, vocab, texts["train"]
     )
     index, seen_texts = None, texts
     if (

@@ -1,6 +1,7 @@
 """The memory bank: the labelled training sentences memories are drawn from, kept as model state.
 
-Stored as buffers (token ids, tag ids, entity-type sets, POS strings as code points), so
+Stored as buffers (token ids, tag ids, entity-type sets, POS strings and the sentences as written, as code
+points), so
 ``save_pretrained`` writes it into ``model.safetensors`` and a fresh process needs nothing but the
 model folder. Its shape lives in the config (``memory_bank_size``, ``memory_bank_length``,
 ``memory_pos_length``) so ``from_pretrained`` can build the buffers before loading them.
@@ -29,6 +30,9 @@ class MemoryBank(nn.Module):
         self.register_buffer("lengths", torch.zeros(size, dtype=torch.int32))
         self.register_buffer("types", torch.zeros(size, num_types, dtype=torch.uint8))
         self.register_buffer("pos", torch.zeros(size, pos_length, dtype=torch.int32))
+        # the characters as written, at their tokens' positions (the ids lower-case and merge blanks): what the
+        # model shows of a memory; 0 where a bank saved without them has none
+        self.register_buffer("chars", torch.zeros(size, length, dtype=torch.int32))
         self._pos_strings: tuple[torch.Tensor, int, list[str]] | None = None  # (pos buffer, its version, decoded)
         self._texts: tuple[torch.Tensor, int, list[str]] | None = None  # (input_ids buffer, its version, texts)
 
@@ -43,6 +47,7 @@ class MemoryBank(nn.Module):
         types: np.ndarray,
         pos: Sequence[str],
         vocab: dict[str, int] | None = None,
+        texts: Sequence[str] | None = None,
     ) -> "MemoryBank":
         """A bank just large enough for these sentences (formats as in :meth:`fill`); ``vocab`` fills
         the token table that lets retrieval rebuild a query's text from its ids."""
@@ -53,7 +58,7 @@ class MemoryBank(nn.Module):
             np.asarray(types).reshape(len(input_ids), -1).shape[1],
             len(vocab) if vocab else 0,
         )
-        bank.fill(input_ids, labels, types, pos)
+        bank.fill(input_ids, labels, types, pos, texts)
         if vocab:
             bank.fill_token_table(vocab)
         return bank
@@ -65,9 +70,11 @@ class MemoryBank(nn.Module):
         labels: Sequence[Sequence[int]],
         types: np.ndarray,
         pos: Sequence[str],
+        texts: Sequence[str] | None = None,
     ) -> None:
         """Copy the bank's sentences in: ``input_ids`` / ``labels`` as produced by ``encode_chars``
-        (with ``[CLS]``/``[SEP]``, labels ``-100`` there), ``types`` ``[size, num_types]`` 0/1, ``pos`` strings."""
+        (with ``[CLS]``/``[SEP]``, labels ``-100`` there), ``types`` ``[size, num_types]`` 0/1, ``pos`` strings,
+        ``texts`` the sentences as written (one character per token; None: shown as rebuilt from the ids)."""
         if not (len(input_ids) == len(labels) == len(types) == len(pos) == len(self)):
             raise ValueError(
                 f"a bank of {len(self)} sentences got {len(input_ids)} ids, {len(labels)} labels, {len(types)} type "
@@ -76,12 +83,18 @@ class MemoryBank(nn.Module):
         self.input_ids.zero_()
         self.labels.fill_(-100)
         self.pos.zero_()
-        self._write_rows(0, input_ids, labels, types, pos)
+        self.chars.zero_()
+        self._write_rows(0, input_ids, labels, types, pos, texts)
 
-    def _write_rows(self, start: int, input_ids, labels, types, pos) -> None:
+    def _write_rows(self, start: int, input_ids, labels, types, pos, texts=None) -> None:
         for i, (ids, labs, p) in enumerate(zip(input_ids, labels, pos), start):
             if len(ids) > self.input_ids.shape[1] or len(p) > self.pos.shape[1]:
                 raise ValueError(f"bank sentence {i} is longer than the bank's buffers")
+            if texts is not None:
+                text = texts[i - start]
+                if len(text) != len(ids) - 2:
+                    raise ValueError(f"bank sentence {i}: {len(text)} characters for {len(ids) - 2} tokens")
+                self.chars[i, 1 : len(text) + 1] = torch.as_tensor([ord(c) for c in text], dtype=torch.int32)
             self.input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=self.input_ids.dtype)
             self.labels[i, : len(labs)] = torch.as_tensor(labs, dtype=self.labels.dtype)
             self.lengths[i] = len(ids)
@@ -91,7 +104,9 @@ class MemoryBank(nn.Module):
         )
 
     @torch.no_grad()
-    def extended(self, input_ids, labels, types: np.ndarray, pos: Sequence[str]) -> "MemoryBank":
+    def extended(
+        self, input_ids, labels, types: np.ndarray, pos: Sequence[str], texts: Sequence[str] | None = None
+    ) -> "MemoryBank":
         """A new bank: this one's sentences, then the given ones (same formats as :meth:`fill`)."""
         size, length, pos_length = len(self), self.input_ids.shape[1], self.pos.shape[1]
         bank = MemoryBank(
@@ -103,11 +118,12 @@ class MemoryBank(nn.Module):
         ).to(self.input_ids.device)
         bank.token_chars.copy_(self.token_chars)
         bank.input_ids[:size, :length] = self.input_ids
+        bank.chars[:size, :length] = self.chars
         bank.labels[:size, :length] = self.labels
         bank.lengths[:size] = self.lengths
         bank.pos[:size, :pos_length] = self.pos
         bank.types[:size] = self.types
-        bank._write_rows(size, input_ids, labels, types, pos)
+        bank._write_rows(size, input_ids, labels, types, pos, texts)
         return bank
 
     @torch.no_grad()
@@ -117,7 +133,7 @@ class MemoryBank(nn.Module):
             len(keep), self.input_ids.shape[1], self.pos.shape[1], self.types.shape[1], len(self.token_chars)
         ).to(self.input_ids.device)
         bank.token_chars.copy_(self.token_chars)
-        for name in ("input_ids", "labels", "lengths", "pos", "types"):
+        for name in ("input_ids", "labels", "lengths", "pos", "types", "chars"):
             getattr(bank, name).copy_(getattr(self, name)[keep])
         return bank
 
@@ -143,12 +159,23 @@ class MemoryBank(nn.Module):
         return self.texts(ids, torch.ones_like(ids))[0]
 
     def sentence_texts(self) -> list[str]:
-        """The bank sentences' texts (rebuilt from their ids, as a query's are), kept until ``input_ids`` changes."""
+        """The bank sentences' texts as the model reads them (rebuilt from their ids, as a query's are: what
+        retrieval compares), kept until ``input_ids`` changes; :meth:`written_texts` shows them as written."""
         cached = self._texts
         if cached is None or cached[0] is not self.input_ids or cached[1] != self.input_ids._version:
             mask = (torch.arange(self.input_ids.shape[1]) < self.lengths[:, None]).long()
             self._texts = cached = (self.input_ids, self.input_ids._version, self.texts(self.input_ids, mask))
         return cached[2]
+
+    def written_texts(self, indices: Sequence[int] | torch.Tensor) -> list[str]:
+        """Bank sentences ``indices`` as they were written (case, blanks); one saved without its characters, as
+        rebuilt from its ids (:meth:`sentence_texts`)."""
+        out = []
+        for i in torch.as_tensor(indices).flatten().tolist():
+            n = int(self.lengths[i]) - 2
+            row = self.chars[i, 1 : n + 1].tolist()
+            out.append("".join(map(chr, row)) if all(row) else self.sentence_texts()[i])
+        return out
 
     def pos_strings(self) -> list[str]:
         """The bank's POS strings, decoded once and reused until the ``pos`` buffer is replaced or

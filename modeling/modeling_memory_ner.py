@@ -62,6 +62,8 @@ class MemoryNetPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
             init.copy_(module.tag_types, module.tag_type_matrix(self.config))
         elif isinstance(module, MemoryNetForTokenClassification) and module.label_embeddings is not None:
             module.reset_label_embeddings()
+        elif isinstance(module, MemoryBank):  # only a bank saved without its written characters lacks them
+            init.zeros_(module.chars)
         elif isinstance(module, CharBiLSTMEncoder):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
             init.normal_(module.embeddings.weight, 0.0, 1.0)
@@ -451,7 +453,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         labels = [[-100] + [label2id[t] for t in row] + [-100] for row in tags]
         old = len(self.memory_bank)
         self._replace_memory_bank(
-            self.memory_bank.extended(enc["input_ids"], labels, types, pos_strings(texts)),
+            self.memory_bank.extended(enc["input_ids"], labels, types, pos_strings(texts), texts),
             torch.cat([torch.arange(old), torch.full((len(texts),), -1)]),
         )
         return list(range(old, old + len(texts)))

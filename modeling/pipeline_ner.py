@@ -260,8 +260,8 @@ class ChineseNERPipeline(ChunkPipeline):
         """The window's memory sentences (text, tags, entities) and the attention of its characters on theirs."""
         bank, id2label, scheme = self.model.memory_bank, self.model.config.id2label, self.model.config.tag_scheme
         ids = out["memory_ids"][0]
-        memory_input_ids, memory_mask, memory_tag_ids = bank.gather(ids.unsqueeze(0))
-        texts = bank.texts(memory_input_ids[0], memory_mask[0])
+        _, _, memory_tag_ids = bank.gather(ids.unsqueeze(0))
+        texts = bank.written_texts(ids)
         memories = []
         for j, memory_text in enumerate(texts):
             m = len(memory_text)

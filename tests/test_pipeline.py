@@ -514,3 +514,23 @@ def test_bfloat16_autocast_runs_the_pipeline_with_nearly_the_same_entities(memor
         assert all(0.0 <= e["score"] <= 1.0 for e in entities)
     same = sum(key(a) == key(b) for a, b in zip(exact, fast))
     assert same >= 0.9 * len(texts), f"only {same} of {len(texts)} sentences keep their entities under bfloat16"
+
+
+def test_return_memories_shows_a_memory_as_written(memory_run):
+    """The bank keeps each sentence as written: the memory comes back with its case and blanks, not as the
+    lower-cased ids (with U+FFFD for the blanks) the model reads."""
+    written = "银杉电子在深圳市宝安区发布了新款 Pad 2，售价 3999 元。"
+    model = MemoryNetForTokenClassification.from_pretrained(memory_run[0], memory_method="entity").eval()
+    bank = model.memory_bank
+    target = bank.sentence_texts().index("银杉电子在深圳市宝安区发布了新款\ufffdpad\ufffd2，售价\ufffd3999\ufffd元。")
+    assert bank.written_texts([target]) == [written]
+    # a bank of the sentence and two without its entities: entity retrieval brings it for a query naming them
+    others = [i for i, text in enumerate(bank.sentence_texts()) if "银杉" not in text and "深圳" not in text][:2]
+    model.remove_memories([i for i in range(len(bank)) if i not in (target, *others)])
+    ner = ChineseNERPipeline(model=model, tokenizer=BertTokenizerFast.from_pretrained(memory_run[0]))
+    out = ner("银杉电子在深圳市宝安区又发布了新手机。", return_memories=True)
+    assert written in [memory["text"] for memory in out["windows"][0]["memories"]]
+    added = ner.add_memories(
+        ["Ｐad 3 在 上海 发布。"], entities=[[{"start": 8, "end": 10, "entity_group": "address"}]]
+    )
+    assert model.memory_bank.written_texts(added) == ["Ｐad 3 在 上海 发布。"]
