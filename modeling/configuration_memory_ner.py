@@ -81,6 +81,9 @@ class MemoryNetConfig(PreTrainedConfig):
             (`modeling_memory_ner.swap_shared_entities`). It teaches the model to take a new entity's label
             from a memory, which is what sentences added to a trained model's bank (`add_memories`) need.
             0.5 scores as well as 0 on CLUENER dev and worse on a 204-sentence corpus (`benchmarks/RESULTS.md`).
+        memory_cache_size (`int`, defaults to 4096):
+            Inference only: the most bank sentences whose encoder features are kept between calls (the least
+            recently used make room). A sentence costs `memory_bank_length x 2 x lstm_hidden_size` floats.
         memory_bank_size, memory_bank_length, memory_pos_length, token_table_size (`int`):
             Shapes of the memory-bank buffers saved with the model (set by `set_memory_bank`, `add_memories` and
             `remove_memories`).
@@ -114,6 +117,7 @@ class MemoryNetConfig(PreTrainedConfig):
     label_type_size: int = 200
     memory_gradient: bool = False
     memory_entity_swap_prob: float = 0.0
+    memory_cache_size: int = 4096
     memory_bank_size: int = 0
     memory_bank_length: int = 0
     memory_pos_length: int = 0

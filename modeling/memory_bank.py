@@ -33,8 +33,7 @@ class MemoryBank(nn.Module):
         # the characters as written, at their tokens' positions (the ids lower-case and merge blanks): what the
         # model shows of a memory; 0 where a bank saved without them has none
         self.register_buffer("chars", torch.zeros(size, length, dtype=torch.int32))
-        self._pos_strings: tuple[torch.Tensor, int, list[str]] | None = None  # (pos buffer, its version, decoded)
-        self._texts: tuple[torch.Tensor, int, list[str]] | None = None  # (input_ids buffer, its version, texts)
+        self._decoded: dict[str, list[str]] = {}  # texts and POS strings, decoded once (see :meth:`changed`)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -80,6 +79,7 @@ class MemoryBank(nn.Module):
                 f"a bank of {len(self)} sentences got {len(input_ids)} ids, {len(labels)} labels, {len(types)} type "
                 f"sets, {len(pos)} POS strings"
             )
+        self.changed()
         self.input_ids.zero_()
         self.labels.fill_(-100)
         self.pos.zero_()
@@ -140,6 +140,7 @@ class MemoryBank(nn.Module):
     @torch.no_grad()
     def fill_token_table(self, vocab: dict[str, int]) -> None:
         """Record which character each single-character token id stands for."""
+        self.changed()
         self.token_chars.zero_()
         for token, idx in vocab.items():
             if len(token) == 1 and idx < len(self.token_chars):
@@ -158,14 +159,22 @@ class MemoryBank(nn.Module):
         ids = torch.as_tensor([input_ids])
         return self.texts(ids, torch.ones_like(ids))[0]
 
+    def changed(self) -> None:
+        """The buffers were written (``fill``, ``fill_token_table``, ``load_state_dict``): decode them again when
+        next asked."""
+        self._decoded = {}
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.changed()
+        return super()._load_from_state_dict(*args, **kwargs)
+
     def sentence_texts(self) -> list[str]:
         """The bank sentences' texts as the model reads them (rebuilt from their ids, as a query's are: what
-        retrieval compares), kept until ``input_ids`` changes; :meth:`written_texts` shows them as written."""
-        cached = self._texts
-        if cached is None or cached[0] is not self.input_ids or cached[1] != self.input_ids._version:
+        retrieval compares), decoded once; :meth:`written_texts` shows them as written."""
+        if "texts" not in self._decoded:
             mask = (torch.arange(self.input_ids.shape[1]) < self.lengths[:, None]).long()
-            self._texts = cached = (self.input_ids, self.input_ids._version, self.texts(self.input_ids, mask))
-        return cached[2]
+            self._decoded["texts"] = self.texts(self.input_ids, mask)
+        return self._decoded["texts"]
 
     def written_texts(self, indices: Sequence[int] | torch.Tensor) -> list[str]:
         """Bank sentences ``indices`` as they were written (case, blanks); one saved without its characters, as
@@ -178,14 +187,11 @@ class MemoryBank(nn.Module):
         return out
 
     def pos_strings(self) -> list[str]:
-        """The bank's POS strings, decoded once and reused until the ``pos`` buffer is replaced or
-        written to (``fill``, ``load_state_dict``, ``from_pretrained``); decoding all of them takes
-        longer than tagging a sentence, so raw-input retrieval must not repeat it per call."""
-        cached = self._pos_strings
-        if cached is None or cached[0] is not self.pos or cached[1] != self.pos._version:
-            decoded = ["".join(chr(c) for c in row if c) for row in self.pos.tolist()]
-            self._pos_strings = cached = (self.pos, self.pos._version, decoded)
-        return cached[2]
+        """The bank's POS strings, decoded once (until :meth:`changed`); decoding all of them takes longer than
+        tagging a sentence, so raw-input retrieval must not repeat it per call."""
+        if "pos" not in self._decoded:
+            self._decoded["pos"] = ["".join(chr(c) for c in row if c) for row in self.pos.tolist()]
+        return self._decoded["pos"]
 
     def gather(self, memory_ids: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
         """Memories ``[batch, n]`` (bank indices) -> ``memory_input_ids``, ``memory_attention_mask``,
@@ -198,63 +204,103 @@ class MemoryBank(nn.Module):
 
 
 class BankEncodingCache:
-    """Encoder features of bank sentences, computed once and reused while the weights stay the same.
+    """Encoder features of bank sentences, computed once and reused until the weights or the bank change.
 
-    One dense table ``[slots, bank length, d]`` grown by doubling, and a bank index -> slot map, so a
-    batch's memories are one ``index_select`` (no per-sentence Python work, no re-padding).
+    One dense table ``[rows, bank length, d]`` of at most ``max_sentences`` rows (grown by doubling), a bank
+    index -> row map and each row's last use: a batch's memories are one ``index_select``, and a full table
+    makes room by dropping the sentences used least recently. The model clears it when its weights may change
+    (``train()``, ``load_state_dict``) and remaps it when its bank changes (:meth:`remap`).
     """
 
-    def __init__(self):
+    def __init__(self, max_sentences: int):
+        if max_sentences < 1:
+            raise ValueError(f"the bank-encoding cache needs room for at least one sentence, got {max_sentences}")
+        self.max_sentences = max_sentences
+        self.encoded = 0  # bank sentences encoded so far (a hit costs nothing)
         self.clear()
 
     def clear(self) -> None:
         self.table: torch.Tensor | None = None
-        self.slots: torch.LongTensor | None = None
-        self.used = 0
+        self.slots: torch.LongTensor | None = None  # bank index -> table row, -1 if not cached
+        self.owner: torch.LongTensor | None = None  # table row -> bank index, -1 if free
+        self.last_used: torch.LongTensor | None = None  # table row -> the lookup that last read it
+        self.tick = 0
 
     def __len__(self) -> int:
-        return self.used
+        return 0 if self.owner is None else int((self.owner >= 0).sum())
 
     def remap(self, old_index: torch.LongTensor, length: int) -> None:
-        """The bank changed: its sentence ``i`` is the old sentence ``old_index[i]`` (``-1``: new), and
-        its buffers are ``length`` wide. Encodings of the sentences kept stay; new ones are encoded when asked for."""
+        """The bank changed: its sentence ``i`` is the old sentence ``old_index[i]`` (``-1``: new), and its
+        buffers are ``length`` wide. The rows of the sentences kept stay; those of removed sentences are freed."""
         if self.slots is None:
             return
         if self.table is None or length > self.table.shape[1]:
             self.clear()
             return
         old_index = old_index.to(self.slots.device)
-        self.slots = torch.where(old_index >= 0, self.slots[old_index.clamp(min=0)], torch.full_like(old_index, -1))
+        kept = old_index >= 0
+        self.slots = torch.where(kept, self.slots[old_index.clamp(min=0)], torch.full_like(old_index, -1))
+        self.owner.fill_(-1)
+        cached = self.slots >= 0
+        self.owner[self.slots[cached]] = torch.nonzero(cached).flatten()
 
     @torch.no_grad()
     def lookup(self, bank: MemoryBank, memory_ids: torch.LongTensor, encode, chunk: int = 64) -> torch.Tensor:
         """Features ``[*memory_ids.shape, longest of these memories, d]``; ``encode(ids, attention_mask=mask)`` encodes
-        bank sentences not seen yet, ``chunk`` at a time."""
+        bank sentences not cached, ``chunk`` at a time."""
         device = bank.input_ids.device
         ids = memory_ids.to(device).flatten()
-        if self.slots is None:
-            self.slots = torch.full((len(bank),), -1, dtype=torch.long, device=device)
-        missing = ids.unique()
-        missing = missing[self.slots[missing] < 0]
-        for start in range(0, len(missing), chunk):
-            part = missing[start : start + chunk]
-            input_ids, mask, _ = bank.gather(part[:, None])
-            encoded = encode(input_ids[:, 0], attention_mask=mask[:, 0])
-            self._reserve(len(part), bank.input_ids.shape[1], encoded)
-            rows = self.table[self.used : self.used + len(part)]
-            rows[:, : encoded.shape[1]] = encoded
-            rows[:, encoded.shape[1] :] = 0  # the table is allocated empty: only the rows in use are written
-            self.slots[part] = torch.arange(self.used, self.used + len(part), device=device)
-            self.used += len(part)
         width = int(bank.lengths[ids].max()) if len(ids) else 1
+        wanted = ids.unique()
+        if len(wanted) > self.max_sentences:  # more than the cache holds: encoded for this call only
+            self.encoded += len(wanted)
+            out = torch.cat([self._encode(bank, part, encode) for part in wanted.split(chunk)])
+            rows = torch.searchsorted(wanted, ids)
+            return out.index_select(0, rows)[:, :width].view(*memory_ids.shape, width, -1)
+        if self.slots is None or len(self.slots) != len(bank):
+            self.clear()
+            self.slots = torch.full((len(bank),), -1, dtype=torch.long, device=device)
+        self.tick += 1
+        missing = wanted[self.slots[wanted] < 0]
+        for part in missing.split(chunk):
+            encoded = self._encode(bank, part, encode)
+            rows = self._free_rows(len(part), bank.input_ids.shape[1], encoded, keep=wanted)
+            self.table[rows] = 0
+            self.table[rows, : encoded.shape[1]] = encoded
+            self.slots[part], self.owner[rows] = rows, part
+            self.encoded += len(part)
+        self.last_used[self.slots[wanted]] = self.tick
         return self.table.index_select(0, self.slots[ids])[:, :width].view(*memory_ids.shape, width, -1)
 
-    def _reserve(self, extra: int, length: int, like: torch.Tensor) -> None:
+    @staticmethod
+    def _encode(bank: MemoryBank, part: torch.LongTensor, encode) -> torch.Tensor:
+        input_ids, mask, _ = bank.gather(part[:, None])
+        encoded = encode(input_ids[:, 0], attention_mask=mask[:, 0])
+        return nn.functional.pad(encoded, (0, 0, 0, bank.input_ids.shape[1] - encoded.shape[1]))
+
+    def _free_rows(self, count: int, length: int, like: torch.Tensor, keep: torch.LongTensor) -> torch.LongTensor:
+        """``count`` table rows to write: free ones, new ones up to ``max_sentences``, then the least recently used
+        of the sentences not in ``keep`` (this lookup's own)."""
         capacity = 0 if self.table is None else len(self.table)
-        if self.used + extra <= capacity:
-            return
-        # empty, not zeros: the slots not used yet cost no time (and no resident memory) until written
-        table = like.new_empty(max(2 * capacity, self.used + extra, 256), length, like.shape[-1])
-        if self.used:
-            table[: self.used] = self.table[: self.used]
-        self.table = table
+        free = torch.nonzero(self.owner < 0).flatten() if capacity else torch.empty(0, dtype=torch.long)
+        if len(free) < count and capacity < self.max_sentences:
+            grown = min(self.max_sentences, max(2 * capacity, capacity + count - len(free), 256))
+            # empty, not zeros: the rows not used yet cost no time (and no resident memory) until written
+            table = like.new_empty(grown, length, like.shape[-1])
+            if capacity:
+                table[:capacity] = self.table
+            owner = torch.full((grown,), -1, dtype=torch.long, device=table.device)
+            last_used = torch.zeros(grown, dtype=torch.long, device=table.device)
+            if capacity:
+                owner[:capacity], last_used[:capacity] = self.owner, self.last_used
+            self.table, self.owner, self.last_used = table, owner, last_used
+            free = torch.nonzero(self.owner < 0).flatten()
+        if len(free) < count:
+            in_use = self.owner >= 0
+            in_use[self.slots[keep][self.slots[keep] >= 0]] = False  # never evict what this lookup reads
+            candidates = torch.nonzero(in_use).flatten()
+            evict = candidates[self.last_used[candidates].argsort()[: count - len(free)]]
+            self.slots[self.owner[evict]] = -1
+            self.owner[evict] = -1
+            free = torch.cat([free, evict])
+        return free[:count]

@@ -288,8 +288,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 )
             features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
         self.type_classifier = EntityTypeClassifier(config) if config.uses_type_classifier else None
-        self._memory_cache = BankEncodingCache()
-        self._bank_index = None  # (bank input_ids, their version, retrieval.BankIndex), built on first use
+        self.memory_cache = BankEncodingCache(config.memory_cache_size)
+        self._bank_index = None  # (the bank it indexes, retrieval.BankIndex), built on first use
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -349,7 +349,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         if self.label_embeddings is not None:
             self.reset_label_embeddings()
         self.memory_bank = None  # its labels and type sets are of the old label set
-        self._memory_cache.clear()
+        self.memory_cache.clear()
 
     # ------------------------------------------------------------------------------------------
     # memory (section 2.1-2.3)
@@ -481,16 +481,18 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         self.config.memory_pos_length = bank.pos.shape[1]
         self.memory_bank = bank
         if old_index is None:
-            self._memory_cache.clear()
+            self.memory_cache.clear()
         else:
-            self._memory_cache.remap(old_index, bank.input_ids.shape[1])
+            self.memory_cache.remap(old_index, bank.input_ids.shape[1])
 
     def train(self, mode: bool = True):
-        self._memory_cache.clear()  # bank encodings are only valid while the weights stay as they are
+        if mode:  # training changes the weights the bank encodings were computed with; eval() changes nothing
+            self.memory_cache.clear()
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
-        self._memory_cache.clear()
+        self.memory_cache.clear()
+        self._bank_index = None
         return super().load_state_dict(*args, **kwargs)
 
     def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -505,15 +507,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         bank = self.memory_bank
         if bank is None:
             raise ValueError("this model has no memory bank (train it with num_memory > 0)")
-        cached = self._bank_index
-        if (
-            cached is None
-            or cached[0] is not bank.input_ids
-            or cached[1] != (bank.input_ids._version, bank.labels._version)
-        ):
-            index = BankIndex.of_bank(bank, self.config.id2label, self.config.tag_scheme)
-            cached = self._bank_index = (bank.input_ids, (bank.input_ids._version, bank.labels._version), index)
-        return cached[2]
+        if self._bank_index is None or self._bank_index[0] is not bank:  # a new bank (add / remove / set)
+            self._bank_index = (bank, BankIndex.of_bank(bank, self.config.id2label, self.config.tag_scheme))
+        return self._bank_index[1]
 
     @torch.no_grad()
     def retrieve_memories(
@@ -575,8 +571,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).
 
         In eval mode, memories given as bank indices are encoded once and reused until the weights
-        change (``train()`` or ``load_state_dict`` clears the cache), so tagging with memory costs
-        little more than tagging without it.
+        change (``train()`` or ``load_state_dict`` clears the cache; ``config.memory_cache_size`` bounds it),
+        so tagging with memory costs little more than tagging without it.
         """
         batch, n, width = memory_input_ids.shape
         if self.training or memory_ids is None or self.memory_bank is None:
@@ -586,7 +582,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                     attention_mask=memory_attention_mask.view(batch * n, width),
                 )
             return flat.view(batch, n, width, -1)
-        out = self._memory_cache.lookup(self.memory_bank, memory_ids, self.encoder)
+        out = self.memory_cache.lookup(self.memory_bank, memory_ids, self.encoder)
         if out.shape[2] < width:  # memory_input_ids padded wider than the memories themselves
             out = nn.functional.pad(out, (0, 0, 0, width - out.shape[2]))
         return out

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertTokenizerFast
 
-from data_scripts.sample import CLUENER_TYPES
+from data_scripts.sample import CLUENER_TYPES, SAMPLE_DIR
 from conftest import ROOT, run_fresh_process, run_train
 from data_scripts.collator import DataCollatorForMemoryNER
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
@@ -53,10 +53,10 @@ def test_cached_bank_encodings_equal_fresh_ones(memory_run):
         )
         cached = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
         again = model(enc["input_ids"], enc["attention_mask"], memory_ids=memory_ids)
-    assert len(model._memory_cache) > 0
+    assert len(model.memory_cache) > 0
     assert torch.allclose(direct.logits, cached.logits, atol=1e-5) and torch.equal(cached.logits, again.logits)
     model.train()
-    assert len(model._memory_cache) == 0  # weights may change: the cache is dropped
+    assert len(model.memory_cache) == 0  # weights may change: the cache is dropped
 
 
 def test_bank_pos_strings_are_decoded_once_and_follow_the_buffer():
@@ -486,3 +486,36 @@ def test_bank_encoding_cache_pads_each_sentence_with_zeros_whatever_its_table_he
     assert both.shape == (1, 2, 6, 4)
     assert torch.equal(both[0, 0, :, 0], torch.tensor([1.0, 1, 1, 0, 0, 0]))
     assert torch.equal(both[0, 1, :, 0], torch.ones(6))
+
+
+def test_predict_tags_encodes_the_bank_once(memory_run):
+    """eval() changes no weight, so a second call reads every memory from the cache; train() drops it."""
+    folder, _ = memory_run
+    model = MemoryNetForTokenClassification.from_pretrained(folder)
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    texts = [json.loads(line)["text"] for line in (SAMPLE_DIR / "dev.json").read_text(encoding="utf-8").splitlines()]
+    first = model.predict_tags(texts[:16], tokenizer)
+    encoded = model.memory_cache.encoded
+    assert encoded > 0
+    assert model.predict_tags(texts[:16], tokenizer) == first and model.memory_cache.encoded == encoded
+    model.train()
+    assert len(model.memory_cache) == 0
+
+
+def test_the_bank_encoding_cache_stays_within_its_bound(memory_run):
+    """A bank many times the bound tagged through: the cache never holds more than ``memory_cache_size``
+    sentences, drops the least recently used, and tags as an unbounded one does."""
+    folder, _ = memory_run
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    texts = [json.loads(line)["text"] for line in (SAMPLE_DIR / "train.json").read_text(encoding="utf-8").splitlines()]
+    bounded = MemoryNetForTokenClassification.from_pretrained(folder, memory_cache_size=8)
+    unbounded = MemoryNetForTokenClassification.from_pretrained(folder, memory_cache_size=100_000)
+    assert len(bounded.memory_bank) >= 2 * 8
+    tags = []
+    for start in range(0, len(texts), 4):
+        tags += bounded.predict_tags(texts[start : start + 4], tokenizer, batch_size=2)
+        assert len(bounded.memory_cache) <= 8 and len(bounded.memory_cache.table) <= 8
+    assert bounded.memory_cache.encoded > 2 * 8  # it did turn over
+    assert tags == unbounded.predict_tags(texts, tokenizer)
+    # one call wanting more memories than the bound: encoded for that call only
+    assert bounded.predict_tags(texts[:40], tokenizer) == tags[:40] and len(bounded.memory_cache) <= 8
