@@ -479,7 +479,7 @@ def test_bank_encoding_cache_pads_each_sentence_with_zeros_whatever_its_table_he
     ids = [[2, 5, 3], [2, 5, 6, 7, 8, 3]]  # [CLS] chars [SEP]: lengths 3 and 6
     bank = MemoryBank.from_sentences(ids, [[-100] * len(x) for x in ids], np.zeros((2, 1)), ["", ""])
     monkeypatch.setattr(torch.Tensor, "new_empty", lambda self, *size: self.new_full(size, float("nan")))
-    cache = BankEncodingCache()
+    cache = BankEncodingCache(16)
     encode = lambda input_ids, attention_mask: attention_mask[..., None].float().expand(-1, -1, 4)  # noqa: E731
     cache.lookup(bank, torch.tensor([0]), encode)  # sentence 0 alone: a chunk 3 wide
     both = cache.lookup(bank, torch.tensor([[0, 1]]), encode)  # 6 wide
