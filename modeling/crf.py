@@ -40,7 +40,7 @@ class CRFHead(nn.Module):
         self.num_tags = num_tags
         self.crf = CRF(num_tags, batch_first=True)
 
-    def _crf_inputs(self, emissions: torch.Tensor, attention_mask: torch.Tensor):
+    def crf_inputs(self, emissions: torch.Tensor, attention_mask: torch.Tensor):
         """Drop the ``[CLS]`` step and build a left-aligned mask with the first step always on."""
         char_mask = character_mask(attention_mask)[:, 1:]
         mask = char_mask.clone()
@@ -50,7 +50,7 @@ class CRFHead(nn.Module):
     def forward(self, emissions: torch.Tensor, attention_mask: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
         """Sentence-level negative log-likelihood of ``labels`` (memory paper eqs. 11-12), averaged over the batch."""
         with torch.autocast(device_type=emissions.device.type, enabled=False):
-            em, mask, char_mask = self._crf_inputs(emissions, attention_mask)
+            em, mask, char_mask = self.crf_inputs(emissions, attention_mask)
             tags = labels[:, 1:]
             if bool(((tags == -100) & char_mask).any()):
                 raise ValueError("labels are -100 at character positions: the CRF needs a tag for every character")
@@ -71,7 +71,7 @@ class CRFHead(nn.Module):
         single sentence (the pipeline at batch 1) would pay ~60 times. The additions are in
         pytorch-crf's order and ties go to the first tag, so the paths are the ones its ``decode``
         returns."""
-        em, mask, char_mask = (x.cpu().numpy() for x in self._crf_inputs(emissions, attention_mask))
+        em, mask, char_mask = (x.cpu().numpy() for x in self.crf_inputs(emissions, attention_mask))
         start, trans, end = (
             p.detach().float().cpu().numpy()
             for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions)
@@ -118,7 +118,7 @@ class CRFHead(nn.Module):
         of pytorch-crf's log-sum-exp over ``[batch, tags, tags]`` and a backward pass through it.
         Should a step underflow (transitions or emissions ~80 apart), the log-space result is
         returned instead."""
-        em, mask, char_mask = (x.cpu().numpy() for x in self._crf_inputs(emissions.detach(), attention_mask))
+        em, mask, char_mask = (x.cpu().numpy() for x in self.crf_inputs(emissions.detach(), attention_mask))
         start, trans, end = (
             p.detach().float().cpu().numpy()
             for p in (self.crf.start_transitions, self.crf.transitions, self.crf.end_transitions)
@@ -158,7 +158,7 @@ class CRFHead(nn.Module):
         """The same marginals as the gradient of the log partition function (pytorch-crf's forward
         algorithm) with respect to the emissions: slower, never underflows."""
         with torch.enable_grad(), torch.autocast(device_type=emissions.device.type, enabled=False):
-            em, mask, char_mask = self._crf_inputs(emissions.detach(), attention_mask)
+            em, mask, char_mask = self.crf_inputs(emissions.detach(), attention_mask)
             em = em.clone().requires_grad_(True)
             log_z = self.crf._compute_normalizer(em.transpose(0, 1), mask.transpose(0, 1))
             (grad,) = torch.autograd.grad(log_z.sum(), em)

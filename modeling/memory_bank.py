@@ -262,7 +262,7 @@ class BankEncodingCache:
             self.slots = torch.full((len(bank),), -1, dtype=torch.long, device=device)
         self.tick += 1
         missing = wanted[self.slots[wanted] < 0]
-        for part in missing.split(chunk):
+        for part in missing.split(chunk) if len(missing) else ():  # split() of nothing is one empty part
             encoded = self._encode(bank, part, encode)
             rows = self._free_rows(len(part), bank.input_ids.shape[1], encoded, keep=wanted)
             self.table[rows] = 0

@@ -300,9 +300,9 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         steps = hidden.shape[1] - 2
         num_chars = attention_mask.sum(dim=1) - 2
         if num_beams == 1:
-            tags, logits = self._greedy(hidden, attention_mask, num_chars, steps)
+            tags, logits = self.greedy_decode(hidden, attention_mask, num_chars, steps)
         else:
-            tags, logits = self._beam_search(hidden, attention_mask, num_chars, steps, num_beams)
+            tags, logits = self.beam_search(hidden, attention_mask, num_chars, steps, num_beams)
         return self.align_to_input_ids(tags, attention_mask), self.align_to_input_ids(logits, attention_mask)
 
     def _choose_mask(self, prev_tags, position, num_chars):
@@ -318,7 +318,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
         allowed = self._choose_mask(prev_tags, position, num_chars)
         return step_logits.masked_fill(~allowed, torch.finfo(step_logits.dtype).min).argmax(dim=-1)
 
-    def _greedy(self, hidden, attention_mask, num_chars, steps):
+    def greedy_decode(self, hidden, attention_mask, num_chars, steps):
         state, prepared = self._start(hidden, attention_mask)
         prev = torch.full((hidden.shape[0],), self.go_id, dtype=torch.long, device=hidden.device)
         tags, logits = [], []
@@ -329,7 +329,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             logits.append(step_logits)
         return torch.stack(tags, dim=1), torch.stack(logits, dim=1)
 
-    def _beam_search(self, hidden, attention_mask, num_chars, steps, k):
+    def beam_search(self, hidden, attention_mask, num_chars, steps, k):
         batch, num_labels = hidden.shape[0], self.config.num_labels
         hidden, attention_mask, num_chars = (
             x.repeat_interleave(k, dim=0) for x in (hidden, attention_mask, num_chars)

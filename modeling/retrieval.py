@@ -106,7 +106,7 @@ def _blocked(
     return blocked
 
 
-def _smallest(keys: np.ndarray, n: int) -> np.ndarray:
+def smallest(keys: np.ndarray, n: int) -> np.ndarray:
     """Per row, the column indices of the ``n`` smallest keys, ascending, ties by column index.
 
     ``argpartition`` alone would keep an arbitrary subset of the keys tied with the n-th smallest;
@@ -122,9 +122,9 @@ def _smallest(keys: np.ndarray, n: int) -> np.ndarray:
     return cols[order][starts[:, None] + np.arange(n)]
 
 
-def _smallest_set(keys: np.ndarray, n: int) -> np.ndarray:
+def smallest_set(keys: np.ndarray, n: int) -> np.ndarray:
     """Positions of the ``n`` smallest of the 1-D ``keys``, ties by position, in ascending position order: the
-    set :func:`_smallest` picks, without ordering it by key (for callers that want it by position)."""
+    set :func:`smallest` picks, without ordering it by key (for callers that want it by position)."""
     if n >= len(keys):
         return np.arange(len(keys))
     cutoff = np.partition(keys, n - 1)[n - 1]
@@ -170,11 +170,11 @@ def rank_memories(
             rng = np.random.default_rng(seed)
             keys = rng.random((num_q, num_b))
             keys[blocked] = np.inf
-            return _smallest(keys, n)
+            return smallest(keys, n)
         if method == "pos_edit":
             keys = pos_distances(query_pos, bank_pos).astype(np.int64)
             keys[blocked] = np.iinfo(np.int64).max
-            return _smallest(keys, n)
+            return smallest(keys, n)
         return _rank_by_category(n, bank_pos, bank_types, query_pos, query_types, blocked)
 
 
@@ -451,7 +451,7 @@ class QueryScores:
         rows, values = long
         self.long[rows] = values
         if len(rows) > index.EXACT_CANDIDATES:
-            rows = rows[_smallest_set(-values, index.EXACT_CANDIDATES)]
+            rows = rows[smallest_set(-values, index.EXACT_CANDIDATES)]
         self.candidates = np.sort(index.distinct_ids[rows])
 
     def cosines(self, ids: np.ndarray) -> np.ndarray:
@@ -465,7 +465,7 @@ class QueryScores:
         ascending."""
         if len(ids) <= k:
             return ids
-        return ids[_smallest_set(-self.long[self.index.row_of[ids]], k)]
+        return ids[smallest_set(-self.long[self.index.row_of[ids]], k)]
 
     def all_cosines(self) -> np.ndarray:
         """Against every bank sentence (the slow path, for a query that shares almost nothing with the bank)."""
@@ -560,7 +560,7 @@ def _rank_by_index(
                         marked[ids] = True
                     scored = np.flatnonzero(marked)
                 sims[scored] = scores.cosines(scored)
-            candidates = cols[_smallest(-sims[cols][None, :], min(pool, len(cols)))[0]]
+            candidates = cols[smallest(-sims[cols][None, :], min(pool, len(cols)))[0]]
             if method == "lexical":
                 picked = _mmr(index, sims, candidates, n, [])
             elif method == "entity":
@@ -583,7 +583,7 @@ def _rank_by_index(
                 len(picked) < n
             ):  # fewer distinct allowed texts than n in the pool: any allowed sentence, most similar first
                 allowed = np.setdiff1d(np.arange(len(index)), np.array([*blocked, *picked], dtype=np.int64))
-                picked = picked + allowed[_smallest(-sims[allowed][None, :], n - len(picked))[0]].tolist()
+                picked = picked + allowed[smallest(-sims[allowed][None, :], n - len(picked))[0]].tolist()
             out[start + r] = picked
     return out
 

@@ -113,7 +113,7 @@ def test_batched_viterbi_gives_pytorch_crf_paths(ties):
             p.copy_(torch.zeros_like(p) if ties else torch.randn_like(p))
     if ties:
         emissions = emissions.gt(0).float()
-    em, mask, char_mask = crf._crf_inputs(emissions, attention_mask)
+    em, mask, char_mask = crf.crf_inputs(emissions, attention_mask)
     reference = crf.crf.decode(em, mask=mask)
     tags = crf.decode(emissions, attention_mask)
     for row in range(len(tags)):

@@ -433,13 +433,13 @@ def test_retrieval_keeps_blas_to_one_thread(monkeypatch):
 
 
 def test_smallest_set_is_the_set_smallest_picks_in_position_order():
-    """``_smallest_set`` (a query's best candidates, wanted by position) keeps exactly the keys ``_smallest`` keeps,
+    """``smallest_set`` (a query's best candidates, wanted by position) keeps exactly the keys ``smallest`` keeps,
     ties to the lower position, whatever the number of ties at the cut."""
-    from modeling.retrieval import _smallest, _smallest_set
+    from modeling.retrieval import smallest, smallest_set
 
     rng = np.random.default_rng(0)
     for trial in range(300):
         keys = rng.integers(0, 1 + trial % 7, size=int(rng.integers(1, 60))).astype(np.float32)
         n = int(rng.integers(1, len(keys) + 3))
-        expected = np.sort(_smallest(keys[None, :], min(n, len(keys)))[0])
-        assert np.array_equal(_smallest_set(keys, n), expected)
+        expected = np.sort(smallest(keys[None, :], min(n, len(keys)))[0])
+        assert np.array_equal(smallest_set(keys, n), expected)

@@ -135,8 +135,8 @@ def test_beam_width_one_equals_greedy(score):
     ids, mask, _ = toy_batch(seed=2, lengths=(7, 3, 5, 1))
     with torch.no_grad():
         hidden, num_chars, steps = model.encode(ids, mask), mask.sum(1) - 2, ids.shape[1] - 2
-        greedy, greedy_logits = model._greedy(hidden, mask, num_chars, steps)
-        beam, beam_logits = model._beam_search(hidden, mask, num_chars, steps, 1)
+        greedy, greedy_logits = model.greedy_decode(hidden, mask, num_chars, steps)
+        beam, beam_logits = model.beam_search(hidden, mask, num_chars, steps, 1)
     chars = character_mask(mask)[:, 1:-1]
     assert torch.equal(greedy[chars], beam[chars])
     assert torch.allclose(greedy_logits[chars], beam_logits[chars], atol=1e-6)

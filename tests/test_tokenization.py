@@ -119,11 +119,10 @@ def _in_context_ids(tokenizer, text: str) -> list[int]:
     return [tokenizer.cls_token_id] + [space if i is None else i for i in ids] + [tokenizer.sep_token_id]
 
 
-def test_character_table_gives_the_tokenizers_own_ids_and_tokenizes_each_character_once(bert_tokenizer, monkeypatch):
+def test_character_table_gives_the_tokenizers_own_ids_and_tokenizes_each_character_once(data_dir, monkeypatch):
     import random
 
-    from modeling import char_tokenization
-    from modeling.char_tokenization import CharIdTable, char_table
+    from modeling.char_tokenization import char_table
 
     rng = random.Random(3)
     blocks = [(0x20, 0x250), (0x300, 0x370), (0x2000, 0x2070), (0x3000, 0x3100), (0x4E00, 0x9FFF), (0xFF00, 0xFFEF)]
@@ -131,8 +130,9 @@ def test_character_table_gives_the_tokenizers_own_ids_and_tokenizes_each_charact
     texts = [MIXED, "é\u0301ﬁ①Ⅻ", ""] + [
         "".join(chr(rng.randrange(*rng.choice(blocks))) for _ in range(rng.randint(1, 60))) for _ in range(200)
     ]
-    table = CharIdTable(bert_tokenizer)  # a fresh table: other tests have taught the shared one
-    monkeypatch.setitem(char_tokenization._TABLES, bert_tokenizer, table)
+    bert_tokenizer, _ = load_tokenizer(str(data_dir / BERT_VOCAB))  # its own table: other tests taught the shared one
+    table = char_table(bert_tokenizer)
+    assert table.ids == {}
     enc = encode_chars(bert_tokenizer, [list(t) for t in texts])
     assert enc["input_ids"] == [_in_context_ids(bert_tokenizer, t) for t in texts]
     assert set("".join(texts)) <= set(table.ids)
