@@ -198,3 +198,14 @@ def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines()[:n]
     dst.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dst
+
+
+# a test that needs a model trained by train.py (or the tiny BERT) is in the slow tier; the tests that train or
+# start processes themselves say so with @pytest.mark.slow
+TRAINED_MODEL_FIXTURES = {"memory_run", "seq2seq_run", "tiny_bert_dir"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINED_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

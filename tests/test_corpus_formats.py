@@ -291,6 +291,7 @@ def original_scores(tmp_path_factory):
     return run_train(["--output_dir", str(out), *TINY])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["conll", "suffixed", "jsonl", "json-ids", "save_to_disk"])
 def test_the_sample_in_each_format_trains_to_the_original_scores(fmt, original_scores, tmp_path):
     args = rewrite_sample(tmp_path / "data", fmt)
@@ -300,6 +301,7 @@ def test_the_sample_in_each_format_trains_to_the_original_scores(fmt, original_s
     assert results["data_read"]["repaired_sentences"] == results["data_read"]["skipped_sentences"] == 0
 
 
+@pytest.mark.slow
 def test_dotted_type_names_end_to_end(tmp_path):
     """PER.NAM-style types: training, the saved pipeline in a fresh process, the model card, the Space's answer."""
     args = rewrite_sample(tmp_path / "data", "jsonl", dotted=True)

@@ -77,6 +77,7 @@ LOAD_AND_TAG = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_added_memories_survive_save_and_load_in_a_fresh_process(entity_model, tmp_path):
     model, tokenizer = entity_model
     ner = pipeline("chinese-ner", model=model, tokenizer=tokenizer)

@@ -105,6 +105,7 @@ def test_collator_shapes_and_masks(memory_run):
             assert (batch["memory_tag_ids"][b, j, length:] == -100).all() and batch["memory_tag_ids"][b, j, 0] == -100
 
 
+@pytest.mark.slow
 def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
     out = tmp_path / "category"
     results = run_train(
@@ -400,6 +401,7 @@ def test_train_py_bilstm_tagger_with_a_pretrained_type_classifier(tiny_bert_dir,
     assert json.loads(lines[-1])["tags"] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["no_category", "vocabulary"])
 def test_type_classifier_encoder_errors(case, data_dir, tmp_path):
     """A classifier encoder without category retrieval, or one whose vocabulary is smaller than the tokenizer's,

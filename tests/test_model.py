@@ -321,6 +321,7 @@ FRESH = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["overfit_bilstm", "overfit_bert"])
 def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     folder, _ = request.getfixturevalue(which)
@@ -336,6 +337,7 @@ def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     assert got["tags"] == expected
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_with_memory_and_group_by_length(tmp_path):
     """The memory network with category retrieval (n=4; its type-classifier fits too) under CPU DDP, batches
     grouped by length (v5 spelling of `group_by_length`). Each process prepares its memories by itself:
@@ -378,6 +380,7 @@ def test_encoder_and_head_learning_rates(tiny_bert_dir):
     )
 
 
+@pytest.mark.slow
 def test_training_seed_does_not_move_the_data_split(monkeypatch, tmp_path):
     """--seed changes initialisation and batch order only: People's Daily's 80/20 split and the
     held-out share of train come from --split_seed, so runs with different seeds share a test set."""

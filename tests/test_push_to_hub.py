@@ -27,6 +27,7 @@ def front_matter(readme: str) -> dict:
     return yaml.safe_load(readme.split("---\n", 2)[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "which,module", [("memory_run", "modeling_memory_ner.py"), ("seq2seq_run", "modeling_seq2seq_ner.py")]
 )
@@ -83,6 +84,7 @@ def test_upload_offline_fails_with_one_clear_sentence(memory_run, tmp_path):
     assert (tmp_path / "repo" / "model.safetensors").exists()  # built and checked before the upload was tried
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_not_a_trained_model_gets_a_clear_error(tmp_path):
     proc = push([tmp_path, "--dry-run"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

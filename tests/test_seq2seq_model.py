@@ -286,6 +286,7 @@ print(json.dumps({"class": type(model).__name__, "module": type(model).__module_
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["seq2seq_bilstm", "seq2seq_bert"])
 def test_save_then_load_in_a_fresh_offline_process(which, request, tmp_path):
     folder, _ = request.getfixturevalue(which)

@@ -86,6 +86,7 @@ def client(space_url):
     return Client(space_url, verbose=False)
 
 
+@pytest.mark.slow
 def test_in_a_real_browser(space_url, expected_entities, tmp_path):
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):

@@ -299,6 +299,7 @@ def test_a_second_run_reads_its_memories_from_the_retrieval_cache(wiring_run):
 # resuming a memory network
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_classifier(tmp_path):
     """Category retrieval, so the model holds a memory bank and an entity-type classifier. A run resumed
     from the full run's epoch-1 checkpoint ends with exactly the full run's weights, buffers and scores.
@@ -352,6 +353,7 @@ def test_resume_from_checkpoint_continues_a_memory_model_with_its_bank_and_type_
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case", ["malformed training file", "missing training file", "missing model folder", "unknown dataset"]
 )
