@@ -45,6 +45,7 @@ from transformers import (
 )
 
 from data_scripts.collator import DataCollatorForMemoryNER
+from data_scripts.encoder_features import Lexicon, bigram_keys, jieba_dictionary, lexicon_in_ids, read_lexicon
 from data_scripts.errors import UserError, run_command
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
@@ -54,6 +55,7 @@ from data_scripts.optim import build_optimizer
 from data_scripts.readers import ReadOptions, print_summary
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnConfig, Seq2SeqAttnTagger
 from modeling.configuration_memory_ner import TYPE_CLASSIFIER_KINDS
+from modeling.char_features import FIRST_WORD_ROW, CharFeatures
 from modeling.configuration_seq2seq_ner import ATTENTION_SCORES
 from modeling.encoders import init_char_embeddings, read_char_vectors
 from modeling.retrieval import CLASSIFIER_METHODS, METHODS
@@ -217,6 +219,28 @@ class ModelArguments:
     num_beams: int = field(
         default=Seq2SeqAttnConfig.num_beams,
         metadata={"help": "seq2seq: beam width of decoding, 1 = greedy (saved in the config)"},
+    )
+    use_bigrams: bool = field(
+        default=False,
+        metadata={"help": "BiLSTM: embed each character's bigram with its right neighbour (vocabulary: train)"},
+    )
+    bigram_min_count: int = field(
+        default=2, metadata={"help": "BiLSTM, --use_bigrams: the training bigrams seen this often get a vector"}
+    )
+    use_softword: bool = field(
+        default=MEMORY_DEFAULTS.use_softword,
+        metadata={"help": "BiLSTM: embed each character's position (B/M/E/S) in its word under --lexicon"},
+    )
+    use_word_sets: bool = field(
+        default=MEMORY_DEFAULTS.use_word_sets,
+        metadata={"help": "BiLSTM: the SoftLexicon word sets (B/M/E/S) of each character in --lexicon"},
+    )
+    lexicon: str = field(
+        default="jieba",
+        metadata={
+            "help": "the lexicon of --use_softword / --use_word_sets: 'jieba' (the dictionary installed with "
+            "jieba) or a file of 'word [frequency [POS]]' lines; saved into the model"
+        },
     )
     encoder_learning_rate: float | None = field(
         default=None,
@@ -574,6 +598,8 @@ def architecture(model_args: ModelArguments, data_args: DataArguments) -> dict:
         "max_length": data_args.max_seq_length,
         "char_embedding_size": model_args.char_embedding_size,
         "lstm_hidden_size": model_args.lstm_hidden_size,
+        "use_softword": model_args.use_softword,
+        "use_word_sets": model_args.use_word_sets,
     }
     if model_args.model_type == "memory":
         kwargs.update(
@@ -598,8 +624,65 @@ def architecture(model_args: ModelArguments, data_args: DataArguments) -> dict:
     return kwargs
 
 
+@dataclass
+class EncoderInputs:
+    """The vocabularies of the BiLSTM's input features, built from the training split."""
+
+    bigram_keys: list[int] | None = None
+    lexicon: Lexicon | None = None
+
+    def config(self) -> dict:
+        out = {"bigram_vocab_size": len(self.bigram_keys) if self.bigram_keys is not None else 0}
+        if self.lexicon is not None:
+            out.update(
+                lexicon_size=len(self.lexicon.word_ids),
+                lexicon_word_length=self.lexicon.word_length,
+                word_vocab_size=self.lexicon.num_rows,
+            )
+        return out
+
+    def fill(self, model) -> None:
+        """Give every BiLSTM of ``model`` (the tagger's, a BiLSTM type classifier's) these vocabularies."""
+        for module in model.modules():
+            if isinstance(module, CharFeatures):
+                if self.bigram_keys is not None:
+                    module.set_bigrams(self.bigram_keys)
+                if self.lexicon is not None:
+                    module.set_lexicon(self.lexicon.word_ids, self.lexicon.freqs, self.lexicon.rows)
+
+
+def encoder_inputs(model_args: ModelArguments, tokenizer, train_input_ids) -> EncoderInputs:
+    """The bigram vocabulary and the lexicon the flags ask for (none with a pretrained encoder, which ignores
+    them)."""
+    inputs = EncoderInputs()
+    if model_args.encoder != "bilstm":
+        if model_args.use_bigrams or model_args.use_softword or model_args.use_word_sets:
+            logger.warning(
+                "--use_bigrams / --use_softword / --use_word_sets: a pretrained encoder reads no such input"
+            )
+        return inputs
+    if model_args.use_bigrams:
+        inputs.bigram_keys = bigram_keys(train_input_ids, len(tokenizer), model_args.bigram_min_count)
+        logger.info(
+            "bigrams: %d seen at least %d times in train", len(inputs.bigram_keys), model_args.bigram_min_count
+        )
+    if model_args.use_softword or model_args.use_word_sets:
+        path = jieba_dictionary() if model_args.lexicon == "jieba" else Path(model_args.lexicon)
+        inputs.lexicon = lexicon_in_ids(read_lexicon(path), tokenizer, train_input_ids)
+        logger.info(
+            "lexicon %s: %d words in the model (%d left out or merged), %d of them in train",
+            path, len(inputs.lexicon.word_ids), inputs.lexicon.dropped, inputs.lexicon.num_rows - FIRST_WORD_ROW,
+        )  # fmt: skip
+    return inputs
+
+
 def build_model(
-    model_args: ModelArguments, data_args: DataArguments, tokenizer, label_names: list[str], char_vectors=None
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    tokenizer,
+    label_names: list[str],
+    char_vectors=None,
+    inputs: EncoderInputs | None = None,
 ):
     """A new ``MemoryNetForTokenClassification`` or ``Seq2SeqAttnTagger`` on a pretrained encoder or char
     embeddings."""
@@ -609,6 +692,7 @@ def build_model(
         "label2id": {label: i for i, label in enumerate(label_names)},
         "pad_token_id": tokenizer.pad_token_id,
         "vocab_size": len(tokenizer),
+        **(inputs.config() if inputs else {}),
     }
     if model_args.model_type == "memory":
         model_class, config_class = MemoryNetForTokenClassification, MemoryNetConfig
@@ -623,6 +707,8 @@ def build_model(
         )
     config = config_class(encoder_type="bilstm", **kwargs)
     model = model_class(config)
+    if inputs:
+        inputs.fill(model)
     if char_vectors:
         stats = init_char_embeddings(model.get_input_embeddings(), tokenizer.get_vocab(), *char_vectors)
         logger.info("char vectors: %d of %d vocabulary entries initialised", stats["initialised"], stats["vocab"])
@@ -654,18 +740,18 @@ def main() -> dict:
     )
     logger.info("tokenizer: %s", tokenizer_source)
 
-    # 3. model
+    # 3. features
+    with training_args.main_process_first(desc="tokenizing"):
+        features = tokenize_corpus(corpus, tokenizer, data_args.max_seq_length)
+
+    # 4. model (the bigram vocabulary and the lexicon of the encoder's input features from the training split)
     char_vectors = read_char_vectors(model_args.char_vectors_path()) if model_args.char_vectors else None
-    model = load_or_build_model(model_args, data_args, tokenizer, corpus, char_vectors)
+    model = load_or_build_model(model_args, data_args, tokenizer, corpus, char_vectors, features["train"])
     encoder_lr = model_args.encoder_learning_rate or (
         3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate
     )
     logger.info("model: %s encoder, %.2fM parameters, lr encoder %g / other layers %g", model.config.encoder_type,
                 model.num_parameters() / 1e6, encoder_lr, training_args.learning_rate)  # fmt: skip
-
-    # 4. features
-    with training_args.main_process_first(desc="tokenizing"):
-        features = tokenize_corpus(corpus, tokenizer, data_args.max_seq_length)
 
     # 5. memories: the training split becomes the model's memory bank, and every example gets its n memories
     plan = None
@@ -716,7 +802,9 @@ def main() -> dict:
     return results
 
 
-def load_or_build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer, corpus, char_vectors):
+def load_or_build_model(
+    model_args: ModelArguments, data_args: DataArguments, tokenizer, corpus, char_vectors, train_features
+):
     """The saved model to fine-tune (``--model_name_or_path``) or a new one; new labels get the paper's
     label embeddings."""
     if model_args.model_name_or_path:
@@ -724,7 +812,9 @@ def load_or_build_model(model_args: ModelArguments, data_args: DataArguments, to
             model_args.model_name_or_path, corpus.label_names, model_args.ignore_mismatched_sizes
         )
     else:
-        model, new_labels = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors), True
+        inputs = encoder_inputs(model_args, tokenizer, train_features["input_ids"])
+        model = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors, inputs)
+        new_labels = True
     if new_labels and getattr(model, "label_embeddings", None) is not None:  # a saved model's own labels keep theirs
         init_label_embeddings(model, corpus, char_vectors)
     return model

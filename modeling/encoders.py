@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
+from .char_features import CharFeatures
+
 ENCODER_TYPES = ("bilstm", "transformers")  # a config's encoder_type: the char BiLSTM, or any AutoModel
 
 
@@ -37,8 +39,9 @@ class EncoderParametersMixin:
 class CharBiLSTMEncoder(nn.Module):
     """Embeddings -> dropout -> BiLSTM (the papers' "BiLSTM + char embedding" rows).
 
-    The embeddings are a character table (``embeddings=None``) or a given module, such as a
-    :class:`TransformersEncoder` under the seq2seq paper's BiLSTM (its BERT row)."""
+    The embeddings are a character table (``embeddings=None``), with the ``features`` of
+    :mod:`.char_features` beside it if given, or a given module, such as a :class:`TransformersEncoder` under
+    the seq2seq paper's BiLSTM (its BERT row)."""
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class CharBiLSTMEncoder(nn.Module):
         dropout: float = 0.1,
         pad_token_id: int = 0,
         embeddings: nn.Module | None = None,
+        features: CharFeatures | None = None,
     ):
         super().__init__()
         if embeddings is None:
@@ -56,6 +60,10 @@ class CharBiLSTMEncoder(nn.Module):
         else:
             embedding_size = embeddings.output_size
         self.embeddings = embeddings
+        # bigram / softword / word-set embeddings beside a character table's (a pretrained encoder reads none)
+        self.features = features if isinstance(embeddings, nn.Embedding) else None
+        if self.features is not None:
+            embedding_size += self.features.output_size
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(
             embedding_size,
@@ -76,6 +84,8 @@ class CharBiLSTMEncoder(nn.Module):
     ) -> torch.Tensor:
         if isinstance(self.embeddings, nn.Embedding):
             embedded = self.embeddings(input_ids)
+            if self.features is not None:
+                embedded = torch.cat([embedded, self.features(input_ids, attention_mask)], dim=-1)
         else:
             embedded = self.embeddings(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         return run_lstm(self.lstm, self.dropout(embedded), attention_mask)
@@ -170,8 +180,16 @@ def build_encoder(config, encoder_type: str | None = None, encoder_config=None) 
             config.lstm_num_layers,
             config.hidden_dropout_prob,
             config.pad_token_id if config.pad_token_id is not None else 0,
+            features=char_features(config),
         )
     return TransformersEncoder(_auto_model(encoder_config or config.encoder_config, pretrained=False))
+
+
+def char_features(config) -> CharFeatures | None:
+    """The bigram / softword / word-set features a config asks for, or None."""
+    if config.bigram_vocab_size or config.use_softword or config.use_word_sets:
+        return CharFeatures(config)
+    return None
 
 
 def load_pretrained_encoder(name_or_path: str) -> TransformersEncoder:

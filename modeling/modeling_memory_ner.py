@@ -20,6 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassif
 
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
+from .char_features import CharFeatures
 from .encoders import CharBiLSTMEncoder, EncoderParametersMixin, build_encoder, load_pretrained_encoder
 from .memory_bank import BankEncodingCache, MemoryBank
 from .tag_schemes import lenient_spans
@@ -64,6 +65,9 @@ class MemoryNetPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
             module.reset_label_embeddings()
         elif isinstance(module, MemoryBank):  # only a bank saved without its written characters lacks them
             init.zeros_(module.chars)
+        elif isinstance(module, CharFeatures):
+            for table in module.embedding_tables():
+                init.normal_(table.weight, 0.0, table.embedding_dim**-0.5)  # as wide a spread as a char vector's
         elif isinstance(module, CharBiLSTMEncoder):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
             init.normal_(module.embeddings.weight, 0.0, 1.0)

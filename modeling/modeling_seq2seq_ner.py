@@ -20,10 +20,12 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_seq2seq_ner import Seq2SeqAttnConfig
 from .crf import character_mask
+from .char_features import CharFeatures
 from .encoders import (
     CharBiLSTMEncoder,
     EncoderParametersMixin,
     TransformersEncoder,
+    char_features,
     _auto_model,
     load_pretrained_encoder,
 )
@@ -68,7 +70,10 @@ class Seq2SeqAttnPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, CharBiLSTMEncoder) and isinstance(module.embeddings, nn.Embedding):
+        if isinstance(module, CharFeatures):
+            for table in module.embedding_tables():
+                init.normal_(table.weight, 0.0, table.embedding_dim**-0.5)  # as wide a spread as a char vector's
+        elif isinstance(module, CharBiLSTMEncoder) and isinstance(module.embeddings, nn.Embedding):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
             init.normal_(module.embeddings.weight, 0.0, 1.0)
 
@@ -150,6 +155,7 @@ class Seq2SeqAttnTagger(TaggerMixin, Seq2SeqAttnPreTrainedModel):
             dropout=config.hidden_dropout_prob,
             pad_token_id=config.pad_token_id if config.pad_token_id is not None else 0,
             embeddings=embeddings,
+            features=char_features(config),
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         encoder_size = self.encoder.output_size

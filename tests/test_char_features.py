@@ -1,0 +1,141 @@
+"""The BiLSTM's input features (modeling/char_features.py) on a hand-made sentence and dictionary, exactly."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import BertTokenizerFast
+
+from conftest import run_fresh_process
+from data_scripts.encoder_features import bigram_keys, lexicon_in_ids
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification
+from modeling.char_features import FIRST_WORD_ROW, NO_WORD, OTHER_WORD
+from modeling.char_tokenization import SPECIAL_TOKENS, encode_chars
+
+CHARS = list("北京大学生在上海市读书了")
+# 北京 is a prefix of 北京大学; 了 is a one-character word; 在 is in no word; 上海市 only in the dictionary
+DICTIONARY = {"北京": 100.0, "北京大学": 50.0, "大学": 80.0, "大学生": 30.0, "学生": 90.0, "上海": 70.0,
+              "上海市": 20.0, "读书": 40.0, "了": 500.0, "中国": 10.0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    path.write_text("\n".join(SPECIAL_TOKENS + CHARS + ["中", "国"]) + "\n", encoding="utf-8")
+    return BertTokenizerFast(vocab=str(path))
+
+
+def model_with(tokenizer, train_texts, **config):
+    ids = encode_chars(tokenizer, [list(t) for t in train_texts])["input_ids"]
+    lexicon = lexicon_in_ids(DICTIONARY, tokenizer, ids)
+    keys = bigram_keys(ids, len(tokenizer), 1)
+    cfg = MemoryNetConfig(
+        id2label={0: "O", 1: "B-LOC", 2: "I-LOC", 3: "S-LOC"}, vocab_size=len(tokenizer), char_embedding_size=4,
+        lstm_hidden_size=4, num_memory=0, use_self_attention=False, bigram_vocab_size=len(keys),
+        bigram_embedding_size=3, lexicon_size=len(lexicon.word_ids), lexicon_word_length=lexicon.word_length,
+        use_softword=True, softword_embedding_size=2, use_word_sets=True, word_vocab_size=lexicon.num_rows,
+        word_embedding_size=2, word_set_size=2, **config,
+    )  # fmt: skip
+    model = MemoryNetForTokenClassification(cfg).eval()
+    model.encoder.features.set_bigrams(keys)
+    model.encoder.features.set_lexicon(lexicon.word_ids, lexicon.freqs, lexicon.rows)
+    return model, lexicon
+
+
+def test_softword_and_word_sets_of_a_hand_made_sentence(tokenizer):
+    model, lexicon = model_with(tokenizer, ["北京大学生在上海读书了"])
+    features = model.encoder.features
+    text = "北京大学生在上海市读书了"
+    ids = encode_chars(tokenizer, [list(text)])["input_ids"][0]
+    softword, rows, weights = features.text_features(tuple(ids))
+    # the route of the highest sum of log(f) - log(total) a word (a character in no word: f = 1), by hand:
+    # 北京|大学生 -5.79 beats 北京大学|生 -9.88, 北京|大学|生 -11.70, 北京|大|学生 -11.59;
+    # 上海市 -3.90 beats 上海|市 -9.55
+    # [CLS] 北 京 大 学 生 在 上 海 市 读 书 了 [SEP]
+    assert softword.tolist() == [4, 1, 3, 1, 2, 3, 4, 1, 2, 3, 1, 3, 4, 4]
+    assert math.log(sum(lexicon.freqs)) == pytest.approx(math.log(990))
+
+    row = {w: lexicon.rows[k] for k, w in enumerate(lexicon.word_ids)}
+    word = {"".join(tokenizer.convert_ids_to_tokens(list(w))): row[w] for w in lexicon.word_ids}
+    assert word["上海市"] == OTHER_WORD and word["北京"] >= FIRST_WORD_ROW  # not in the training text / in it
+    # 学 (position 4) Begins 学生, is in the Middle of 大学生, Ends 北京大学 and 大学, and is no word alone
+    got = {j: sorted(r for r, w in zip(rows[4, j].tolist(), weights[4, j].tolist()) if w) for j in range(4)}
+    assert got == {0: [word["学生"]], 1: [word["大学生"]], 2: sorted([word["北京大学"], word["大学"]]), 3: [NO_WORD]}
+    z = 90 + 30 + 50 + 80  # the frequencies of the four sets' words: weights 4 z(w) / Z
+    weight = {r: w for j in range(3) for r, w in zip(rows[4, j].tolist(), weights[4, j].tolist()) if w}
+    assert weight[word["学生"]] == pytest.approx(4 * 90 / z) and weight[word["大学"]] == pytest.approx(4 * 80 / z)
+    assert weights[4, 3, 0] == 1.0  # the empty S set reads the no-word row
+    # 在 (position 6): in no word, every set empty
+    assert rows[6, :, 0].tolist() == [NO_WORD] * 4 and weights[6, :, 0].tolist() == [1.0] * 4
+    # 了 (position 12): a one-character word, its S set
+    assert rows[12, 3, 0] == word["了"] and weights[12, 3, 0] == pytest.approx(4.0)
+
+
+def test_unknown_and_blank_characters_and_a_window_cut_through_a_word(tokenizer):
+    model, lexicon = model_with(tokenizer, ["北京大学生在上海读书了"])
+    features = model.encoder.features
+    # a blank and an unknown character end a word: 北 京 <blank> 大 学 <unknown> 生
+    ids = encode_chars(tokenizer, [list("北京 大学😀生")])["input_ids"][0]
+    softword, rows, _ = features.text_features(tuple(ids))
+    assert softword.tolist() == [4, 1, 3, 4, 1, 3, 4, 4, 4]
+    # a window that starts inside 北京大学 (cut after 北京) sees only the words within it
+    ids = encode_chars(tokenizer, [list("大学生")])["input_ids"][0]
+    assert features.text_features(tuple(ids))[0].tolist() == [4, 1, 2, 3, 4]
+    # the same characters give the same features in a longer text (training and the pipeline agree)
+    batch = encode_chars(tokenizer, [list("北京大学生"), list("北京大学生在上海市读书了")])
+    width = max(map(len, batch["input_ids"]))
+    input_ids = torch.tensor([r + [0] * (width - len(r)) for r in batch["input_ids"]])
+    mask = (input_ids != 0).long()
+    softword, word_rows, weights = features.lexicon_features(input_ids, mask)
+    alone = features.text_features(tuple(batch["input_ids"][0]))
+    assert softword[0, :7].tolist() == alone[0].tolist() and softword[0, 7:].tolist() == [0] * (width - 7)
+    assert torch.equal(word_rows[0, :7], torch.as_tensor(alone[1]))
+
+
+def test_bigrams_of_the_training_split_and_the_unknown_bucket(tokenizer):
+    model, _ = model_with(tokenizer, ["北京大学"])
+    features = model.encoder.features
+    ids = torch.tensor([encode_chars(tokenizer, [list("北京上海")])["input_ids"][0]])
+    rows = features.bigram_index(ids, torch.ones_like(ids)).tolist()[0]
+    keys = features.bigram_keys.tolist()
+    v = len(tokenizer)
+    expected = []
+    for a, b in zip(ids[0].tolist(), ids[0].tolist()[1:] + [0]):
+        expected.append(keys.index(a * v + b) + 2 if a * v + b in keys else 1)
+    assert rows == expected and rows[1] >= 2 and rows[2] == 1  # 北京 seen in train, 京上 not
+    assert expected[0] >= 2  # [CLS] 北 was a training bigram too
+
+
+FRESH = """
+import builtins, io, json, sys
+real_open = io.open
+def no_dictionary(file, *args, **kwargs):
+    if str(file).replace("\\\\", "/").endswith("jieba/dict.txt"):
+        raise PermissionError(13, "Permission denied", str(file))
+    return real_open(file, *args, **kwargs)
+builtins.open = io.open = no_dictionary
+import jieba, os
+try:
+    open(os.path.join(os.path.dirname(jieba.__file__), "dict.txt"))
+    sys.exit("the dictionary could still be read")
+except PermissionError:
+    pass
+import torch
+from transformers import AutoModelForTokenClassification
+model = AutoModelForTokenClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+ids = torch.tensor(json.loads(sys.argv[2]))
+with torch.no_grad():
+    print(json.dumps(model(ids, attention_mask=torch.ones_like(ids)).logits.tolist()))
+"""
+
+
+@pytest.mark.slow
+def test_a_saved_folder_tags_the_same_in_a_fresh_process_that_cannot_read_jiebas_dictionary(tokenizer, tmp_path):
+    model, _ = model_with(tokenizer, ["北京大学生在上海读书了"])
+    ids = encode_chars(tokenizer, [list("北京大学生在上海市读书了")])["input_ids"]
+    with torch.no_grad():
+        expected = model(torch.tensor(ids)).logits
+    model.save_pretrained(tmp_path / "model")
+    lines = run_fresh_process(FRESH, str(tmp_path / "model"), json.dumps(ids), cwd=tmp_path)
+    assert torch.allclose(torch.tensor(json.loads(lines[-1])), expected, atol=1e-6)
