@@ -4,6 +4,7 @@ on MSRA test (then People's Daily test and CLUENER dev). Each run is a plain ``t
 read back from the runs' ``all_results.json``.
 
     python benchmarks/encoder.py --runs recipe_drop05-msra recipe_drop05_lr2e3-msra --parallel 2
+    python benchmarks/encoder.py --runs "recipe_drop05+bigrams_softword-msra" "recipe_drop05+all-msra"   # features
     python benchmarks/encoder.py --table-only                      # every finished run
     python benchmarks/encoder.py --runs NAME --parallel 1 -- --resume_from_checkpoint true   # go on after a stop
 
@@ -35,6 +36,17 @@ STEPS = {
     "recipe_drop05": {"hidden_dropout_prob": 0.5},
     "recipe_drop05_lr2e3": {"hidden_dropout_prob": 0.5, "learning_rate": 2e-3},
 }
+# input features on a recipe: name -> the flags that add them
+FEATURES = {
+    "bigrams": {"use_bigrams": True},
+    "softword": {"use_softword": True},
+    "wordsets": {"use_word_sets": True},
+    "bigrams_softword": {"use_bigrams": True, "use_softword": True},
+    "all": {"use_bigrams": True, "use_softword": True, "use_word_sets": True},
+}
+for _step in list(STEPS):
+    for _name, _flags in FEATURES.items():
+        STEPS[f"{_step}+{_name}"] = {**STEPS[_step], **_flags}
 RUNS = {f"{step}-{corpus}": {**BASE, "dataset": corpus, **flags} for step, flags in STEPS.items() for corpus in SPLIT}
 
 
