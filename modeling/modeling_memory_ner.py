@@ -523,7 +523,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
         A query never retrieves a bank sentence with its own text, in training (where that would
         hand the model its gold labels) and at inference alike, as ``train.py`` evaluates."""
-        from .retrieval import INDEX_METHODS, POS_METHODS, pos_strings, rank_memories
+        from .retrieval import CLASSIFIER_METHODS, INDEX_METHODS, POS_METHODS, pos_strings, rank_memories
 
         if self.memory_bank is None or not len(self.memory_bank.token_chars):
             raise ValueError("this model has no memory bank to retrieve from (train it with num_memory > 0)")
@@ -534,7 +534,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             )
         query_types = (
             self.predict_entity_types(input_ids, attention_mask).cpu().numpy()
-            if method in ("category", "hybrid")
+            if method in CLASSIFIER_METHODS
             else None
         )
         texts = self.memory_bank.texts(input_ids, attention_mask)
