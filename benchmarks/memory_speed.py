@@ -36,6 +36,7 @@ from data_scripts.features import BERT_VOCAB, default_data_dir, load_tokenizer, 
 from data_scripts.memory_data import gold_type_matrices  # noqa: E402
 from data_scripts.readers import read_cluener  # noqa: E402
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
+from modeling.configuration_memory_ner import TYPE_CLASSIFIER_KINDS  # noqa: E402
 from modeling.memory_bank import MemoryBank  # noqa: E402
 from modeling.retrieval import pos_strings, rank_memories  # noqa: E402
 
@@ -146,7 +147,7 @@ def main() -> None:
         f"memory, end to end ({kind} type classifier)": memory_model(
             memory_method="category", type_classifier_kind=kind
         )
-        for kind in ("pooled", "tagger")
+        for kind in TYPE_CLASSIFIER_KINDS
     }
     if (
         args.bert_type_classifier

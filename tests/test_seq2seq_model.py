@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, BertTokeni
 from conftest import run_fresh_process, run_train, write_cluener_slice
 from modeling.tag_schemes import SCHEMES, TagSequenceError, label_list, tags_to_spans
 from modeling import Seq2SeqAttnConfig, Seq2SeqAttnTagger
+from modeling.configuration_seq2seq_ner import ATTENTION_SCORES
 from modeling.crf import character_mask
 from modeling.tag_constraints import transition_masks
 
@@ -129,7 +130,7 @@ def test_inference_never_reads_the_gold_labels():
     assert (a.tags[mask == 0] == -100).all() and (a.tags[:, 0] == -100).all()
 
 
-@pytest.mark.parametrize("score", ["dot", "general", "additive"])
+@pytest.mark.parametrize("score", ATTENTION_SCORES)
 def test_beam_width_one_equals_greedy(score):
     model = tiny_model(seed=1, attention_score=score)
     ids, mask, _ = toy_batch(seed=2, lengths=(7, 3, 5, 1))
