@@ -200,12 +200,19 @@ def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:
     return dst
 
 
-# a test that needs a model trained by train.py (or the tiny BERT) is in the slow tier; the tests that train or
-# start processes themselves say so with @pytest.mark.slow
-TRAINED_MODEL_FIXTURES = {"memory_run", "seq2seq_run", "tiny_bert_dir"}
+# a test that needs a model trained here (by train.py or a fixture's training run; the tiny BERT is one), or the
+# whole of a real corpus, is in the slow tier, whether it names the fixture or a parameter names it for
+# request.getfixturevalue; the tests that train or start processes themselves say so with @pytest.mark.slow
+SLOW_FIXTURES = {
+    "memory_run", "seq2seq_run", "tiny_bert_dir", "memory_ner", "seq2seq_ner", "overfit_bilstm", "overfit_bert",
+    "seq2seq_bilstm", "seq2seq_bert",
+}  # fmt: skip
+WHOLE_CORPUS_TESTS = {"test_msra_counts", "test_peoples_daily_split"}  # read all of MSRA / People's Daily
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if TRAINED_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        params = getattr(getattr(item, "callspec", None), "params", {}).values()
+        named = set(getattr(item, "fixturenames", ())) | {p for p in params if isinstance(p, str)}
+        if SLOW_FIXTURES & named or item.originalname in WHOLE_CORPUS_TESTS:
             item.add_marker(pytest.mark.slow)
