@@ -122,31 +122,41 @@ class CharFeatures(nn.Module):
     def lexicon_features(self, input_ids: torch.LongTensor, mask: torch.Tensor):
         """Softword ids ``[batch, length]``, word-set rows and weights ``[batch, length, 4, word_set_size]``."""
         batch, length = input_ids.shape
+        texts = [tuple(ids[:n]) for ids, n in zip(input_ids.tolist(), mask.sum(1).tolist())]
+        self.text_features(*texts)
         softword = np.zeros((batch, length), dtype=np.int64)
         rows = np.zeros((batch, length, len(POSITIONS), self.word_set_size), dtype=np.int64)
         weights = np.zeros(rows.shape, dtype=np.float32)
-        for b, (ids, n) in enumerate(zip(input_ids.tolist(), mask.sum(1).tolist())):
-            s, r, w = self.text_features(tuple(ids[:n]))
-            softword[b, :n], rows[b, :n], weights[b, :n] = s, r, w
+        for b, ids in enumerate(texts):
+            n = len(ids)
+            softword[b, :n], rows[b, :n], weights[b, :n] = self._rows[ids]
         device = input_ids.device
-        return (
-            torch.from_numpy(softword).to(device),
-            torch.from_numpy(rows).to(device),
-            torch.from_numpy(weights).to(device),
-        )
+        return tuple(torch.from_numpy(x).to(device) for x in (softword, rows, weights))
 
-    def text_features(self, ids: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The softword ids, word-set rows and weights of one token sequence (kept for the last ``cache_size``)."""
-        cached = self._rows.get(ids)
-        if cached is not None:
+    def text_features(self, *texts: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The softword ids, word-set rows and weights of token sequences (the last one's returned), computed
+        together for those not among the last ``cache_size`` seen."""
+        new = [ids for ids in dict.fromkeys(texts) if ids not in self._rows]
+        if new:
+            for ids, features in zip(new, self._compute(new)):
+                self._rows[ids] = features
+        for ids in texts:
             self._rows.move_to_end(ids)
-            return cached
-        matches = self.matches(ids)
-        out = (self._softword(len(ids), matches), *self._word_sets(len(ids), matches))
-        self._rows[ids] = out
-        if len(self._rows) > self.cache_size:
+        while len(self._rows) > max(self.cache_size, len(texts)):
             self._rows.popitem(last=False)
-        return out
+        return self._rows[texts[-1]]
+
+    def _compute(self, texts: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Features of several token sequences at once: their words matched one text at a time, the rest in
+        array operations over all of them."""
+        lengths = np.array([len(ids) for ids in texts])
+        found = [self.matches(ids) for ids in texts]
+        text_of = np.repeat(np.arange(len(texts)), [len(m) for m in found])
+        matched = np.array([m for ms in found for m in ms], dtype=np.int64).reshape(-1, 3)
+        starts, ends, words = matched.T
+        softword = self._softword(lengths, text_of, starts, ends, words)
+        rows, weights = self._word_sets(lengths, text_of, starts, ends, words)
+        return [(softword[k, :n], rows[k, :n], weights[k, :n]) for k, n in enumerate(lengths)]
 
     def matches(self, ids: Sequence[int]) -> list[tuple[int, int, int]]:
         """Every lexicon word in the sequence: ``(start, end, word index)``, by end then length."""
@@ -162,59 +172,81 @@ class CharFeatures(nn.Module):
         for word, (ids, length) in enumerate(zip(self.word_ids.tolist(), lengths)):
             matcher.add_word(id_string(ids[:length]), (word, length))
         matcher.make_automaton()
-        freqs = self.word_freqs.tolist()
-        self._log_freqs = [math.log(f) for f in freqs]
-        self._log_total = math.log(sum(freqs))
-        self._freqs, self._word_rows = freqs, self.word_rows.tolist()
+        self._freqs = self.word_freqs.double().numpy()
+        self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
+        self._word_rows = self.word_rows.long().numpy()
         return matcher
 
-    def _softword(self, n: int, matches: list[tuple[int, int, int]]) -> np.ndarray:
-        """B/M/E/S of each token (ids 1-4) in the best route through the lexicon's words (jieba's ``calc``)."""
-        starting: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        for start, end, word in matches:
-            starting[start].append((end, word))
-        route = [(0.0, n)] * (n + 1)
-        for i in range(n - 1, -1, -1):
-            single = next((w for e, w in starting[i] if e == i + 1), None)
-            best = (
-                (self._log_freqs[single] if single is not None else 0.0) - self._log_total + route[i + 1][0],
-                i + 1,
-            )
-            for end, word in starting[i]:
-                best = max(best, (self._log_freqs[word] - self._log_total + route[end][0], end))
-            route[i] = best
-        out = np.zeros(n, dtype=np.int64)
-        i = 0
-        while i < n:
-            end = route[i][1]
-            if end - i == 1:
-                out[i] = 4
-            else:
-                out[i], out[i + 1 : end - 1], out[end - 1] = 1, 2, 3
-            i = end
-        return out
+    def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:
+        """B/M/E/S of each token (ids 1-4) on the best route through the lexicon's words, as jieba's ``calc``
+        finds it: from the last character back, the longest of the best-scoring words (a character in no word
+        is one of frequency 1), each word scoring ``log f - log total``."""
+        count, width = len(lengths), int(lengths.max())
+        single = np.zeros((count, width)) - self._log_total  # a character alone: f = 1, or its own frequency
+        is_single = ends - starts == 1
+        single[text_of[is_single], starts[is_single]] = self._log_freqs[words[is_single]] - self._log_total
+        longer = ~is_single
+        order = np.lexsort((ends[longer], starts[longer], text_of[longer]))
+        t, a, e = text_of[longer][order], starts[longer][order], ends[longer][order]
+        score = self._log_freqs[words[longer][order]] - self._log_total
+        slot = _rank_in_groups(t * width + a)
+        slots = 1 + (int(slot.max()) + 1 if len(slot) else 0)
+        cand_end = np.zeros((count, width, slots), dtype=np.int64)
+        cand_score = np.full((count, width, slots), -np.inf)
+        cand_end[:, :, 0] = np.arange(1, width + 1)
+        cand_score[:, :, 0] = single
+        cand_end[t, a, 1 + slot], cand_score[t, a, 1 + slot] = e, score
+        route = np.zeros((count, width + 1))
+        best_end = np.zeros((count, width), dtype=np.int64)
+        for i in range(width - 1, -1, -1):
+            total = cand_score[:, i] + np.take_along_axis(route, cand_end[:, i], axis=1)
+            best = total.max(axis=1)
+            best_end[:, i] = np.where(total == best[:, None], cand_end[:, i], -1).max(axis=1)
+            route[:, i] = np.where(i < lengths, best, 0.0)
+        is_start = np.zeros((count, width + 1), dtype=bool)
+        current = np.zeros(count, dtype=np.int64)
+        active = current < lengths
+        while active.any():
+            is_start[np.flatnonzero(active), current[active]] = True
+            current[active] = best_end[active, current[active]]
+            active = current < lengths
+        ends_here = is_start[:, 1:] | (np.arange(width) == (lengths - 1)[:, None])
+        begins = is_start[:, :width]
+        out = np.select([begins & ends_here, begins, ends_here], [4, 1, 3], default=2)
+        return np.where(np.arange(width) < lengths[:, None], out, 0)
 
-    def _word_sets(self, n: int, matches: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Each token's B/M/E/S word sets: the ``word_set_size`` most frequent words of each, as embedding rows,
-        with the weights ``4 z(w) / Z`` (Z: the frequencies of the token's four sets); an empty set reads the
-        no-word row with weight 1."""
-        sets: list[list[list[int]]] = [[[] for _ in POSITIONS] for _ in range(n)]
-        for start, end, word in matches:
-            if end - start == 1:
-                sets[start][3].append(word)
-            else:
-                sets[start][0].append(word)
-                sets[end - 1][2].append(word)
-                for k in range(start + 1, end - 1):
-                    sets[k][1].append(word)
-        rows = np.zeros((n, len(POSITIONS), self.word_set_size), dtype=np.int64)
+    def _word_sets(self, lengths, text_of, starts, ends, words) -> tuple[np.ndarray, np.ndarray]:
+        """Each token's B/M/E/S word sets: the ``word_set_size`` most frequent words of each (ties: the order
+        they were found in), as embedding rows, with the weights ``4 z(w) / Z`` (Z: the frequencies of the
+        token's four sets); an empty set reads the no-word row with weight 1."""
+        count, width, size = len(lengths), int(lengths.max()), self.word_set_size
+        span = ends - starts
+        match = np.repeat(np.arange(len(span)), span)
+        offset = np.arange(len(match)) - np.repeat(np.cumsum(span) - span, span)
+        t, position, word = text_of[match], starts[match] + offset, words[match]
+        last = span[match] - 1
+        kind = np.where(last == 0, 3, np.where(offset == 0, 0, np.where(offset == last, 2, 1)))
+        freq = self._freqs[word]
+        order = np.lexsort((-freq, kind, position, t))
+        t, position, kind, word, freq = t[order], position[order], kind[order], word[order], freq[order]
+        rank = _rank_in_groups((t * width + position) * len(POSITIONS) + kind)
+        keep = rank < size
+        t, position, kind, word, freq, rank = t[keep], position[keep], kind[keep], word[keep], freq[keep], rank[keep]
+        total = np.zeros((count, width))
+        np.add.at(total, (t, position), freq)
+        rows = np.zeros((count, width, len(POSITIONS), size), dtype=np.int64)
         weights = np.zeros(rows.shape, dtype=np.float32)
-        for i, token_sets in enumerate(sets):
-            kept = [sorted(words, key=lambda w: -self._freqs[w])[: self.word_set_size] for words in token_sets]
-            total = sum(self._freqs[w] for words in kept for w in words)
-            for j, words in enumerate(kept):
-                if not words:
-                    rows[i, j, 0], weights[i, j, 0] = NO_WORD, 1.0
-                for k, w in enumerate(words):
-                    rows[i, j, k], weights[i, j, k] = self._word_rows[w], 4.0 * self._freqs[w] / total
+        rows[t, position, kind, rank] = self._word_rows[word]
+        weights[t, position, kind, rank] = 4.0 * freq / total[t, position]
+        empty = (rows[..., 0] == 0) & (np.arange(width) < lengths[:, None])[:, :, None]
+        rows[..., 0][empty], weights[..., 0][empty] = NO_WORD, 1.0
         return rows, weights
+
+
+def _rank_in_groups(keys: np.ndarray) -> np.ndarray:
+    """For sorted ``keys``, each item's place among the items of its key (0, 1, ...)."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    starts = np.flatnonzero(first)
+    return np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
