@@ -33,12 +33,16 @@ def argv(flags: Flags) -> list[str]:
     return out
 
 
+ENCODER_FEATURES = {"use_bigrams": True, "use_softword": True, "use_word_sets": True}
 SAMPLE_MODELS: dict[
     str, Flags
 ] = {  # the speed benchmarks' models, trained on the embedded sample when no folder is given
     "plain": {"num_memory": 0, "use_self_attention": False},
     "memory": {},  # train.py's default: the memory network, entity retrieval
     "seq2seq": {"model_type": "seq2seq"},
+    # the same with the encoder's input features (bigrams, softword, word sets), to time what they cost
+    "plain_features": {"num_memory": 0, "use_self_attention": False, **ENCODER_FEATURES},
+    "memory_features": dict(ENCODER_FEATURES),
 }
 
 

@@ -3,7 +3,9 @@
 
 Inputs: MSRA test (3,442 sentences), People's Daily test (the 80/20 split's 3,897 lines) and one
 long document (MSRA test sentences joined to ~15,000 characters). Models: the plain BiLSTM-CRF,
-the memory network (retrieval inside the call) and the seq2seq tagger, each at batch 1 and 32;
+the memory network (retrieval inside the call) and the seq2seq tagger (``plain_features`` and
+``memory_features``: the first two with the encoder's bigram, softword and word-set inputs), each at batch 1
+and 32;
 a model folder is given with ``--models NAME=DIR``, or trained on the embedded sample by
 ``train.py`` when missing (the figures in RESULTS say which). LAC has no batching, so it runs once
 per input, on as many threads as the models (``--threads``). Prints sentences/s, characters/s and the ratio to LAC's
@@ -39,11 +41,7 @@ from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
 from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
-CLASSES = {
-    "plain": MemoryNetForTokenClassification,
-    "memory": MemoryNetForTokenClassification,
-    "seq2seq": Seq2SeqAttnTagger,
-}
+CLASSES = {name: Seq2SeqAttnTagger if name == "seq2seq" else MemoryNetForTokenClassification for name in SAMPLE_MODELS}
 LAC_TYPES = {"PER", "LOC", "ORG"}
 
 
@@ -114,8 +112,8 @@ def lac_entities(lac, texts: list[str]) -> list[list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=[], help="NAME=DIR for plain, memory, seq2seq")
-    parser.add_argument("--which", nargs="+", default=list(SAMPLE_MODELS), choices=list(SAMPLE_MODELS))
+    parser.add_argument("--models", nargs="*", default=[], help="NAME=DIR for " + ", ".join(SAMPLE_MODELS))
+    parser.add_argument("--which", nargs="+", default=["plain", "memory", "seq2seq"], choices=list(SAMPLE_MODELS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--limit", type=int, default=None, help="sentences per test set (default: all)")
     parser.add_argument("--threads", type=int, default=2)
