@@ -86,6 +86,21 @@ def memory_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lexicon_run(tmp_path_factory):
+    """A small memory network (n=2, entity) whose BiLSTM reads bigrams, softword and word sets from jieba's
+    dictionary, trained by train.py on the embedded sample: (folder, results)."""
+    out = tmp_path_factory.mktemp("lexicon")
+    results = run_train(
+        [
+            "--output_dir", str(out), "--num_memory", "2", "--use_self_attention", "false", "--lstm_hidden_size",
+            "32", "--use_bigrams", "true", "--use_softword", "true", "--use_word_sets", "true", "--num_train_epochs",
+            "3", "--save_strategy", "no", "--load_best_model_at_end", "false",
+        ]
+    )  # fmt: skip
+    return out, results
+
+
+@pytest.fixture(scope="session")
 def seq2seq_run(tmp_path_factory):
     """A small Seq2SeqAttnTagger trained by train.py on the embedded sample: (folder, results)."""
     out = tmp_path_factory.mktemp("seq2seq-sample")
@@ -205,7 +220,7 @@ def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:
 # request.getfixturevalue; the tests that train or start processes themselves say so with @pytest.mark.slow
 SLOW_FIXTURES = {
     "memory_run", "seq2seq_run", "tiny_bert_dir", "memory_ner", "seq2seq_ner", "overfit_bilstm", "overfit_bert",
-    "seq2seq_bilstm", "seq2seq_bert",
+    "seq2seq_bilstm", "seq2seq_bert", "lexicon_run",
 }  # fmt: skip
 WHOLE_CORPUS_TESTS = {"test_msra_counts", "test_peoples_daily_split"}  # read all of MSRA / People's Daily
 

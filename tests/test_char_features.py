@@ -139,3 +139,21 @@ def test_a_saved_folder_tags_the_same_in_a_fresh_process_that_cannot_read_jiebas
     model.save_pretrained(tmp_path / "model")
     lines = run_fresh_process(FRESH, str(tmp_path / "model"), json.dumps(ids), cwd=tmp_path)
     assert torch.allclose(torch.tensor(json.loads(lines[-1])), expected, atol=1e-6)
+
+
+def test_the_seq2seq_tagger_reads_the_same_features(tokenizer):
+    """Both models build their BiLSTM from one class, features included."""
+    from modeling import Seq2SeqAttnConfig, Seq2SeqAttnTagger
+
+    ids = encode_chars(tokenizer, [list("北京大学生")])["input_ids"]
+    keys = bigram_keys(ids, len(tokenizer), 1)
+    config = Seq2SeqAttnConfig(
+        id2label={0: "O", 1: "B-LOC", 2: "I-LOC", 3: "E-LOC"}, vocab_size=len(tokenizer), char_embedding_size=4,
+        lstm_hidden_size=4, decoder_hidden_size=8, tag_embedding_size=4, bigram_vocab_size=len(keys),
+        bigram_embedding_size=3,
+    )  # fmt: skip
+    model = Seq2SeqAttnTagger(config).eval()
+    model.encoder.features.set_bigrams(keys)
+    assert model.encoder.lstm.input_size == 4 + 3
+    out = model(torch.tensor(ids), return_tags=True)
+    assert out.tags.shape == (1, 7)

@@ -83,7 +83,7 @@ TAG = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", ["memory_run", "seq2seq_run"])
+@pytest.mark.parametrize("run", ["memory_run", "seq2seq_run", "lexicon_run"])
 def test_user_fine_tune_and_save_pretrained_keeps_the_pipeline(run, request, tmp_path):
     folder, _ = request.getfixturevalue(run)
     elsewhere = tmp_path / "elsewhere"
