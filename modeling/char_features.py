@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -32,6 +33,44 @@ _OFFSET = 0x10000  # token id i is the character chr(_OFFSET + i) of the automat
 def id_string(ids: Sequence[int]) -> str:
     """Token ids as a string the automaton matches (one character per id)."""
     return "".join(chr(_OFFSET + int(i)) for i in ids)
+
+
+@dataclass
+class CharFeaturesConfig:
+    r"""
+    The fields of both models' configs that choose the character BiLSTM's input features (:class:`CharFeatures`).
+
+    Args:
+        bigram_vocab_size (`int`, defaults to 0):
+            BiLSTM encoder: char bigrams in the bigram vocabulary (`char_features.CharFeatures`); 0: no bigram feature.
+        bigram_embedding_size (`int`, defaults to 50):
+            Size of a bigram's embedding.
+        lexicon_size, lexicon_word_length (`int`, default to 0):
+            Words in the lexicon the softword and word-set features read, and the longest in tokens (0: none).
+        use_softword (`bool`, defaults to `False`):
+            BiLSTM encoder: each character's position (B/M/E/S) in its word under the lexicon's segmentation.
+        softword_embedding_size (`int`, defaults to 20):
+            Size of a softword position's embedding.
+        use_word_sets (`bool`, defaults to `False`):
+            BiLSTM encoder: the SoftLexicon word sets of each character (B/M/E/S), pooled by word frequency.
+        word_vocab_size (`int`, defaults to 0):
+            Rows of the word embeddings (padding, no word, another lexicon word, then the training text's words).
+        word_embedding_size (`int`, defaults to 50):
+            Size of a word's embedding; the four pooled sets add four times this to each character.
+        word_set_size (`int`, defaults to 8):
+            The most frequent words of a set that are pooled.
+    """
+
+    bigram_vocab_size: int = 0
+    bigram_embedding_size: int = 50
+    lexicon_size: int = 0
+    lexicon_word_length: int = 0
+    use_softword: bool = False
+    softword_embedding_size: int = 20
+    use_word_sets: bool = False
+    word_vocab_size: int = 0
+    word_embedding_size: int = 50
+    word_set_size: int = 8
 
 
 class CharFeatures(nn.Module):

@@ -6,6 +6,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .char_features import CharFeaturesConfig
 from .encoders import ENCODER_TYPES
 from .retrieval import CLASSIFIER_METHODS, METHODS
 
@@ -13,14 +14,14 @@ TYPE_CLASSIFIER_KINDS = ("pooled", "tagger")
 
 
 @strict
-class MemoryNetConfig(PreTrainedConfig):
+class MemoryNetConfig(PreTrainedConfig, CharFeaturesConfig):
     r"""
     Configuration of the associated-memory-network tagger: a character encoder, the memory
     attention over retrieved training sentences (`num_memory > 0`), optional multi-head
     self-attention, and a CRF. Its defaults are the model `train.py` trains (the architecture's defaults live
     here; `train.py` reads them).
 
-    Args:
+    Args (and the BiLSTM's input-feature fields of `char_features.CharFeaturesConfig`):
         encoder_type (`str`, defaults to `"bilstm"`):
             `"bilstm"`: an offline character BiLSTM (the papers' non-pretrained baseline rows);
             `"transformers"`: any `AutoModel` described by `encoder_config` (BERT, RoBERTa-wwm, ...).
@@ -34,24 +35,6 @@ class MemoryNetConfig(PreTrainedConfig):
             BiLSTM encoder: hidden size per direction.
         lstm_num_layers (`int`, defaults to 1):
             BiLSTM encoder: number of layers.
-        bigram_vocab_size (`int`, defaults to 0):
-            BiLSTM encoder: char bigrams in the bigram vocabulary (`char_features.CharFeatures`); 0: no bigram feature.
-        bigram_embedding_size (`int`, defaults to 50):
-            Size of a bigram's embedding.
-        lexicon_size, lexicon_word_length (`int`, default to 0):
-            Words in the lexicon the softword and word-set features read, and the longest in tokens (0: none).
-        use_softword (`bool`, defaults to `False`):
-            BiLSTM encoder: each character's position (B/M/E/S) in its word under the lexicon's segmentation.
-        softword_embedding_size (`int`, defaults to 20):
-            Size of a softword position's embedding.
-        use_word_sets (`bool`, defaults to `False`):
-            BiLSTM encoder: the SoftLexicon word sets of each character (B/M/E/S), pooled by word frequency.
-        word_vocab_size (`int`, defaults to 0):
-            Rows of the word embeddings (padding, no word, another lexicon word, then the training text's words).
-        word_embedding_size (`int`, defaults to 50):
-            Size of a word's embedding; the four pooled sets add four times this to each character.
-        word_set_size (`int`, defaults to 8):
-            The most frequent words of a set that are pooled.
         hidden_dropout_prob (`float`, defaults to 0.1):
             Dropout on embeddings and on the features fed to the emission layer (paper: 0.1).
         use_self_attention (`bool`, defaults to `True`):
@@ -120,16 +103,6 @@ class MemoryNetConfig(PreTrainedConfig):
     char_embedding_size: int = 200
     lstm_hidden_size: int = 256
     lstm_num_layers: int = 1
-    bigram_vocab_size: int = 0
-    bigram_embedding_size: int = 50
-    lexicon_size: int = 0
-    lexicon_word_length: int = 0
-    use_softword: bool = False
-    softword_embedding_size: int = 20
-    use_word_sets: bool = False
-    word_vocab_size: int = 0
-    word_embedding_size: int = 50
-    word_set_size: int = 8
     hidden_dropout_prob: float = 0.1
     use_self_attention: bool = True
     self_attention_size: int = 512

@@ -6,20 +6,21 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .char_features import CharFeaturesConfig
 from .encoders import ENCODER_TYPES
 
 ATTENTION_SCORES = ("dot", "general", "additive")
 
 
 @strict
-class Seq2SeqAttnConfig(PreTrainedConfig):
+class Seq2SeqAttnConfig(PreTrainedConfig, CharFeaturesConfig):
     r"""
     Configuration of the sequence-to-sequence tagger of the seq2seq paper
     (`shared/papers/bert_seq2seq_attention_ner.txt`, section 2): character embeddings from the
     configured encoder, a BiLSTM encoder (eqs. 1-5), attention (eqs. 6-8) and an LSTM decoder that
     reads the previous tag and outputs a softmax over tags (eqs. 9-11).
 
-    Args:
+    Args (and the BiLSTM's input-feature fields of `char_features.CharFeaturesConfig`):
         encoder_type (`str`, defaults to `"bilstm"`):
             Where the character embeddings come from. `"bilstm"`: a character embedding table
             (optionally initialised from pretrained character vectors; the paper's Word2vec row);
@@ -33,24 +34,6 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
             Character embedding size (200 matches the Tencent character vectors).
         lstm_hidden_size (`int`, defaults to 128):
             BiLSTM encoder hidden size per direction (paper: 128).
-        bigram_vocab_size (`int`, defaults to 0):
-            BiLSTM encoder: char bigrams in the bigram vocabulary (`char_features.CharFeatures`); 0: no bigram feature.
-        bigram_embedding_size (`int`, defaults to 50):
-            Size of a bigram's embedding.
-        lexicon_size, lexicon_word_length (`int`, default to 0):
-            Words in the lexicon the softword and word-set features read, and the longest in tokens (0: none).
-        use_softword (`bool`, defaults to `False`):
-            BiLSTM encoder: each character's position (B/M/E/S) in its word under the lexicon's segmentation.
-        softword_embedding_size (`int`, defaults to 20):
-            Size of a softword position's embedding.
-        use_word_sets (`bool`, defaults to `False`):
-            BiLSTM encoder: the SoftLexicon word sets of each character (B/M/E/S), pooled by word frequency.
-        word_vocab_size (`int`, defaults to 0):
-            Rows of the word embeddings (padding, no word, another lexicon word, then the training text's words).
-        word_embedding_size (`int`, defaults to 50):
-            Size of a word's embedding; the four pooled sets add four times this to each character.
-        word_set_size (`int`, defaults to 8):
-            The most frequent words of a set that are pooled.
         decoder_hidden_size (`int`, defaults to 128):
             LSTM decoder hidden size (`s_i` of eqs. 8-10); the paper gives 128 for its LSTMs. The
             `dot` score needs it equal to the encoder's output, `2 * lstm_hidden_size`.
@@ -99,16 +82,6 @@ class Seq2SeqAttnConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     char_embedding_size: int = 200
     lstm_hidden_size: int = 128
-    bigram_vocab_size: int = 0
-    bigram_embedding_size: int = 50
-    lexicon_size: int = 0
-    lexicon_word_length: int = 0
-    use_softword: bool = False
-    softword_embedding_size: int = 20
-    use_word_sets: bool = False
-    word_vocab_size: int = 0
-    word_embedding_size: int = 50
-    word_set_size: int = 8
     decoder_hidden_size: int = 128
     tag_embedding_size: int = 64
     attention_score: str = "general"
