@@ -1,171 +1,150 @@
 #!/usr/bin/env python
-"""The editable memory on real data: teach a trained memory network new entities by adding labelled
-sentences to its bank, with no retraining.
+"""Teaching a trained model new entities with no retraining: by labelled sentences (``add_memories``), by a typed
+dictionary read through memory (``add_entities``), and by the same dictionary forced (``force_entities``).
 
-CLUENER train is split into halves T1 and T2 (seeded; identical texts stay in one half). A memory
-network (entity retrieval) and the plain tagger are trained on T1 alone, the bank holding T1. Then
-T2's labelled sentences are added to the memory network's bank with ``add_memories`` and dev is
-scored again: overall F1, and recall on the dev entities whose string is an entity in T2 but not in
-T1 (the entities only the added sentences can teach). The upper bound is the memory network trained
-on all of train (``memory_cluener.py``'s ``entity`` run of the same seed).
+A corpus's train split is cut into halves T1 / T2 (seeded; identical texts stay in one half). The models train on
+T1 alone (the memory network's bank holds T1). Then each route adds T2 and the evaluation split is tagged again:
+T2's labelled sentences; **T2's entity strings with their majority type in T2, no sentences** (the dictionary),
+read through memory in each memory form (``entity_dictionary.ENTITY_MEMORY_FORMS``) or forced by longest match;
+and, as the upper bound, the same model retrained on all of train. Scores: overall P / R / F1, and the recall of
+the entities whose string is an entity in T2 but not in T1 (what only the added half can teach).
 
-    python benchmarks/editable_memory.py --train [--parallel 2]   # write T1/T2, train the two T1 runs
-    python benchmarks/editable_memory.py                          # score: before / after add_memories, controls
+    python benchmarks/editable_memory.py --corpus cluener --train [--parallel 2]   # write T1/T2, train the runs
+    python benchmarks/editable_memory.py --corpus cluener                          # score every route
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from common import RUNS_DIR, results, run_all
+from common import RUNS_DIR, markdown_table, results, run_all
 
 from data_scripts.corpora import load_corpus  # noqa: E402
-from data_scripts.features import default_data_dir  # noqa: E402
-from data_scripts.memory_data import memory_evidence_rate  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
-from data_scripts.readers import read_cluener_files  # noqa: E402
 from modeling import MemoryNetForTokenClassification  # noqa: E402
-from modeling.char_tokenization import encode_chars  # noqa: E402
-from modeling.tag_schemes import tags_to_spans  # noqa: E402
+from modeling.entity_dictionary import ENTITY_MEMORY_FORMS, DictionaryMatcher, force_matches  # noqa: E402
+from modeling.tag_schemes import spans_to_tags, tags_to_spans  # noqa: E402
 
-SPLIT_DIR = RUNS_DIR / "editable-split"
-COMMON = {"char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
-RUNS = {
-    "editable-entity-T1-s1": {"num_memory": 4, "memory_method": "entity", "seed": 1},
-    "editable-baseline-T1-s1": {"num_memory": 0, "seed": 1},
-    # trained to take new entities from memories (modeling_memory_ner.swap_shared_entities)
-    "editable-entity_swap50-T1-s1": {
-        "num_memory": 4,
-        "memory_method": "entity",
-        "memory_entity_swap_prob": 0.5,
-        "seed": 1,
-    },
+SCHEME = "BIOS"  # the memory network's default scheme, in which the halves are written
+# per corpus: the split that is scored (written beside the halves, as train.py reads one format per run), and the
+# epochs; MSRA without a dev split selects the epoch on train.py's held-out share of the train file
+CORPORA = {"cluener": {"split": "validation", "num_train_epochs": 8}, "msra": {"split": "test", "num_train_epochs": 4}}
+COMMON = {"char_vectors": "tencent", "use_self_attention": True, "tag_scheme": SCHEME, "seed": 1}
+MODELS = {  # name -> train.py flags
+    "entity": {"num_memory": 4, "memory_method": "entity"},
+    # trained to read entities it has never seen from its memories (modeling_memory_ner.swap_shared_entities)
+    "entity_swap50": {"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5},
 }
-# memory_cluener.py: the same models trained on all of train (the upper bounds)
-FULL_TRAIN_RUNS = {
-    "editable-entity-T1-s1": "memory-entity-s1",
-    "editable-entity_swap50-T1-s1": "memory-entity_swap50-s1",
-}
+HALVES = ("T1", "all")  # trained on T1, or on all of train (the upper bound)
 
 
-def split_halves(seed: int = 0) -> dict[str, Path]:
-    """CLUENER train.json lines -> T1.json / T2.json, halves of the distinct texts drawn with ``seed``."""
-    lines = (default_data_dir() / "cluener" / "train.json").read_text(encoding="utf-8").splitlines()
-    texts = sorted({json.loads(line)["text"] for line in lines if line.strip()})
-    first = set(np.array(texts, dtype=object)[np.random.default_rng(seed).permutation(len(texts))[: len(texts) // 2]])
-    SPLIT_DIR.mkdir(parents=True, exist_ok=True)
-    halves = {"T1": SPLIT_DIR / "T1.json", "T2": SPLIT_DIR / "T2.json"}
-    for name, path in halves.items():
-        keep = [line for line in lines if line.strip() and (json.loads(line)["text"] in first) == (name == "T1")]
-        path.write_text("\n".join(keep) + "\n", encoding="utf-8")
-    return halves
+def run_name(corpus: str, model: str, half: str) -> str:
+    return f"editable-{corpus}-{model}-{half}-s1"
 
 
-def run_arguments(halves: dict[str, Path]) -> dict[str, dict]:
-    data = {
-        "dataset": "files",
-        "train_file": halves["T1"],
-        "validation_file": default_data_dir() / "cluener" / "dev.json",
-    }
-    return {name: {**data, **COMMON, **flags} for name, flags in RUNS.items()}
+def split_dir(corpus: str) -> Path:
+    return RUNS_DIR / f"editable-split-{corpus}"
 
 
-def entity_strings(ds) -> set[str]:
+def write_halves(corpus: str, seed: int = 0) -> dict[str, Path]:
+    """The corpus's train split -> column files T1 / T2 / all (``char<TAB>tag`` in ``SCHEME``), T1 and T2 halves of
+    the distinct texts drawn with ``seed``; and the scored split (``eval``)."""
+    folder = split_dir(corpus)
+    paths = {half: folder / f"{half}.tsv" for half in ("T1", "T2", "all", "eval")}
+    if all(path.exists() for path in paths.values()):  # written once: runs may be reading them
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus_splits = load_corpus(corpus, None, SCHEME, 62)
+    train = corpus_splits["train"]
+    names = train.features["ner_tags"].feature.names
+    texts = ["".join(t) for t in train["tokens"]]
+    distinct = sorted(set(texts))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    first = {distinct[i] for i in order[: len(distinct) // 2]}
+    files = {half: open(path, "w", encoding="utf-8") for half, path in paths.items()}
+    for text, tokens, tags in zip(texts, train["tokens"], train["ner_tags"]):
+        block = "".join(f"{c}\t{names[t]}\n" for c, t in zip(tokens, tags)) + "\n"
+        files["T1" if text in first else "T2"].write(block)
+        files["all"].write(block)
+    scored = corpus_splits[CORPORA[corpus]["split"]]
+    for tokens, tags in zip(scored["tokens"], scored["ner_tags"]):
+        files["eval"].write("".join(f"{c}\t{names[t]}\n" for c, t in zip(tokens, tags)) + "\n")
+    for f in files.values():
+        f.close()
+    return paths
+
+
+def run_arguments(corpus: str, paths: dict[str, Path]) -> dict[str, dict]:
+    spec = CORPORA[corpus]
     return {
-        "".join(tokens[s.start : s.end])
-        for tokens, tags in zip(ds["tokens"], ds["ner_tags"])
-        for s in tags_to_spans([ds.features["ner_tags"].feature.int2str(t) for t in tags], "BIOS")
-    }
+        run_name(corpus, model, half): {
+            "dataset": "files", "train_file": paths[half], f"{spec['split']}_file": paths["eval"], **COMMON,
+            "num_train_epochs": spec["num_train_epochs"], **flags,
+        }
+        for model, flags in MODELS.items() for half in HALVES
+    }  # fmt: skip
 
 
-def score(model, tokenizer, dev, only_t2: set[str]) -> dict:
-    """Dev F1 of ``model`` on raw text (retrieval inside the call), its recall on the entities whose string is only
-    in T2, and how many of those its memories hold with their type (None for the plain tagger)."""
-    names = dev.features["ner_tags"].feature.names
-    texts = ["".join(t) for t in dev["tokens"]]
-    gold = [[names[t] for t in tags] for tags in dev["ner_tags"]]
-    pred = model.predict_tags(texts, tokenizer, batch_size=64)
-    scores = entity_metrics(gold, pred, "BIOS")
-    new_spans = [
-        [s for s in tags_to_spans(g, "BIOS") if text[s.start : s.end] in only_t2] for text, g in zip(texts, gold)
-    ]
-    hits = sum(len(set(spans) & set(tags_to_spans(p, "BIOS", strict=False))) for spans, p in zip(new_spans, pred))
-    total = sum(len(spans) for spans in new_spans)
-    evidence = None
-    if model.config.num_memory > 0:
-        bank = model.memory_bank
-        id2label = model.config.id2label
-        bank_spans = [tags_to_spans([id2label[t] for t in row if t != -100], "BIOS") for row in bank.labels.tolist()]
-        evidence = (
-            100
-            * memory_evidence_rate(
-                new_spans, texts, retrieved(model, tokenizer, texts), bank_spans, bank.sentence_texts()
-            )["entity_rate"]
-        )
-    return {"f1": 100 * scores["f1"], "t2_only_recall": 100 * hits / total, "t2_only_entities": total,
-            "t2_only_evidence": evidence}  # fmt: skip
-
-
-def retrieved(model, tokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
-    """The bank indices ``[len(texts), n]`` the model retrieves for raw texts, as in ``predict_tags``."""
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = encode_chars(tokenizer, [list(t) for t in texts[i : i + batch_size]], model.config.max_length)
-        enc = tokenizer.pad({k: enc[k] for k in ("input_ids", "attention_mask")}, return_tensors="pt")
-        out.append(model.retrieve_memories(enc["input_ids"], enc["attention_mask"]).numpy())
-    return np.concatenate(out)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", action="store_true", help="write T1/T2 and train the runs that have not finished")
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="the T1 runs to train")
-    parser.add_argument("--parallel", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    halves = split_halves()
-    if args.train:
-        runs = run_arguments(halves)
-        run_all({name: runs[name] for name in args.runs}, args.parallel, "editable-memory runs")
-    t1 = read_cluener_files({"train": halves["T1"]}, "BIOS", 62)["train"]
-    t2 = read_cluener_files({"train": halves["T2"]}, "BIOS", 62)["train"]
-    dev = load_corpus("cluener", None, "BIOS", 62)["validation"]
-    only_t2 = entity_strings(t2) - entity_strings(t1)
-    print(f"T1 {len(t1)} / T2 {len(t2)} sentences; {len(only_t2)} entity strings only in T2")
-
-    rows = []
-    t2_texts = ["".join(t) for t in t2["tokens"]]
-    t2_tags = [[t2.features["ner_tags"].feature.int2str(i) for i in tags] for tags in t2["ner_tags"]]
-    for name, label in (
-        ("editable-baseline-T1-s1", "plain tagger, trained on T1"),
-        ("editable-entity-T1-s1", "memory (entity), trained on T1, bank T1"),
-        ("editable-entity_swap50-T1-s1", "memory (entity, swap 0.5), trained on T1, bank T1"),
-    ):
-        model = load(name)
-        if model is None:
+def labelled(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Texts and tag strings of a halves file."""
+    texts, tags, chars, row = [], [], [], []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if not line:
+            if chars:
+                texts.append("".join(chars))
+                tags.append(row)
+            chars, row = [], []
             continue
-        rows.append((label, score(*model, dev, only_t2)))
-        if name in FULL_TRAIN_RUNS:
-            model[0].add_memories(t2_texts, t2_tags, model[1])
-            rows.append(("the same, T2 added with add_memories, no retraining", score(*model, dev, only_t2)))
-            full = load(FULL_TRAIN_RUNS[name])
-            if full is not None:
-                rows.append(
-                    (f"the same model trained on all of train ({FULL_TRAIN_RUNS[name]})", score(*full, dev, only_t2))
-                )
-    print(
-        "| model | dev F1 | recall, dev entities only in T2 | of those, with a same-type occurrence in the memories |"
-        "\n|---|---|---|---|"
+        char, tag = line.rsplit("\t", 1)
+        chars.append(char)
+        row.append(tag)
+    return texts, tags
+
+
+def entity_strings(texts, tags) -> Counter:
+    """(string, type) -> how often it is labelled."""
+    return Counter(
+        (text[s.start : s.end], s.type) for text, row in zip(texts, tags) for s in tags_to_spans(row, SCHEME)
     )
-    for label, r in rows:
-        evidence = f"{r['t2_only_evidence']:.2f}" if r["t2_only_evidence"] is not None else "–"
-        print(f"| {label} | {r['f1']:.2f} | {r['t2_only_recall']:.2f} (of {r['t2_only_entities']}) | {evidence} |")
+
+
+def dictionary_of(texts, tags) -> dict[str, str]:
+    """Each entity string of these sentences with its majority type (ties: the first type in sorted order)."""
+    by_string: dict[str, Counter] = {}
+    for (string, etype), n in entity_strings(texts, tags).items():
+        by_string.setdefault(string, Counter())[etype] += n
+    return {s: min(types, key=lambda t: (-types[t], t)) for s, types in sorted(by_string.items())}
+
+
+def score(model, tokenizer, texts, gold, only_t2: set[str], force: dict[str, str] | None = None) -> dict:
+    """P / R / F1 of ``model`` on raw ``texts`` (retrieval inside the call), and its recall of the gold entities
+    whose string is only in T2; ``force``: that dictionary's longest matches override the model."""
+    pred = model.predict_tags(texts, tokenizer, batch_size=64)
+    if force:
+        matcher = DictionaryMatcher()
+        forced = []
+        for text, row in zip(texts, pred):
+            entities = [
+                {"entity_group": s.type, "start": s.start, "end": s.end}
+                for s in tags_to_spans(row, SCHEME, strict=False)
+            ]
+            entities = force_matches(text, entities, matcher.matches(text, force))
+            forced.append(
+                spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in entities], len(text), SCHEME)
+            )
+        pred = forced
+    scores = entity_metrics(gold, pred, SCHEME)
+    new = [[s for s in tags_to_spans(g, SCHEME) if text[s.start : s.end] in only_t2] for text, g in zip(texts, gold)]
+    hits = sum(len(set(spans) & set(tags_to_spans(p, SCHEME, strict=False))) for spans, p in zip(new, pred))
+    total = sum(map(len, new))
+    return {"p": 100 * scores["precision"], "r": 100 * scores["recall"], "f1": 100 * scores["f1"],
+            "t2_recall": 100 * hits / max(total, 1), "t2_entities": total}  # fmt: skip
 
 
 def load(name: str):
@@ -175,6 +154,73 @@ def load(name: str):
         return None
     folder = RUNS_DIR / name
     return MemoryNetForTokenClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", nargs="+", choices=list(CORPORA), default=["cluener"])
+    parser.add_argument("--train", action="store_true", help="write T1/T2 and train the runs that have not finished")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--halves", nargs="+", choices=HALVES, default=list(HALVES))
+    parser.add_argument("--parallel", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.train:
+        runs = {}
+        for corpus in args.corpus:
+            every = run_arguments(corpus, write_halves(corpus))
+            runs.update(
+                {run_name(corpus, m, h): every[run_name(corpus, m, h)] for h in args.halves for m in args.models}
+            )
+        run_all(runs, args.parallel, "editable-memory runs")
+        return
+    for corpus in args.corpus:
+        print(table(corpus, args.models))
+
+
+def table(corpus: str, models: list[str]) -> str:
+    """Every route on ``corpus``'s scored split, for the T1 runs of ``models`` that have finished."""
+    paths = write_halves(corpus)
+    t1, t2 = labelled(paths["T1"]), labelled(paths["T2"])
+    dictionary = dictionary_of(*t2)
+    only_t2 = {s for s, _ in entity_strings(*t2)} - {s for s, _ in entity_strings(*t1)}
+    texts, gold = labelled(paths["eval"])
+    print(
+        f"{corpus}: T1 {len(t1[0])} / T2 {len(t2[0])} sentences; the dictionary: {len(dictionary)} strings of T2, "
+        f"{len(only_t2)} of them not entities in T1"
+    )
+    rows = []
+
+    def row(label: str, model, tokenizer, force=None) -> None:
+        r = score(model, tokenizer, texts, gold, only_t2, force)
+        rows.append(
+            [
+                label,
+                f"{r['p']:.2f}",
+                f"{r['r']:.2f}",
+                f"**{r['f1']:.2f}**",
+                f"{r['t2_recall']:.2f} (of {r['t2_entities']})",
+            ]
+        )
+        print(rows[-1], flush=True)
+
+    for model_name in models:
+        name = run_name(corpus, model_name, "T1")
+        if load(name) is None:
+            continue
+        row(f"{model_name}, trained on T1: nothing added", *load(name))
+        model, tokenizer = load(name)  # each route starts from the saved model
+        model.add_memories(t2[0], t2[1], tokenizer)
+        row(f"{model_name}: T2's sentences added (`add_memories`)", model, tokenizer)
+        for form in ENTITY_MEMORY_FORMS:
+            model, tokenizer = load(name)
+            model.add_entities(dictionary, tokenizer, memory_form=form)
+            row(f"{model_name}: the dictionary through memory (`add_entities`, {form})", model, tokenizer)
+        row(f"{model_name}: the dictionary forced (`force_entities=True`)", *load(name), force=dictionary)
+        full = load(run_name(corpus, model_name, "all"))
+        if full is not None:
+            row(f"{model_name}, retrained on all of train", *full)
+    return markdown_table(["model and route", "P", "R", "F1", "recall, entities only in T2"], rows)
 
 
 if __name__ == "__main__":

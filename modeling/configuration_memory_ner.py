@@ -8,20 +8,22 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .char_features import CharFeaturesConfig
 from .encoders import ENCODER_TYPES
+from .entity_dictionary import EntityDictionaryConfig, entity_types_of
 from .retrieval import CLASSIFIER_METHODS, METHODS
 
 TYPE_CLASSIFIER_KINDS = ("pooled", "tagger")
 
 
 @strict
-class MemoryNetConfig(PreTrainedConfig, CharFeaturesConfig):
+class MemoryNetConfig(PreTrainedConfig, CharFeaturesConfig, EntityDictionaryConfig):
     r"""
     Configuration of the associated-memory-network tagger: a character encoder, the memory
     attention over retrieved training sentences (`num_memory > 0`), optional multi-head
     self-attention, and a CRF. Its defaults are the model `train.py` trains (the architecture's defaults live
     here; `train.py` reads them).
 
-    Args (and the BiLSTM's input-feature fields of `char_features.CharFeaturesConfig`):
+    Args (and the BiLSTM's input-feature fields of `char_features.CharFeaturesConfig`, the taught entities of
+    `entity_dictionary.EntityDictionaryConfig`):
         encoder_type (`str`, defaults to `"bilstm"`):
             `"bilstm"`: an offline character BiLSTM (the papers' non-pretrained baseline rows);
             `"transformers"`: any `AutoModel` described by `encoder_config` (BERT, RoBERTa-wwm, ...).
@@ -174,7 +176,7 @@ class MemoryNetConfig(PreTrainedConfig, CharFeaturesConfig):
     @property
     def entity_types(self) -> list[str]:
         """Entity types of `id2label`, sorted."""
-        return sorted({label.split("-", 1)[1] for label in self.id2label.values() if label != "O"})
+        return entity_types_of(self.id2label)
 
     @property
     def position_prefixes(self) -> list[str]:

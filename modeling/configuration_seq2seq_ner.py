@@ -8,19 +8,21 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .char_features import CharFeaturesConfig
 from .encoders import ENCODER_TYPES
+from .entity_dictionary import EntityDictionaryConfig
 
 ATTENTION_SCORES = ("dot", "general", "additive")
 
 
 @strict
-class Seq2SeqAttnConfig(PreTrainedConfig, CharFeaturesConfig):
+class Seq2SeqAttnConfig(PreTrainedConfig, CharFeaturesConfig, EntityDictionaryConfig):
     r"""
     Configuration of the sequence-to-sequence tagger of the seq2seq paper
     (`shared/papers/bert_seq2seq_attention_ner.txt`, section 2): character embeddings from the
     configured encoder, a BiLSTM encoder (eqs. 1-5), attention (eqs. 6-8) and an LSTM decoder that
     reads the previous tag and outputs a softmax over tags (eqs. 9-11).
 
-    Args (and the BiLSTM's input-feature fields of `char_features.CharFeaturesConfig`):
+    Args (and the BiLSTM's input-feature fields of `char_features.CharFeaturesConfig`, the taught entities of
+    `entity_dictionary.EntityDictionaryConfig`):
         encoder_type (`str`, defaults to `"bilstm"`):
             Where the character embeddings come from. `"bilstm"`: a character embedding table
             (optionally initialised from pretrained character vectors; the paper's Word2vec row);

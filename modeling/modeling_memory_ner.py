@@ -383,6 +383,11 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
     def set_memory_bank(self, bank: MemoryBank) -> None:
         """Hold ``bank`` (``MemoryBank.from_sentences``) as the sentences memories are drawn from; saved with the
         model."""
+        if self.config.added_entities:
+            raise ValueError(
+                f"this model has {len(self.config.added_entities)} entities taught by name, whose memories the bank "
+                "holds: remove_entities them before setting another bank, and add_entities them again after"
+            )
         self.config.memory_pos_length = bank.pos.shape[1]
         self.config.token_table_size = len(bank.token_chars)
         self._replace_memory_bank(bank.to(self.device), None)
@@ -411,10 +416,10 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         (dicts with ``start``, ``end`` and ``entity_group``, as the pipeline returns them). From the
         next call on, retrieval can bring them (the retrieval index is rebuilt, the bank encodings of
         the sentences already there are kept), and ``save_pretrained`` saves them with the model.
-        Returns their bank indices. This is how a deployed model learns new entities by example.
+        Returns their bank indices (they come after the bank's other sentences, before the memories of the
+        entities taught by name). This is how a deployed model learns new entities by example; ``add_entities``
+        teaches them by name.
         """
-        from .char_tokenization import encode_chars
-        from .retrieval import pos_strings
         from .tag_schemes import spans_to_tags, tags_to_spans
 
         if self.memory_bank is None:
@@ -437,7 +442,6 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             ]
         if len(tags) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(tags)} tag lists")
-        types = np.zeros((len(texts), len(self.config.entity_types)), dtype=np.uint8)
         for k, (text, row) in enumerate(zip(texts, tags)):
             if not text or len(text) > window:
                 raise ValueError(
@@ -451,28 +455,125 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 raise ValueError(
                     f"memory {k}: tags {unknown} are not among the model's labels ({scheme}: {sorted(label2id)})"
                 )
-            for span in tags_to_spans(list(row), scheme):  # raises on an ill-formed sequence
-                types[k, self.config.entity_types.index(span.type)] = 1
-        enc = encode_chars(tokenizer, [list(t) for t in texts], self.config.max_length)
-        labels = [[-100] + [label2id[t] for t in row] + [-100] for row in tags]
-        old = len(self.memory_bank)
-        self._replace_memory_bank(
-            self.memory_bank.extended(enc["input_ids"], labels, types, pos_strings(texts), texts),
-            torch.cat([torch.arange(old), torch.full((len(texts),), -1)]),
-        )
-        return list(range(old, old + len(texts)))
+            tags_to_spans(list(row), scheme)  # raises on an ill-formed sequence
+        at = self.num_sentence_memories
+        self._insert_memories(at, texts, tags, tokenizer)
+        return list(range(at, at + len(texts)))
 
     @torch.no_grad()
     def remove_memories(self, indices: list[int]) -> None:
         """Remove bank sentences (bank indices, as ``add_memories`` and ``return_memories`` give them);
-        the sentences after them move up. No retraining."""
-        size = len(self.memory_bank) if self.memory_bank is not None else 0
+        the sentences after them move up. No retraining. The memories of entities taught by name are removed
+        with ``remove_entities``."""
+        size = self.num_sentence_memories if self.memory_bank is not None else 0
         drop = set(int(i) for i in indices)
         if any(not 0 <= i < size for i in drop):
             raise ValueError(
                 f"bank indices must lie in [0, {size}), got {sorted(i for i in drop if not 0 <= i < size)}"
+                + (" (the rows after them hold the added entities: use remove_entities)" if size else "")
             )
-        keep = torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long)
+        self._keep_memories(torch.tensor([i for i in range(len(self.memory_bank)) if i not in drop], dtype=torch.long))
+
+    @property
+    def num_sentence_memories(self) -> int:
+        """The bank's labelled sentences: every row but the last ``len(config.added_entities)``, which hold the
+        memories of the entities taught by name (``add_entities``), one an entry, in the dictionary's order."""
+        return len(self.memory_bank) - len(self.config.added_entities) if self.memory_bank is not None else 0
+
+    @torch.no_grad()
+    def write_entity_memories(self, added: dict[str, str], tokenizer, memory_form: str) -> None:
+        """Each new dictionary entry becomes a memory at the end of the bank, in ``memory_form``
+        (``entity_dictionary.ENTITY_MEMORY_FORMS``): ``entity`` retrieval then finds it in any query that contains
+        its string."""
+        from .entity_dictionary import EntityFileError
+        from .tag_schemes import spans_to_tags
+
+        if self.memory_bank is None:
+            return
+        if tokenizer is None:
+            raise ValueError("add_entities needs the model's tokenizer, to write the entities as the model reads them")
+        window = self.config.max_length - 2
+        too_long = [s for s in added if len(s) > window]
+        if too_long:
+            raise EntityFileError(
+                f"entity strings longer than the model's window of {window} characters: {too_long[:5]}"
+            )
+        templates = self.entity_templates() if memory_form == "template" else {}
+        texts, tags = [], []
+        for string, etype in added.items():
+            entity_tags = spans_to_tags([(etype, 0, len(string))], len(string), self.config.tag_scheme)
+            template = templates.get(etype)
+            if template is not None and len(template[0]) - (template[2][1] - template[2][0]) + len(string) <= window:
+                text, row, (a, b) = template
+                texts.append(text[:a] + string + text[b:])
+                tags.append(row[:a] + entity_tags + row[b:])
+            else:
+                texts.append(string)
+                tags.append(entity_tags)
+        self._insert_memories(len(self.memory_bank), texts, tags, tokenizer)
+
+    @torch.no_grad()
+    def drop_entity_memories(self, positions: list[int]) -> None:
+        if self.memory_bank is None or not positions:
+            return
+        drop = {self.num_sentence_memories + k for k in positions}
+        self._keep_memories(torch.tensor([i for i in range(len(self.memory_bank)) if i not in drop], dtype=torch.long))
+
+    MIN_TEMPLATE_CONTEXT = 4  # characters a template sentence has besides its entity
+
+    def entity_templates(self) -> dict[str, tuple[str, list[str], tuple[int, int]]]:
+        """Per entity type, the labelled sentence a dictionary entry of that type is written into (the ``template``
+        memory form): the shortest bank sentence whose only entity is of that type and which has at least
+        ``MIN_TEMPLATE_CONTEXT`` other characters (ties: the first). Type -> (text, tags, the entity's span)."""
+        from .tag_schemes import split_tag, tags_to_spans
+
+        bank, id2label, types = self.memory_bank, self.config.id2label, self.config.entity_types
+        labels = bank.labels[: self.num_sentence_memories].long().numpy()
+        start_type = np.full(len(id2label), -1)  # tag id -> the type it begins, or -1
+        inside = np.zeros(len(id2label), dtype=bool)  # tag id -> part of an entity
+        for idx, label in id2label.items():
+            prefix, etype = split_tag(label)
+            inside[int(idx)] = etype is not None
+            if prefix in ("B", "S"):
+                start_type[int(idx)] = types.index(etype)
+        valid = labels >= 0
+        begins = np.where(valid, start_type[labels.clip(min=0)], -1)
+        count, the_type = (begins >= 0).sum(axis=1), begins.max(axis=1)
+        context = valid.sum(axis=1) - (valid & inside[labels.clip(min=0)]).sum(axis=1)
+        out = {}
+        for t, etype in enumerate(types):
+            rows = np.flatnonzero((count == 1) & (the_type == t) & (context >= self.MIN_TEMPLATE_CONTEXT))
+            if not len(rows):
+                continue
+            row = int(rows[np.argmin(valid[rows].sum(axis=1))])  # argmin: the first of the shortest
+            tags = [id2label[int(i)] for i in labels[row] if i >= 0]
+            (span,) = tags_to_spans(tags, self.config.tag_scheme)
+            out[etype] = (bank.written_texts([row])[0], tags, (span.start, span.end))
+        return out
+
+    @torch.no_grad()
+    def _insert_memories(self, at: int, texts: list[str], tags: list[list[str]], tokenizer) -> None:
+        """Write labelled sentences (tags checked) into the bank at row ``at``; the rows from there on move down."""
+        from .char_tokenization import encode_chars
+        from .retrieval import pos_strings
+        from .tag_schemes import tags_to_spans
+
+        label2id, types = self.config.label2id, self.config.entity_types
+        present = np.zeros((len(texts), len(types)), dtype=np.uint8)
+        for k, row in enumerate(tags):
+            for span in tags_to_spans(list(row), self.config.tag_scheme):
+                present[k, types.index(span.type)] = 1
+        enc = encode_chars(tokenizer, [list(t) for t in texts], self.config.max_length)
+        labels = [[-100] + [label2id[t] for t in row] + [-100] for row in tags]
+        old = len(self.memory_bank)
+        bank = self.memory_bank.extended(enc["input_ids"], labels, present, pos_strings(texts), texts)
+        order = torch.cat([torch.arange(at), torch.arange(old, old + len(texts)), torch.arange(at, old)])
+        self._replace_memory_bank(
+            bank if at == old else bank.subset(order), torch.where(order < old, order, torch.full_like(order, -1))
+        )
+
+    def _keep_memories(self, keep: torch.LongTensor) -> None:
+        """Keep the bank rows ``keep`` (bank indices, in order)."""
         if len(keep) <= self.config.num_memory:
             raise ValueError(f"a bank must keep more than num_memory={self.config.num_memory} sentences")
         self._replace_memory_bank(self.memory_bank.subset(keep), keep)

@@ -41,6 +41,7 @@ from transformers.pipelines.base import ChunkPipeline, pad_collate_fn
 from transformers.pipelines.pt_utils import PipelineIterator
 
 from .char_tokenization import encode_chars
+from .entity_dictionary import ENTITY_MEMORY_FORMS, DictionaryMatcher, force_matches
 from .tag_schemes import tags_to_spans
 from .text_splitting import plan_windows
 
@@ -54,7 +55,8 @@ class ChineseNERPipeline(ChunkPipeline):
     """Entity spans for a string or a list of strings (see the module docstring).
 
     Call arguments: ``stride`` (characters between stride windows, default half the window),
-    ``num_beams`` (seq2seq tagger), ``return_memories`` (memory network), ``batch_size``.
+    ``num_beams`` (seq2seq tagger), ``return_memories`` (memory network), ``force_entities`` (the entities taught
+    by name override the model wherever their strings occur, longest match first), ``batch_size``.
     """
 
     DEFAULT_BATCH_SIZE = 32  # windows per forward pass when the caller gives no batch_size
@@ -65,6 +67,7 @@ class ChineseNERPipeline(ChunkPipeline):
         if self._batch_size is None:
             # one window at a time (transformers' default) would tag a long text's windows one by one
             self._batch_size = self.DEFAULT_BATCH_SIZE
+        self._matcher = DictionaryMatcher()
 
     @classmethod
     def custom_pipelines_entry(cls) -> dict:
@@ -92,15 +95,37 @@ class ChineseNERPipeline(ChunkPipeline):
             raise ValueError(f"remove_memories needs a memory-network model; this one is {type(self.model).__name__}")
         self.model.remove_memories(indices)
 
+    def add_entities(self, entries, memory_form: str = ENTITY_MEMORY_FORMS[0]) -> dict[str, str]:
+        """Teach the model entities by name (a mapping string -> type, pairs, or a ``string<TAB>type`` file; see
+        ``entity_dictionary``); returns the new entries. The memory network reads them in context; any model
+        forces them with ``force_entities=True``."""
+        return self.model.add_entities(entries, tokenizer=self.tokenizer, memory_form=memory_form)
+
+    def remove_entities(self, strings) -> None:
+        """Forget entities taught by name."""
+        self.model.remove_entities(strings)
+
+    @property
+    def added_entities(self) -> dict[str, str]:
+        """The entities taught by name: string -> type."""
+        return self.model.added_entities
+
     def _sanitize_parameters(
-        self, stride: int | None = None, num_beams: int | None = None, return_memories: bool | None = None, **kwargs
+        self,
+        stride: int | None = None,
+        num_beams: int | None = None,
+        return_memories: bool | None = None,
+        force_entities: bool | None = None,
+        **kwargs,
     ):
         if kwargs:
             raise TypeError(
                 f"{TASK} got unexpected arguments {sorted(kwargs)} (it takes stride, num_beams, return_memories, "
-                "batch_size)"
+                "force_entities, batch_size)"
             )
         preprocess, forward, postprocess = {}, {}, {}
+        if force_entities:
+            postprocess["force_entities"] = True
         if stride is not None:
             preprocess["stride"] = stride
         if num_beams is not None:
@@ -225,7 +250,7 @@ class ChineseNERPipeline(ChunkPipeline):
         return scores
 
     # -- all windows of one text -> entities --------------------------------------------------------
-    def postprocess(self, all_outputs: list[dict], return_memories: bool = False):
+    def postprocess(self, all_outputs: list[dict], return_memories: bool = False, force_entities: bool = False):
         id2label, scheme = self.model.config.id2label, self.model.config.tag_scheme
         text = all_outputs[0]["text"]
         all_outputs = sorted(all_outputs, key=lambda out: out["window"][:2])  # text order (preprocess sorts by length)
@@ -252,6 +277,8 @@ class ChineseNERPipeline(ChunkPipeline):
             if return_memories and n > 0:
                 windows.append(self._memories_of(out, start, end, n))
         entities = without_overlaps(candidates)
+        if force_entities:
+            entities = force_matches(text, entities, self._matcher.matches(text, self.model.added_entities))
         if return_memories:
             return {"entities": entities, "windows": windows}
         return entities

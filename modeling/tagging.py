@@ -1,4 +1,5 @@
-"""What every tagger of this project offers on top of ``forward``: tag ids and tag strings for raw input.
+"""What every tagger of this project offers on top of ``forward``: tag ids and tag strings for raw input, and
+the entities taught by name (:class:`.entity_dictionary.EntityDictionaryMixin`).
 
 A model mixes this in and returns Viterbi / decoder tags from ``forward(..., return_tags=True)``
 (``[batch, length]`` ids aligned with ``input_ids``, ``-100`` off characters); the pipeline, the
@@ -14,9 +15,10 @@ from transformers.dynamic_module_utils import custom_object_save
 
 from .char_tokenization import encode_chars
 from .crf import character_mask
+from .entity_dictionary import EntityDictionaryMixin
 
 
-class TaggerMixin:
+class TaggerMixin(EntityDictionaryMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """``PreTrainedModel.save_pretrained``, and the ``chinese-ner`` pipeline with it: ``custom_pipelines``
         in ``config.json`` and ``pipeline_ner.py`` (with the files it imports) in the folder.
