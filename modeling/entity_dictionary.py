@@ -165,7 +165,7 @@ class EntityDictionaryMixin:
         another type it is an error: remove it first). ``save_pretrained`` saves them with the model."""
         if memory_form not in ENTITY_MEMORY_FORMS:
             raise ValueError(f"memory_form must be one of {ENTITY_MEMORY_FORMS}, got {memory_form!r}")
-        new = as_entries(entries, entity_types_of(self.config.id2label))
+        new = as_entries(entries, self.entity_types)
         current = self.added_entities
         clashes = [f"{s!r} ({current[s]}, given as {t})" for s, t in new.items() if s in current and current[s] != t]
         if clashes:
@@ -189,6 +189,11 @@ class EntityDictionaryMixin:
         drop = set(strings)
         self.drop_entity_memories([k for k, s in enumerate(current) if s in drop])
         self.config.added_entities = [[s, t] for s, t in current.items() if s not in drop]
+
+    @property
+    def entity_types(self) -> list[str]:
+        """The model's entity types (of its labels), sorted."""
+        return entity_types_of(self.config.id2label)
 
     @property
     def added_entities(self) -> dict[str, str]:

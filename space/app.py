@@ -13,8 +13,10 @@ a minute on a CPU, offline).
 
 from __future__ import annotations
 
+import copy
 import html
 import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -29,6 +31,8 @@ DEMO_MODEL = REPO / "outputs" / "sample-memory"  # where `python train.py` (no a
 MAX_CHARS = 20_000
 MAX_MEMORY_WINDOWS = 3  # memory panels shown (a long text has one window per sentence)
 MAX_BATCH = 16  # concurrent requests tagged in one pipeline call
+MAX_TAUGHT = 50  # entities and sentences one session may teach (each adds a memory to the session's own bank)
+MARKED = re.compile(r"\[([^\[\]]+)\]\(([^()]+)\)")  # [entity](type) in a taught sentence
 HEAT_LEVELS = 10  # shades of the attention heat map
 EXAMPLES = [
     "林晓梅是青禾科技的首席执行官，她昨天在杭州市西湖区发布了新产品。",
@@ -62,6 +66,7 @@ def model_location() -> str:
 MODEL = model_location()
 NER = pipeline("chinese-ner", model=MODEL, trust_remote_code=True)
 HAS_MEMORY = getattr(NER.model.config, "num_memory", 0) > 0
+TYPES = NER.model.entity_types
 
 
 def clean_message(text) -> str | None:
@@ -87,7 +92,7 @@ def marked(text: str, entities: list[dict]) -> str:
     return "".join(out)
 
 
-def memories_html(windows: list[dict], text: str) -> str:
+def memories_html(windows: list[dict], text: str, taught: set[int] = frozenset()) -> str:
     if not windows:
         return "<p>No memory sentences (the text has no characters to tag).</p>"
     parts = []
@@ -98,7 +103,13 @@ def memories_html(windows: list[dict], text: str) -> str:
             f"{html.escape(piece)}</p><ol>"
         )
         for memory in window["memories"]:
-            parts.append(f'<li class="memory">{marked(memory["text"], memory["entities"])}</li>')
+            if memory["bank_index"] in taught:
+                parts.append(
+                    f'<li class="memory taught">{marked(memory["text"], memory["entities"])} '
+                    "<small>(taught in this session)</small></li>"
+                )
+            else:
+                parts.append(f'<li class="memory">{marked(memory["text"], memory["entities"])}</li>')
         parts.append("</ol></div>")
     if len(windows) > MAX_MEMORY_WINDOWS:
         parts.append(f"<p>… memories of {len(windows) - MAX_MEMORY_WINDOWS} more sentences not shown.</p>")
@@ -126,7 +137,7 @@ def heatmap(window: dict, text: str) -> str:
     return "".join(parts)
 
 
-def tag_one(text: str, out: dict) -> tuple:
+def tag_one(text: str, out: dict, taught: set[int] = frozenset()) -> tuple:
     """One text and its pipeline output -> (status, highlighted entities, entity table, memory sentences, heat map)."""
     entities = out["entities"]
     shown = [{"entity": e["entity_group"], "start": e["start"], "end": e["end"]} for e in entities]
@@ -139,39 +150,101 @@ def tag_one(text: str, out: dict) -> tuple:
     )
     memory_panel, figure = "", ""
     if HAS_MEMORY:
-        memory_panel = memories_html(out["windows"], text)
+        memory_panel = memories_html(out["windows"], text, taught)
         figure = heatmap(out["windows"][0], text) if out["windows"] else ""
     return status, {"text": text, "entities": shown}, rows, memory_panel, figure
 
 
-def run_pipeline(texts: list[str]) -> list[dict]:
-    """The pipeline on a list of texts (a list in, one answer per text out, also for one text)."""
-    return NER(texts, return_memories=True) if HAS_MEMORY else [{"entities": e, "windows": []} for e in NER(texts)]
+def session_pipeline():
+    """The pipeline of one visitor's session once they teach it: the demo model's weights, shared (not copied),
+    with a bank and dictionary of its own, so what one visitor teaches changes no one else's answers."""
+    base = NER.model
+    model = type(base)(copy.deepcopy(base.config))
+    model.load_state_dict(base.state_dict(), assign=True)  # the same tensors; a taught memory makes a new bank
+    return type(NER)(model=model.eval(), tokenizer=NER.tokenizer)
 
 
-def tag(texts: list[str]) -> tuple[list, ...]:
-    """A batch of concurrent requests (Gradio's ``batch=True``): their valid texts go through the
-    pipeline in one call; each request gets its own answer or message."""
+def taught_rows(ner) -> set[int]:
+    """Bank indices of the memories a session taught (its sentences, then its dictionary entries)."""
+    if ner is None or not HAS_MEMORY:
+        return set()
+    base, model = NER.model, ner.model
+    sentences = range(base.num_sentence_memories, model.num_sentence_memories)
+    entries = range(model.num_sentence_memories + len(base.config.added_entities), len(model.memory_bank))
+    return {*sentences, *entries}
+
+
+def run_pipeline(texts: list[str], ner=None) -> list[dict]:
+    """The pipeline (the session's, else the demo's) on a list of texts (one answer per text). A model without
+    memory reads what a session taught by forced matching."""
+    ner = ner or NER
+    if HAS_MEMORY:
+        return ner(texts, return_memories=True)
+    return [{"entities": e, "windows": []} for e in ner(texts, force_entities=bool(ner.added_entities))]
+
+
+def tag(texts: list[str], sessions: list) -> tuple[list, ...]:
+    """A batch of concurrent requests (Gradio's ``batch=True``) with each one's session pipeline (None for a
+    session that taught nothing): the valid texts of each pipeline go through it in one call; each request
+    gets its own answer or message."""
     empty = ({"text": "", "entities": []}, [], "", "")
     answers: list[tuple | None] = [None] * len(texts)
-    todo = []
+    groups: dict[int, list[int]] = {}
     for k, text in enumerate(texts):
         problem = clean_message(text)
         if problem:
             answers[k] = (f"⚠️ {problem}",) + empty
         else:
-            todo.append(k)
-    try:
-        outs = run_pipeline([texts[k] for k in todo]) if todo else []
-        for k, out in zip(todo, outs):
-            answers[k] = tag_one(texts[k], out)
-    except Exception:  # find the text that fails, so the others still get their answers
-        for k in todo:
-            try:
-                answers[k] = tag_one(texts[k], run_pipeline([texts[k]])[0])
-            except Exception as err:  # a clear message in the page, never a stack trace
-                answers[k] = (f"⚠️ The text could not be tagged ({type(err).__name__}: {err}).",) + empty
+            groups.setdefault(id(sessions[k]), []).append(k)
+    for todo in groups.values():
+        ner = sessions[todo[0]]
+        try:
+            outs = run_pipeline([texts[k] for k in todo], ner)
+            for k, out in zip(todo, outs):
+                answers[k] = tag_one(texts[k], out, taught_rows(ner))
+        except Exception:  # find the text that fails, so the others still get their answers
+            for k in todo:
+                try:
+                    answers[k] = tag_one(texts[k], run_pipeline([texts[k]], ner)[0], taught_rows(ner))
+                except Exception as err:  # a clear message in the page, never a stack trace
+                    answers[k] = (f"⚠️ The text could not be tagged ({type(err).__name__}: {err}).",) + empty
     return tuple(list(column) for column in zip(*answers))
+
+
+def marked_sentence(sentence: str) -> tuple[str, list[dict]]:
+    """``"[林小雨](name)在[羽松湾](scene)"`` -> the text and its entities (offsets into the text)."""
+    text, entities, pos = "", [], 0
+    for m in MARKED.finditer(sentence):
+        text += sentence[pos : m.start()]
+        entities.append({"start": len(text), "end": len(text) + len(m.group(1)), "entity_group": m.group(2).strip()})
+        text += m.group(1)
+        pos = m.end()
+    return text + sentence[pos:], entities
+
+
+def teach(string: str, etype: str, sentence: str, ner):
+    """Teach this session's pipeline an entity by name, or a sentence with its entities marked ``[text](type)``."""
+    string, sentence = (string or "").strip(), (sentence or "").strip()
+    if not string and not sentence:
+        return ner, "⚠️ Type an entity and choose its type, or a sentence with its entities marked as [text](type)."
+    ner = ner or session_pipeline()
+    if len(ner.added_entities) + len(taught_rows(ner)) >= MAX_TAUGHT:
+        return ner, f"⚠️ This demo keeps up to {MAX_TAUGHT} taught items a session."
+    try:
+        if string:
+            ner.add_entities({string: etype})
+        if sentence:
+            text, entities = marked_sentence(sentence)
+            if not entities:
+                return (
+                    ner,
+                    "⚠️ Mark the sentence's entities as [text](type), e.g. [林小雨](name)在[羽松湾](scene)看日出。",
+                )
+            ner.add_memories([text], entities=[entities])
+    except (ValueError, KeyError) as err:
+        return ner, f"⚠️ {err}"
+    shown = ", ".join(f"{s} ({t})" for s, t in ner.added_entities.items())
+    return ner, f"Taught in this session only: {shown or '–'}; {len(taught_rows(ner))} memories of your own."
 
 
 CSS = (
@@ -220,18 +293,47 @@ with gr.Blocks(title="Chinese NER") as demo:
             "weight):"
         )
         attention = gr.HTML(label="Memory attention of the first sentence", elem_id="heatmap")
+    session = gr.State(None)  # this visitor's pipeline once they teach it (session_pipeline), else None
+    with gr.Accordion("Teach the demo an entity (for your session only)", open=False):
+        gr.Markdown(
+            "Add an entity by name, or a sentence with its entities marked as `[text](type)`. "
+            + (
+                "The memory network reads it as a memory sentence wherever your text contains it (no retraining); "
+                if HAS_MEMORY
+                else "This model has no memory: what you teach is matched in your text and overrides the model there; "
+            )
+            + "other visitors do not see it."
+        )
+        with gr.Row():
+            teach_string = gr.Textbox(label="Entity", placeholder="羽松湾", elem_id="teach-string", scale=2)
+            teach_type = gr.Dropdown(TYPES, value=TYPES[0], label="Type", elem_id="teach-type", scale=1)
+        teach_sentence = gr.Textbox(
+            label="or a labelled sentence", placeholder="[林小雨](name)在[羽松湾](scene)看日出。",
+            elem_id="teach-sentence", visible=HAS_MEMORY,
+        )  # fmt: skip
+        teach_button = gr.Button("Teach", elem_id="teach")
+        teach_status = gr.Markdown(elem_id="teach-status")
+    # teaching changes a session's bank: never while a batch is tagging with it (the same queue as tagging)
+    teach_button.click(
+        teach,
+        [teach_string, teach_type, teach_sentence, session],
+        [session, teach_status],
+        api_name="teach",
+        concurrency_id="model",
+    )
     outputs = [status, highlighted, table, memories, attention]
     # one event for the button and Enter, so both share one queue: one batch at a time through the
     # model (the memory model caches bank encodings), up to MAX_BATCH waiting requests per batch
     gr.on(
         [submit.click, text.submit],
         tag,
-        inputs=text,
+        inputs=[text, session],
         outputs=outputs,
         api_name="tag",
         batch=True,
         max_batch_size=MAX_BATCH,
         concurrency_limit=1,
+        concurrency_id="model",
     )
 
 if __name__ == "__main__":

@@ -86,6 +86,21 @@ def memory_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def swap_run(tmp_path_factory):
+    """A small memory network (n=2, entity retrieval) trained with the entity swap, so it reads entities it never
+    saw from its memories: the model of the Space tests and of teaching by name. (folder, results)."""
+    out = tmp_path_factory.mktemp("swap")
+    results = run_train(
+        [
+            "--output_dir", str(out), "--num_memory", "2", "--memory_method", "entity",
+            "--memory_entity_swap_prob", "0.5", "--num_train_epochs", "10", "--lstm_hidden_size", "64",
+            "--save_strategy", "no", "--load_best_model_at_end", "false",
+        ]
+    )  # fmt: skip
+    return out, results
+
+
+@pytest.fixture(scope="session")
 def lexicon_run(tmp_path_factory):
     """A small memory network (n=2, entity) whose BiLSTM reads bigrams, softword and word sets from jieba's
     dictionary, trained by train.py on the embedded sample: (folder, results)."""
@@ -219,8 +234,8 @@ def write_cluener_slice(src: Path, dst: Path, n: int) -> Path:
 # whole of a real corpus, is in the slow tier, whether it names the fixture or a parameter names it for
 # request.getfixturevalue; the tests that train or start processes themselves say so with @pytest.mark.slow
 SLOW_FIXTURES = {
-    "memory_run", "seq2seq_run", "tiny_bert_dir", "memory_ner", "seq2seq_ner", "overfit_bilstm", "overfit_bert",
-    "seq2seq_bilstm", "seq2seq_bert", "lexicon_run",
+    "memory_run", "swap_run", "seq2seq_run", "tiny_bert_dir", "memory_ner", "seq2seq_ner", "overfit_bilstm",
+    "overfit_bert", "seq2seq_bilstm", "seq2seq_bert", "lexicon_run",
 }  # fmt: skip
 WHOLE_CORPUS_TESTS = {"test_msra_counts", "test_peoples_daily_split"}  # read all of MSRA / People's Daily
 

@@ -28,8 +28,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def space_url(memory_run, tmp_path_factory):
-    folder, _ = memory_run
+def space_url(swap_run, tmp_path_factory):
+    folder, _ = swap_run
     port = free_port()
     log = tmp_path_factory.mktemp("space") / "app.log"
     env = {
@@ -66,13 +66,35 @@ def space_url(memory_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def expected_entities(memory_run):
+def expected_entities(swap_run):
     """What the model behind the Space finds, by the pipeline in this process: ``text -> [(word, type, start,
     end)]``."""
     from modeling import MemoryNetForTokenClassification
 
-    ner = load_pipeline(memory_run[0], MemoryNetForTokenClassification)
+    ner = load_pipeline(swap_run[0], MemoryNetForTokenClassification)
     return lambda text: [(e["word"], e["entity_group"], e["start"], e["end"]) for e in ner(text)]
+
+
+# entities to teach, each with a text that contains it: the test teaches the first one the model then tags
+TEACH = [("青禾书局", "company", "他在青禾书局买了书。"), ("白鹭集团", "company", "白鹭集团发布了新产品。"),
+         ("林小雨", "name", "昨天林小雨去了医院。")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lesson(swap_run):
+    """(entity, type, text, entities before, entities after teaching) of the first ``TEACH`` entry that the model
+    tags once taught and did not tag before, by the pipeline in this process."""
+    from modeling import MemoryNetForTokenClassification
+
+    for string, etype, text in TEACH:
+        ner = load_pipeline(swap_run[0], MemoryNetForTokenClassification)
+        before = [(e["word"], e["entity_group"], e["start"], e["end"]) for e in ner(text)]
+        ner.add_entities({string: etype})
+        after = [(e["word"], e["entity_group"], e["start"], e["end"]) for e in ner(text)]
+        start = text.index(string)
+        if (string, etype, start, start + len(string)) in set(after) - set(before):
+            return string, etype, text, before, after
+    pytest.fail(f"the test model tags none of {[t[0] for t in TEACH]} once taught")
 
 
 def table_entities(table) -> list:
@@ -122,6 +144,68 @@ def test_in_a_real_browser(space_url, expected_entities, tmp_path):
     assert shot.stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)  # a copy outside pytest's temp dir, to look at after CI (git-ignored)
     shutil.copy(shot, ARTIFACTS / "space.png")
+
+
+@pytest.mark.slow
+def test_teaching_in_a_real_browser_stays_in_its_session(space_url, lesson, tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    string, etype, text, before, after = lesson
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        teacher = browser.new_context(viewport={"width": 1280, "height": 1600}).new_page()
+        teacher.goto(space_url)
+        teacher.get_by_text("Teach the demo an entity").click()
+        teacher.locator("#teach-string textarea, #teach-string input").first.fill(string)
+        choice = teacher.locator("#teach-type input")
+        choice.click()
+        choice.fill(etype)
+        teacher.get_by_role("option", name=etype, exact=True).click()
+        teacher.locator("#teach").click()
+        expect(teacher.locator("#teach-status")).to_contain_text(f"{string} ({etype})", timeout=60_000)
+        teacher.locator("#input-text textarea").fill(text)
+        teacher.locator("#submit").click()
+        expect(teacher.locator("#status")).to_contain_text(f"{len(after)} entit", timeout=60_000)
+        expect(teacher.locator("#entity-table")).to_contain_text(string)
+        expect(teacher.locator("#memories li.taught").first).to_contain_text(string)  # the memory that carried it
+        teacher.screenshot(path=str(tmp_path / "taught.png"), full_page=True)
+
+        other = browser.new_context(viewport={"width": 1280, "height": 1600}).new_page()  # another visitor
+        other.goto(space_url)
+        other.locator("#input-text textarea").fill(text)
+        other.locator("#submit").click()
+        expect(other.locator("#status")).to_contain_text(f"{len(before)} entit", timeout=60_000)
+        expect(other.locator("#memories li.memory").first).to_be_visible()
+        expect(other.locator("#memories li.taught")).to_have_count(0)
+        assert string not in [row[0] for row in before]
+        expect(other.locator("#entity-table")).not_to_contain_text(string)
+        browser.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "taught.png", ARTIFACTS / "space-taught.png")
+
+
+def test_what_one_session_teaches_no_other_session_sees(space_url, lesson):
+    from gradio_client import Client
+
+    string, etype, text, before, after = lesson
+    teacher, other = Client(space_url, verbose=False), Client(space_url, verbose=False)
+    taught_status = teacher.predict(string, etype, "", api_name="/teach")
+    assert f"{string} ({etype})" in taught_status, taught_status
+    status, _, table, memories, _ = teacher.predict(text, api_name="/tag")
+    assert table_entities(table) == after
+    assert "taught in this session" in memories and string in memories  # the memory that carried it
+    status, _, table, memories, _ = other.predict(text, api_name="/tag")
+    assert table_entities(table) == before
+    assert "taught in this session" not in memories
+    # a labelled sentence, and a refusal in one line
+    message = other.predict("", etype, f"[{string}]({etype})在这里。", api_name="/teach")
+    assert "Taught in this session only: –; 1 memories of your own." in message, message
+    refused = other.predict("", etype, f"[{string}](no-such-type)在这里。", api_name="/teach")
+    assert refused.startswith("⚠️") and "not among the model's labels" in refused, refused
 
 
 @pytest.mark.parametrize(
