@@ -183,10 +183,11 @@ def run_pipeline(texts: list[str], ner=None) -> list[dict]:
     return [{"entities": e, "windows": []} for e in ner(texts, force_entities=bool(ner.added_entities))]
 
 
-def tag(texts: list[str], sessions: list) -> tuple[list, ...]:
+def tag(texts: list[str], sessions: list | None = None) -> tuple[list, ...]:
     """A batch of concurrent requests (Gradio's ``batch=True``) with each one's session pipeline (None for a
     session that taught nothing): the valid texts of each pipeline go through it in one call; each request
     gets its own answer or message."""
+    sessions = sessions or [None] * len(texts)
     empty = ({"text": "", "entities": []}, [], "", "")
     answers: list[tuple | None] = [None] * len(texts)
     groups: dict[int, list[int]] = {}
