@@ -176,14 +176,14 @@ def main() -> int:
     done_before = store.open(args.overwrite)
     if done_before:
         print(f"resuming: {len(done_before)} shards of {store.folder} are done", file=sys.stderr)
-    shards = checked(iter_shards(inputs, args.text_column, args.shard_size, skip=done_before), args.on_error)
     start = time.perf_counter()
     with tqdm(desc="tagging", unit=" texts", dynamic_ncols=True) as bar:
         if args.engine == "ray":
             from data_scripts.ray_predict import run_ray
 
-            tagged = run_ray(args, store, shards, bar)
+            tagged = run_ray(args, store, inputs, done_before, call_options(args), bar)
         else:
+            shards = checked(iter_shards(inputs, args.text_column, args.shard_size, skip=done_before), args.on_error)
             tagged = run_local(args, store, shards, bar)
     seconds = time.perf_counter() - start
     metas = store.metas()

@@ -43,17 +43,22 @@ class Shard(NamedTuple):
 def iter_shards(inputs: list[str], text_column: str, shard_size: int, skip: set[str] = frozenset()) -> Iterator[Shard]:
     """The shards of ``inputs`` in order; a shard named in ``skip`` is read past (its rows are not kept)."""
     for file_index, path in enumerate(inputs):
-        rows: list[Row] = []
-        chunk = 0
-        for row in iter_rows(path, text_column):
-            if Shard(file_index, chunk, []).name not in skip:
-                rows.append(row)
-            if row.row + 1 == (chunk + 1) * shard_size:
-                if rows:
-                    yield Shard(file_index, chunk, rows)
-                rows, chunk = [], chunk + 1
-        if rows:
-            yield Shard(file_index, chunk, rows)
+        yield from file_shards(file_index, path, text_column, shard_size, skip)
+
+
+def file_shards(file_index: int, path: str, text_column: str, shard_size: int, skip: set[str]) -> Iterator[Shard]:
+    """The shards of one input, ``file_index`` of the run's inputs."""
+    rows: list[Row] = []
+    chunk = 0
+    for row in iter_rows(path, text_column):
+        if Shard(file_index, chunk, []).name not in skip:
+            rows.append(row)
+        if row.row + 1 == (chunk + 1) * shard_size:
+            if rows:
+                yield Shard(file_index, chunk, rows)
+            rows, chunk = [], chunk + 1
+    if rows:
+        yield Shard(file_index, chunk, rows)
 
 
 def output_format(output: str, given: str | None) -> str:

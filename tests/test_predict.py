@@ -219,3 +219,28 @@ def test_an_unfinished_run_with_other_arguments_is_not_mixed_in(memory_run, tmp_
         predict(*arguments)
     predict(*arguments, "--overwrite")
     assert [r["row"] for r in read_output(output)] == [0]
+
+
+@pytest.mark.slow
+def test_the_ray_engine_in_local_mode_gives_the_in_process_output(memory_run, expected, tmp_path):
+    ray = pytest.importorskip("ray")
+    paths = write_inputs(tmp_path / "in")
+    bad = tmp_path / "in" / "bad.jsonl"
+    bad.write_text('{"text": "市教育局宣布。"}\n{oops\n', encoding="utf-8")
+    model = str(memory_run[0])
+    local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    inputs = [paths["txt"], paths["parquet"], str(bad)]
+    predict("--model_name_or_path", model, "--input", *inputs, "--output", str(local), "--shard_size", "4")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        predict("--model_name_or_path", model, "--input", *inputs, "--output", str(distributed), "--shard_size", "4",
+                "--engine", "ray", "--num_proc", "2", "--threads_per_proc", "1")  # fmt: skip
+        with pytest.raises(UserError, match=rf"{bad}:2: invalid JSON .*--on_error stop"):
+            predict("--model_name_or_path", model, "--input", str(bad), "--output", str(tmp_path / "stop.jsonl"),
+                    "--engine", "ray", "--on_error", "stop", "--num_proc", "1", "--threads_per_proc", "1")  # fmt: skip
+    finally:
+        ray.shutdown()
+    got, want = read_output(distributed), read_output(local)
+    assert [(r["file"], r["row"]) for r in got] == [(r["file"], r["row"]) for r in want]
+    assert len(got) == 2 * len(TEXTS) + 1
+    assert all(same_entities(g["entities"], w["entities"]) for g, w in zip(got, want))
