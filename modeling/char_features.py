@@ -211,9 +211,9 @@ class CharFeatures(nn.Module):
         for word, (ids, length) in enumerate(zip(self.word_ids.tolist(), lengths)):
             matcher.add_word(id_string(ids[:length]), (word, length))
         matcher.make_automaton()
-        self._freqs = self.word_freqs.double().numpy()
+        self._freqs = self.word_freqs.double().cpu().numpy()
         self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
-        self._word_rows = self.word_rows.long().numpy()
+        self._word_rows = self.word_rows.long().cpu().numpy()
         return matcher
 
     def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:

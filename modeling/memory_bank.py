@@ -172,7 +172,7 @@ class MemoryBank(nn.Module):
         """The bank sentences' texts as the model reads them (rebuilt from their ids, as a query's are: what
         retrieval compares), decoded once; :meth:`written_texts` shows them as written."""
         if "texts" not in self._decoded:
-            mask = (torch.arange(self.input_ids.shape[1]) < self.lengths[:, None]).long()
+            mask = (torch.arange(self.input_ids.shape[1], device=self.lengths.device) < self.lengths[:, None]).long()
             self._decoded["texts"] = self.texts(self.input_ids, mask)
         return self._decoded["texts"]
 

@@ -528,7 +528,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         from .tag_schemes import split_tag, tags_to_spans
 
         bank, id2label, types = self.memory_bank, self.config.id2label, self.config.entity_types
-        labels = bank.labels[: self.num_sentence_memories].long().numpy()
+        labels = bank.labels[: self.num_sentence_memories].long().cpu().numpy()
         start_type = np.full(len(id2label), -1)  # tag id -> the type it begins, or -1
         inside = np.zeros(len(id2label), dtype=bool)  # tag id -> part of an entity
         for idx, label in id2label.items():

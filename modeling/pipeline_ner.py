@@ -241,12 +241,12 @@ class ChineseNERPipeline(ChunkPipeline):
     def _tag_scores(self, logits: torch.Tensor, tags: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The probability of each chosen tag, for the windows that have an entity: a window tagged all ``O``
         reports no score, so its tag probabilities (the CRF's forward-backward) are not computed."""
-        scores = torch.zeros(tags.shape)
+        scores = torch.zeros(tags.shape, device=tags.device)
         outside = next((int(i) for i, tag in self.model.config.id2label.items() if tag == "O"), -100)
         rows = ((tags >= 0) & (tags != outside)).any(dim=1).nonzero().flatten()
         if len(rows):
             probs = self.model.tag_probabilities(logits[rows], attention_mask[rows])
-            scores[rows] = probs.gather(-1, tags[rows].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            scores[rows] = probs.to(tags.device).gather(-1, tags[rows].clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return scores
 
     # -- all windows of one text -> entities --------------------------------------------------------

@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""``predict.py`` on a file against the ``chinese-ner`` pipeline called in-process on the same texts, and its memory.
+
+The texts are MSRA train and test sentences (raw, as written), repeated to ``--sizes`` texts and written as ``.txt``
+files under ``runs/``. The in-process rate is the pipeline on the first ``--reference`` texts in one call (batch
+32), timed after the model is loaded; each predict.py run is a fresh process, timed from start to the written output
+(the model load, the reading, the shards and the merge included), with its peak resident memory. Then
+predict.py on the smallest size with ``--num_proc`` / ``--threads_per_proc`` settings, to choose the defaults.
+
+    python benchmarks/predict_speed.py [--model DIR] [--sizes 10000 100000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import time
+
+from common import RUNS_DIR, ROOT, markdown_table, sample_model_folder
+
+import torch  # noqa: E402
+from transformers import pipeline  # noqa: E402
+
+from data_scripts.corpora import load_corpus  # noqa: E402
+
+
+def texts_file(size: int) -> tuple[str, int]:
+    """MSRA train + test texts repeated to ``size`` lines: the file and its characters."""
+    path = RUNS_DIR / f"predict-speed-{size}.txt"
+    corpus = load_corpus("msra", None, "BIO", 10**6)
+    texts = ["".join(t) for split in ("train", "test") for t in corpus[split]["tokens"]]
+    lines = list(itertools.islice(itertools.cycle(texts), size))
+    if not path.exists():
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path), sum(map(len, lines))
+
+
+# predict.py run as __main__, then the peak RSS of its own process and of its worker processes (KB) on stderr
+PEAK = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['predict.py', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_path('predict.py', run_name='__main__')\n"
+    "finally:\n    print('PEAK', max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, "
+    "resource.RUSAGE_CHILDREN)), file=sys.stderr)\n"
+)
+
+
+def run_predict(model: str, path: str, threads: int, num_proc: int = 1) -> tuple[float, float]:
+    """A fresh ``predict.py`` process: wall seconds and the peak RSS (MB) of its largest process."""
+    output = RUNS_DIR / "predict-speed-out.jsonl"
+    args = [sys.executable, "-c", PEAK, "--model_name_or_path", model, "--input", path, "--output", str(output),
+            "--num_proc", str(num_proc), "--threads_per_proc", str(threads), "--overwrite"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)  # fmt: skip
+    seconds = time.perf_counter() - start
+    peak = int(next(line for line in proc.stderr.splitlines() if line.startswith("PEAK")).split()[1])
+    return seconds, peak / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a model folder (default: the sample plain BiLSTM-CRF, trained if missing)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--reference", type=int, default=10_000, help="texts the in-process pipeline is timed on")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    model = args.model or str(sample_model_folder("plain", {}))
+    torch.set_num_threads(args.threads)
+    files = {size: texts_file(size) for size in sorted(args.sizes)}
+    path, _ = files[min(files)]
+    texts = open(path, encoding="utf-8").read().splitlines()[: args.reference]
+    ner = pipeline("chinese-ner", model=model, trust_remote_code=True)
+    ner(texts[:200])
+    start = time.perf_counter()
+    ner(texts)
+    reference = sum(map(len, texts)) / (time.perf_counter() - start)
+    print(f"in-process pipeline, {len(texts):,} texts, batch 32, {args.threads} threads: {reference:,.0f} chars/s")
+    rows = []
+    for size, (path, chars) in files.items():
+        seconds, peak = run_predict(model, path, args.threads)
+        rate = chars / seconds
+        rows.append([f"{size:,}", f"{chars:,}", "1 x " + str(args.threads), f"{seconds:.1f}", f"{rate:,.0f}",
+                     f"{rate / reference:.2f}", f"{peak:,.0f}"])  # fmt: skip
+        print(rows[-1], flush=True)
+    path, chars = files[min(files)]
+    for num_proc, threads in ((2, 1), (1, 1)):
+        seconds, peak = run_predict(model, path, threads, num_proc)
+        rows.append([f"{min(files):,}", f"{chars:,}", f"{num_proc} x {threads}", f"{seconds:.1f}",
+                     f"{chars / seconds:,.0f}", f"{chars / seconds / reference:.2f}", f"{peak:,.0f}"])  # fmt: skip
+        print(rows[-1], flush=True)
+    header = [
+        "texts",
+        "characters",
+        "processes x threads",
+        "wall s",
+        "chars/s",
+        "x in-process pipeline",
+        "peak RSS MB",
+    ]
+    print(markdown_table(header, rows))
+
+
+if __name__ == "__main__":
+    main()
