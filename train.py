@@ -242,6 +242,13 @@ class ModelArguments:
             "jieba) or a file of 'word [frequency [POS]]' lines; saved into the model"
         },
     )
+    feature_vectors: Literal["random", "chars"] = field(
+        default="random",
+        metadata={
+            "help": "BiLSTM with --char_vectors: the bigram and word embeddings start random, or from the mean of "
+            "their characters' vectors (projected to their width)"
+        },
+    )
     encoder_learning_rate: float | None = field(
         default=None,
         metadata={
@@ -712,6 +719,9 @@ def build_model(
     if char_vectors:
         stats = init_char_embeddings(model.get_input_embeddings(), tokenizer.get_vocab(), *char_vectors)
         logger.info("char vectors: %d of %d vocabulary entries initialised", stats["initialised"], stats["vocab"])
+        if model_args.feature_vectors == "chars" and model.encoder.features is not None:
+            counts = model.encoder.features.init_from_char_embeddings(model.get_input_embeddings().weight)
+            logger.info("feature embeddings from the char vectors: %s", counts)
     return model
 
 

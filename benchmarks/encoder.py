@@ -43,6 +43,9 @@ FEATURES = {
     "wordsets": {"use_word_sets": True},
     "bigrams_softword": {"use_bigrams": True, "use_softword": True},
     "all": {"use_bigrams": True, "use_softword": True, "use_word_sets": True},
+    # bigram and word embeddings from their characters' Tencent vectors (train.py --feature_vectors chars)
+    "bigrams_softword_chars": {"use_bigrams": True, "use_softword": True, "feature_vectors": "chars"},
+    "all_chars": {"use_bigrams": True, "use_softword": True, "use_word_sets": True, "feature_vectors": "chars"},
 }
 for _step in list(STEPS):
     for _name, _flags in FEATURES.items():

@@ -136,6 +136,46 @@ class CharFeatures(nn.Module):
         self.word_rows.copy_(torch.as_tensor(list(rows), dtype=torch.int32))
         self.changed()
 
+    @torch.no_grad()
+    def init_from_char_embeddings(self, char_weight: torch.Tensor) -> dict:
+        """Initialise the bigram and word embeddings from the characters' (``char_weight``, the char table after its
+        pretrained vectors are copied in): a bigram or word gets the mean of its characters' vectors, projected
+        to the table's width by the char table's principal components and scaled to the standard deviation of the
+        rows it replaces. Rows of no bigram or word (padding, unknown, no word, another word) keep theirs. Counts."""
+        from sklearn.decomposition import PCA
+
+        chars = char_weight.detach().float().cpu().numpy()
+        out = {}
+        for name, table, members in (
+            ("bigrams", self.bigram_embeddings, self._bigram_members),
+            ("words", self.word_embeddings, self._word_members),
+        ):
+            if table is None:
+                continue
+            rows, tokens = members()
+            if not len(rows):
+                continue
+            mean = np.stack([chars[t].mean(axis=0) for t in tokens])
+            projected = PCA(n_components=table.embedding_dim).fit(chars).transform(mean)
+            rows = torch.as_tensor(rows)
+            projected *= float(table.weight[rows].std()) / max(float(projected.std(ddof=1)), 1e-12)
+            table.weight[rows] = torch.as_tensor(projected, dtype=table.weight.dtype)
+            out[name] = len(rows)
+        return out
+
+    def _bigram_members(self) -> tuple[list[int], list[list[int]]]:
+        keys = self.bigram_keys.tolist()
+        return [k + 2 for k in range(len(keys))], [[key // self.vocab_size, key % self.vocab_size] for key in keys]
+
+    def _word_members(self) -> tuple[list[int], list[list[int]]]:
+        """Each word row of a word the training text showed, with that word's token ids."""
+        members: dict[int, list[int]] = {}
+        for ids, row in zip(self.word_ids.tolist(), self.word_rows.tolist()):
+            if row >= FIRST_WORD_ROW:
+                members.setdefault(row, [i for i in ids if i])
+        rows = sorted(members)
+        return rows, [members[r] for r in rows]
+
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
         parts = []

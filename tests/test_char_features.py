@@ -107,6 +107,37 @@ def test_bigrams_of_the_training_split_and_the_unknown_bucket(tokenizer):
     assert expected[0] >= 2  # [CLS] 北 was a training bigram too
 
 
+def test_bigram_and_word_vectors_from_the_characters_vectors(tokenizer):
+    model, lexicon = model_with(tokenizer, ["北京大学", "京北大学"])
+    features = model.encoder.features
+    chars = torch.randn(len(tokenizer), 4, generator=torch.Generator().manual_seed(0))
+    before = {
+        name: t.weight.clone() for name, t in (("b", features.bigram_embeddings), ("w", features.word_embeddings))
+    }
+    counts = features.init_from_char_embeddings(chars)
+    v, keys = len(tokenizer), features.bigram_keys.tolist()
+    ids = dict(zip("北京大学", encode_chars(tokenizer, [list("北京大学")])["input_ids"][0][1:5]))
+    row = {pair: keys.index(ids[pair[0]] * v + ids[pair[1]]) + 2 for pair in ("北京", "京北", "大学")}
+    bigrams = features.bigram_embeddings.weight
+    assert counts["bigrams"] == len(keys) and torch.equal(bigrams[row["北京"]], bigrams[row["京北"]])  # same mean
+    assert not torch.equal(bigrams[row["北京"]], bigrams[row["大学"]])
+    assert torch.equal(bigrams[:2], before["b"][:2])  # padding and unknown keep theirs
+    assert abs(float(bigrams[2:].std()) - float(before["b"][2:].std())) < 1e-4  # the rows' scale
+    words = features.word_embeddings.weight
+    assert torch.equal(words[:FIRST_WORD_ROW], before["w"][:FIRST_WORD_ROW]) and counts["words"] == len(
+        {r for r in lexicon.rows if r >= FIRST_WORD_ROW}
+    )
+    # a word's vector is its characters' mean vector, projected by the char table's principal components (scaled)
+    from sklearn.decomposition import PCA
+
+    word_row = next(r for ids_, r in zip(lexicon.word_ids, lexicon.rows) if list(ids_) == [ids["北"], ids["京"]])
+    expected = (
+        PCA(n_components=2).fit(chars.numpy()).transform(chars[[ids["北"], ids["京"]]].mean(0, keepdim=True).numpy())
+    )
+    cosine = torch.nn.functional.cosine_similarity(words[word_row], torch.as_tensor(expected[0]).float(), dim=0)
+    assert abs(float(cosine) - 1.0) < 1e-5
+
+
 FRESH = """
 import builtins, io, json, sys
 real_open = io.open
