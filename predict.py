@@ -55,7 +55,7 @@ class PredictArguments:
     return_memories: bool = field(default=False, metadata={"help": "memory network: each window's memory sentences"})
     force_entities: bool = field(default=False, metadata={"help": "the entities taught by name override the model"})
     batch_size: int = field(default=32, metadata={"help": "windows per forward pass"})
-    shard_size: int = field(default=10_000, metadata={"help": "rows per shard (the unit written and resumed)"})
+    shard_size: int = field(default=1_000, metadata={"help": "rows per shard (the unit written and resumed)"})
     on_error: Literal[ON_ERROR] = field(
         default="skip", metadata={"help": "a row that is not text: skip it (reported with file and line) or stop"}
     )
