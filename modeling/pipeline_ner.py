@@ -13,8 +13,8 @@ One token per character (:mod:`.char_tokenization`), so a tag's position is a ch
 the input. Text longer than the model's window is read by :func:`.text_splitting.plan_windows`
 (its sentences, then stride windows over a sentence that is still too long); an entity is kept
 from the window that owns its middle character, so none is lost or doubled at a cut
-(:func:`without_overlaps` settles the rare pair that still overlaps). An entity never begins or
-ends with a blank character (:func:`trim_blank`). Windows of one or many texts are batched
+(`entity_spans.without_overlaps` settles the rare pair that still overlaps). An entity never begins or
+ends with a blank character (`entity_spans.trim_blank`). Windows of one or many texts are batched
 together (``batch_size``, 32 unless given).
 
 ``score`` is the mean, over the entity's characters, of the model's probability of the chosen tag
@@ -30,7 +30,6 @@ characters.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 import torch
@@ -42,13 +41,11 @@ from transformers.pipelines.pt_utils import PipelineIterator
 
 from .char_tokenization import encode_chars
 from .entity_dictionary import ENTITY_MEMORY_FORMS, DictionaryMatcher, force_matches
+from .entity_spans import window_entities
 from .tag_schemes import tags_to_spans
 from .text_splitting import plan_windows
 
 TASK = "chinese-ner"
-BLANK_CATEGORIES = frozenset(
-    {"Cc", "Cf", "Cs"}
-)  # control, format (zero-width), surrogate; str.isspace covers the separators
 
 
 class ChineseNERPipeline(ChunkPipeline):
@@ -251,32 +248,18 @@ class ChineseNERPipeline(ChunkPipeline):
 
     # -- all windows of one text -> entities --------------------------------------------------------
     def postprocess(self, all_outputs: list[dict], return_memories: bool = False, force_entities: bool = False):
-        id2label, scheme = self.model.config.id2label, self.model.config.tag_scheme
         text = all_outputs[0]["text"]
         all_outputs = sorted(all_outputs, key=lambda out: out["window"][:2])  # text order (preprocess sorts by length)
-        candidates, windows = [], []
+        pieces, windows = [], []
         for out in all_outputs:
-            start, end, own_start, own_end = out["window"]
+            start, end = out["window"][:2]
             n = int(out["lengths"][0, 0]) - 2
-            tags = [id2label[t] for t in out["tags"][0, 1 : n + 1].tolist()]
-            scores = out["tag_scores"][0, 1 : n + 1].tolist()
-            for span in tags_to_spans(tags, scheme, strict=False):
-                a, b = trim_blank(text, start + span.start, start + span.end)
-                if a == b or not own_start <= (a + b - 1) // 2 < own_end:
-                    continue  # only blanks, or another window owns this entity's middle
-                entity = {
-                    "entity_group": span.type,
-                    "score": float(sum(scores[a - start : b - start]) / (b - a)),
-                    "word": text[a:b],
-                    "start": a,
-                    "end": b,
-                }
-                # how far the entity lies from a cut of the text (a window edge that is not the text's own edge)
-                margin = min(a - start if start > 0 else len(text), end - b if end < len(text) else len(text))
-                candidates.append((entity, margin))
+            pieces.append(
+                (out["window"], out["tags"][0, 1 : n + 1].tolist(), out["tag_scores"][0, 1 : n + 1].tolist())
+            )
             if return_memories and n > 0:
                 windows.append(self._memories_of(out, start, end, n))
-        entities = without_overlaps(candidates)
+        entities = window_entities(text, pieces, self.model.config.id2label, self.model.config.tag_scheme)
         if force_entities:
             entities = force_matches(text, entities, self._matcher.matches(text, self.model.added_entities))
         if return_memories:
@@ -308,35 +291,6 @@ class ChineseNERPipeline(ChunkPipeline):
                 }
             )
         return {"start": start, "end": end, "memories": memories}
-
-
-def is_blank(ch: str) -> bool:
-    """Whitespace, zero-width, control and lone-surrogate characters: what the tokenizer cannot read
-    as a character (:data:`.char_tokenization.SPACE_TOKEN` or ``[UNK]``); an entity never starts or ends with one."""
-    return ch.isspace() or unicodedata.category(ch) in BLANK_CATEGORIES
-
-
-def trim_blank(text: str, start: int, end: int) -> tuple[int, int]:
-    """``[start, end)`` without blank characters (:func:`is_blank`) at either end; empty if only blanks."""
-    while start < end and is_blank(text[start]):
-        start += 1
-    while end > start and is_blank(text[end - 1]):
-        end -= 1
-    return start, end
-
-
-def without_overlaps(candidates: list[tuple[dict, int]]) -> list[dict]:
-    """Entities sorted by offset, of which no two overlap. Two stride windows over one long sentence
-    can each own the middle of a different entity, and the two can overlap across the cut: the one
-    that lies farther from its window's cut (the larger margin) is kept, since it saw more context."""
-    kept: list[tuple[dict, int]] = []
-    for entity, margin in sorted(candidates, key=lambda c: (c[0]["start"], c[0]["end"])):
-        if kept and entity["start"] < kept[-1][0]["end"]:
-            if margin > kept[-1][1]:
-                kept[-1] = (entity, margin)  # it starts after the entity before the replaced one ends
-            continue
-        kept.append((entity, margin))
-    return [entity for entity, _ in kept]
 
 
 PIPELINE_REGISTRY.register_pipeline(

@@ -23,7 +23,7 @@ from data_scripts.memory_data import gold_type_matrices
 from data_scripts.readers import DataFormatError, dataset_spans, read_cluener_files, read_column_files
 from modeling import ChineseNERPipeline, MemoryNetConfig, MemoryNetForTokenClassification
 from modeling.memory_bank import MemoryBank
-from modeling.pipeline_ner import is_blank
+from modeling.entity_spans import is_blank
 from modeling.tag_schemes import SCHEMES, Span, spans_to_tags, tags_to_spans
 from test_pipeline import assert_same_entities
 
