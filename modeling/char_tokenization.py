@@ -81,6 +81,14 @@ def char_table(tokenizer) -> CharIdTable:
     return table
 
 
+def texts_of_ids(token_chars, id_rows) -> list[str]:
+    """The texts of ``[CLS] chars [SEP]`` id rows (no padding): each token the character it stands for
+    (``token_chars``: token id -> code point, ``0`` for ``[UNK]`` and the specials, which become U+FFFD)."""
+    table = list(token_chars)
+    last = len(table) - 1
+    return ["".join(chr(c) if c else "\ufffd" for c in (table[min(i, last)] for i in row[1:-1])) for row in id_rows]
+
+
 def encode_chars(
     tokenizer,
     batch_chars: Sequence[Sequence[str]],

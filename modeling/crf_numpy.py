@@ -1,14 +1,29 @@
 """Viterbi decoding and tag marginals of a linear-chain CRF in NumPy, for inference: the one place they are
 computed, by :class:`.crf.CRFHead` (torch) and by ONNX Runtime serving (no torch).
 
-Inputs are ``CRFHead.crf_inputs`` as arrays: ``em`` ``[batch, steps, tags]`` (the emissions after ``[CLS]``),
-``mask`` (left-aligned, the first step always on) and ``char_mask`` (the steps that are characters); and the CRF's
-``start``, ``transitions`` ``[previous, next]`` and ``end`` scores (``CRFHead.scores``).
+Inputs are those of :func:`crf_arrays` (``CRFHead.crf_inputs`` in torch): ``em`` ``[batch, steps, tags]`` (the
+emissions after ``[CLS]``), ``mask`` (left-aligned, the first step always on) and ``char_mask`` (the steps that
+are characters); and the CRF's ``start``, ``transitions`` ``[previous, next]`` and ``end`` scores
+(``CRFHead.scores``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def crf_arrays(emissions: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``CRFHead.crf_inputs`` for arrays: ``[CLS] chars [SEP]`` emissions and attention mask -> ``em`` (the
+    ``[CLS]`` step dropped), ``mask`` (its first step always on: an input with no character scores one dummy
+    step) and ``char_mask``."""
+    attended = attention_mask.astype(bool)
+    char_mask = attended.copy()
+    char_mask[:, 0] = False
+    char_mask[np.arange(len(char_mask)), np.maximum(attended.sum(axis=1) - 1, 0)] = False
+    char_mask = char_mask[:, 1:]
+    mask = char_mask.copy()
+    mask[:, 0] = True
+    return emissions[:, 1:].astype(np.float32), mask, char_mask
 
 
 def viterbi(em, mask, char_mask, start, trans, end) -> np.ndarray:

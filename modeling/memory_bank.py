@@ -147,12 +147,11 @@ class MemoryBank(nn.Module):
                 self.token_chars[idx] = ord(token)
 
     def texts(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> list[str]:
-        """Rebuild the texts of ``[CLS] chars [SEP]`` inputs (``[UNK]`` and the like become U+FFFD)."""
-        chars = self.token_chars.to(input_ids.device)[input_ids.long().clamp(max=len(self.token_chars) - 1)]
-        return [
-            "".join(chr(c) if c else "\ufffd" for c in row[1 : n - 1])
-            for row, n in zip(chars.tolist(), attention_mask.sum(dim=1).tolist())
-        ]
+        """Rebuild the texts of ``[CLS] chars [SEP]`` inputs (``char_tokenization.texts_of_ids``)."""
+        from .char_tokenization import texts_of_ids
+
+        rows = [row[:n] for row, n in zip(input_ids.tolist(), attention_mask.sum(dim=1).tolist())]
+        return texts_of_ids(self.token_chars.tolist(), rows)
 
     def text_of(self, input_ids: Sequence[int]) -> str:
         """The text of one ``[CLS] chars [SEP]`` id list, as :meth:`texts` rebuilds it."""

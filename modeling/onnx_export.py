@@ -8,7 +8,8 @@
   ``memory_tag_ids`` ``[batch, n, len_a]`` -> ``emissions`` (the memory attention, eqs. 3-7, the self-attention,
   eqs. 8-10, and the classifier);
 * ``crf.npz``: the CRF's start, transition and end scores, for Viterbi decoding in NumPy (pytorch-crf does not
-  export).
+  export);
+* ``bank.npz`` (memory network): the memory bank's buffers, for retrieval and the memories' encodings.
 
 Retrieval stays in Python. The graphs are traced from explicit compositions of the model's own modules, so no
 data-dependent branch of the eager code (packed or unpacked LSTM, the attention path) is frozen into them.
@@ -98,5 +99,9 @@ def export_onnx(model, folder: str | Path) -> Path:
     crf = model.crf.crf
     np.savez(folder / "crf.npz", start=crf.start_transitions.numpy(), transitions=crf.transitions.numpy(),
              end=crf.end_transitions.numpy())  # fmt: skip
+    if model.config.num_memory > 0:
+        bank = model.memory_bank
+        names = ("input_ids", "labels", "lengths", "types", "pos", "token_chars")
+        np.savez(folder / "bank.npz", **{name: getattr(bank, name).cpu().numpy() for name in names})
     model.train(was_training)
     return folder

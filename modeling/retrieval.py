@@ -260,6 +260,13 @@ class BankIndex:
     def of_bank(cls, bank, id2label: dict[int, str], scheme: str) -> "BankIndex":
         """The index of a ``MemoryBank``: its sentences as retrieval sees them (rebuilt from their ids)
         and the entities their labels spell out in ``scheme``."""
+        return cls.of_labels(bank.sentence_texts(), bank.labels.tolist(), id2label, scheme)
+
+    @classmethod
+    def of_labels(
+        cls, texts: Sequence[str], labels: Sequence[Sequence[int]], id2label: dict, scheme: str
+    ) -> "BankIndex":
+        """The index of sentences and their tag ids (``-100`` off characters), whose spans are in ``scheme``."""
         from .tag_schemes import tags_to_spans
 
         entities = [
@@ -267,9 +274,9 @@ class BankIndex:
                 (s.start, s.end, s.type)
                 for s in tags_to_spans([id2label[t] for t in row if t != -100], scheme, strict=False)
             ]
-            for row in bank.labels.tolist()
+            for row in labels
         ]
-        return cls(bank.sentence_texts(), entities)
+        return cls(texts, entities)
 
     def __len__(self) -> int:
         return len(self.texts)

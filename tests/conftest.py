@@ -214,6 +214,21 @@ def run_fresh_process(script: str, *args: str, cwd: Path, timeout: int = 300) ->
     return proc.stdout.strip().splitlines()
 
 
+def torchless_python(tmp_path: Path) -> list[str]:
+    """A command prefix that runs this interpreter with every installed package but torch (and what needs it):
+    ``import torch`` fails there as on a machine without it."""
+    import site
+
+    folder = tmp_path / "site-without-torch"
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for entry in Path(site.getsitepackages()[0]).iterdir():
+            if not entry.name.lower().startswith(("torch", "functorch", "pytorch_crf")):
+                (folder / entry.name).symlink_to(entry)
+    return [sys.executable, "-S", "-c", f"import site, sys; site.addsitedir({str(folder)!r}); sys.argv.pop(0); "
+            "exec(open(sys.argv[0]).read())"]  # fmt: skip
+
+
 def load_pipeline(folder, cls):
     """The ``chinese-ner`` pipeline on a saved folder, built in this process (no remote code)."""
     from modeling import ChineseNERPipeline
