@@ -41,6 +41,7 @@ from data_scripts.errors import UserError, run_command
 from data_scripts.text_inputs import expand_inputs, iter_rows
 
 ENGINES = ("local", "ray")
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -64,6 +65,10 @@ class PredictArguments:
         default=None, metadata={"help": "torch threads a process (default: cores / num_proc)"}
     )
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, ..."})
+    backend: Literal[BACKENDS] = field(
+        default="torch",
+        metadata={"help": "torch, or onnx: ONNX Runtime on the graphs of model.export_onnx(MODEL/onnx), no torch"},
+    )
     engine: Literal[ENGINES] = field(
         default="local", metadata={"help": "local processes, or Ray Data (pip install -r requirements-ray.txt)"}
     )
@@ -75,6 +80,8 @@ class PredictArguments:
     def __post_init__(self):
         if self.shard_size < 1 or self.batch_size < 1 or self.num_proc < 1:
             raise UserError("--shard_size, --batch_size and --num_proc must be at least 1")
+        if self.backend == "onnx" and (self.return_memories or self.device != "cpu"):
+            raise UserError("--backend onnx tags on the CPU and returns no memories (use --backend torch for those)")
         self.threads_per_proc = self.threads_per_proc or max(1, (os.cpu_count() or 1) // self.num_proc)
 
     def check_model_location(self) -> None:
@@ -93,7 +100,15 @@ class PredictArguments:
 
 
 def load_pipeline(args: PredictArguments):
-    """The ``chinese-ner`` pipeline of the model, with the run's batch size and device."""
+    """The ``chinese-ner`` pipeline of the model, with the run's batch size and device (or its ONNX Runtime
+    counterpart)."""
+    if args.backend == "onnx":
+        from modeling.onnx_pipeline import OnnxChineseNER
+
+        try:
+            return OnnxChineseNER(args.model_name_or_path, threads=args.threads_per_proc, batch_size=args.batch_size)
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(f"--backend onnx: {err}") from None
     import torch
     from transformers import pipeline
 

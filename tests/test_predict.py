@@ -244,3 +244,23 @@ def test_the_ray_engine_in_local_mode_gives_the_in_process_output(memory_run, ex
     assert [(r["file"], r["row"]) for r in got] == [(r["file"], r["row"]) for r in want]
     assert len(got) == 2 * len(TEXTS) + 1
     assert all(same_entities(g["entities"], w["entities"]) for g, w in zip(got, want))
+
+
+@pytest.mark.slow
+def test_the_onnx_backend_gives_the_same_rows(memory_run, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(memory_run[0], folder)
+    MemoryNetForTokenClassification.from_pretrained(folder).eval().export_onnx(folder / "onnx")
+    paths = write_inputs(tmp_path / "in")
+    torch_out, onnx_out = tmp_path / "torch.jsonl", tmp_path / "onnx.jsonl"
+    predict("--model_name_or_path", str(folder), "--input", paths["jsonl"], "--output", str(torch_out))
+    predict("--model_name_or_path", str(folder), "--input", paths["jsonl"], "--output", str(onnx_out),
+            "--backend", "onnx")  # fmt: skip
+    got, want = read_output(onnx_out), read_output(torch_out)
+    assert [(r["file"], r["row"]) for r in got] == [(r["file"], r["row"]) for r in want]
+    assert all(same_entities(g["entities"], w["entities"]) for g, w in zip(got, want))
+    with pytest.raises(UserError, match="returns no memories"):
+        predict("--model_name_or_path", str(folder), "--input", paths["txt"], "--output", str(tmp_path / "m.jsonl"),
+                "--backend", "onnx", "--return_memories")  # fmt: skip
