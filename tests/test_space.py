@@ -101,6 +101,16 @@ def table_entities(table) -> list:
     return [(word, label, start, end) for word, label, start, end, _ in table["data"]]
 
 
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium, which the browser tests drive (skipped where it is missing, except in CI)."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    return CHROMIUM
+
+
 @pytest.fixture(scope="module")
 def client(space_url):
     from gradio_client import Client
@@ -109,15 +119,11 @@ def client(space_url):
 
 
 @pytest.mark.slow
-def test_in_a_real_browser(space_url, expected_entities, tmp_path):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+def test_in_a_real_browser(chromium, space_url, expected_entities, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(space_url)
         page.locator("#input-text textarea").fill(SENTENCE)
@@ -147,16 +153,12 @@ def test_in_a_real_browser(space_url, expected_entities, tmp_path):
 
 
 @pytest.mark.slow
-def test_teaching_in_a_real_browser_stays_in_its_session(space_url, lesson, tmp_path):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+def test_teaching_in_a_real_browser_stays_in_its_session(chromium, space_url, lesson, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     string, etype, text, before, after = lesson
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         teacher = browser.new_context(viewport={"width": 1280, "height": 1600}).new_page()
         teacher.goto(space_url)
         teacher.get_by_text("Teach the demo an entity").click()
