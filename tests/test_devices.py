@@ -53,5 +53,6 @@ def test_the_pipeline_tags_the_same_on_every_device(request, device, fixture, cl
         ner("他在青禾书局买了书。")
         ner.remove_entities(["青禾书局"])
         assert spans(ner(TEXTS)) == expected
-    with torch.autocast(device_type=device, dtype=torch.bfloat16):  # runs under bf16 autocast, entities may differ
-        assert len(ner(TEXTS, batch_size=32)) == len(TEXTS)
+    if device == "cuda":  # runs under bf16 autocast (the entities may differ); on a CPU it only tests the CPU's bf16
+        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+            assert len(ner(TEXTS, batch_size=32)) == len(TEXTS)
