@@ -66,7 +66,9 @@ def model_location() -> str:
 MODEL = model_location()
 NER = pipeline("chinese-ner", model=MODEL, trust_remote_code=True)
 HAS_MEMORY = getattr(NER.model.config, "num_memory", 0) > 0
-TYPES = NER.model.entity_types
+# a model folder saved before entities could be taught by name carries code without add_entities: no teaching there
+CAN_TEACH = hasattr(NER.model, "add_entities")
+TYPES = NER.model.entity_types if CAN_TEACH else []
 
 
 def clean_message(text) -> str | None:
@@ -295,7 +297,7 @@ with gr.Blocks(title="Chinese NER") as demo:
         )
         attention = gr.HTML(label="Memory attention of the first sentence", elem_id="heatmap")
     session = gr.State(None)  # this visitor's pipeline once they teach it (session_pipeline), else None
-    with gr.Accordion("Teach the demo an entity (for your session only)", open=False):
+    with gr.Accordion("Teach the demo an entity (for your session only)", open=False, visible=CAN_TEACH):
         gr.Markdown(
             "Add an entity by name, or a sentence with its entities marked as `[text](type)`. "
             + (
@@ -307,7 +309,9 @@ with gr.Blocks(title="Chinese NER") as demo:
         )
         with gr.Row():
             teach_string = gr.Textbox(label="Entity", placeholder="羽松湾", elem_id="teach-string", scale=2)
-            teach_type = gr.Dropdown(TYPES, value=TYPES[0], label="Type", elem_id="teach-type", scale=1)
+            teach_type = gr.Dropdown(
+                TYPES, value=TYPES[0] if TYPES else None, label="Type", elem_id="teach-type", scale=1
+            )
         teach_sentence = gr.Textbox(
             label="or a labelled sentence", placeholder="[林小雨](name)在[羽松湾](scene)看日出。",
             elem_id="teach-sentence", visible=HAS_MEMORY,
