@@ -41,6 +41,7 @@ class OnnxChineseNER:
             )
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         self.id2label = {int(k): v for k, v in config["id2label"].items()}
+        self.outside = next((k for k, v in self.id2label.items() if v == "O"), -100)
         self.scheme, self.max_length = config["tag_scheme"], config["max_length"]
         self.num_memory, self.method = config.get("num_memory", 0), config.get("memory_method")
         self.added_entities = {s: t for s, t in config.get("added_entities", [])}
@@ -115,10 +116,14 @@ class OnnxChineseNER:
         emissions = self.head.run(None, {k: v for k, v in feeds.items() if k in self.head_inputs})[0]
         arrays = crf_arrays(emissions, attention_mask)
         paths = viterbi(*arrays, *self.crf)
-        probs = marginals(*arrays, *self.crf)
-        if probs is None:  # underflow: a uniform confidence rather than none
-            probs = np.ones(emissions[:, 1:].shape, dtype=np.float32)
-        chosen = np.take_along_axis(probs, np.maximum(paths, 0)[..., None], axis=-1)[..., 0]
+        # as the torch pipeline: a row tagged all O reports no score, so its marginals are not computed
+        chosen = np.zeros(paths.shape, dtype=np.float32)
+        rows = np.flatnonzero(((paths >= 0) & (paths != self.outside)).any(axis=1))
+        if len(rows):
+            probs = marginals(*(a[rows] for a in arrays), *self.crf)
+            if probs is None:  # underflow: a uniform confidence rather than none
+                probs = np.ones(arrays[0][rows].shape, dtype=np.float32)
+            chosen[rows] = np.take_along_axis(probs, np.maximum(paths[rows], 0)[..., None], axis=-1)[..., 0]
         return [p[p >= 0].tolist() for p in paths], [c[p >= 0].tolist() for c, p in zip(chosen, paths)]
 
     def _memories(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict:
