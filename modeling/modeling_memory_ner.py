@@ -9,9 +9,7 @@ Memories are chosen in ``retrieval.py`` and stored in ``memory_bank.py``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -601,12 +599,6 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         self.memory_cache.clear()
         self._bank_index = None
         return super().load_state_dict(*args, **kwargs)
-
-    def export_onnx(self, folder: str | os.PathLike) -> Path:
-        """The layers up to the emission scores as ONNX graphs, and the CRF's scores (``onnx_export``)."""
-        from .onnx_export import export_onnx
-
-        return export_onnx(self, folder)
 
     def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The CRF's marginal tag probabilities of each character (``CRFHead.marginals``)."""

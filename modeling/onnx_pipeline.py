@@ -1,12 +1,14 @@
-"""``chinese-ner`` on ONNX Runtime, without torch: the graphs of ``model.export_onnx(folder / "onnx")``.
+"""``chinese-ner`` on ONNX Runtime, without torch: the graphs of ``model.export_onnx(folder / "onnx")``, either
+architecture.
 
     ner = OnnxChineseNER("outputs/sample-memory")      # the model folder, with its onnx/ subfolder
     ner("林晓梅在深圳市福田区出席了行业论坛。")              # the same entities as the torch pipeline
 
 The windows, the batching of a list's windows by length, Viterbi and the tag probabilities (``crf_numpy``) and the
-entity rules (``entity_spans``) are the torch pipeline's own code; the memory network retrieves its memories with
-``retrieval`` as the model does and keeps the bank sentences' encodings once computed. Imports neither torch nor a
-model class: NumPy, ONNX Runtime and the tokenizer.
+entity rules (``entity_spans``) are the torch pipeline's own code; the seq2seq decoder's loop (greedy or beam) runs
+here in NumPy around the exported step, as ``Seq2SeqAttnTagger`` runs it in torch; the memory network retrieves its
+memories with ``retrieval`` as the model does and keeps the bank sentences' encodings once computed. Imports neither
+torch nor a model class: NumPy, ONNX Runtime and the tokenizer.
 """
 
 from __future__ import annotations
@@ -26,38 +28,66 @@ from .text_splitting import plan_windows
 ONNX_FOLDER = "onnx"  # where a model folder keeps its exported graphs
 
 
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    return np.exp(_log_softmax(x))
+
+
 class OnnxChineseNER:
     """Entity spans for a string or a list of strings, as ``pipeline("chinese-ner")`` returns them."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None, batch_size: int = 32, cache_size: int = 4096):
+    def __init__(
+        self,
+        folder: str | Path,
+        threads: int | None = None,
+        batch_size: int = 32,
+        cache_size: int = 4096,
+        graphs: str = ONNX_FOLDER,
+    ):
+        """``folder``: the model folder (its config and tokenizer); ``graphs``: its subfolder that holds the
+        exported graphs; ``threads``: ONNX Runtime's intra-op threads (its default: one a core)."""
         import onnxruntime as ort
         from transformers import PreTrainedTokenizerFast
 
         folder = Path(folder)
-        graphs = folder / ONNX_FOLDER
-        if not (graphs / "encoder.onnx").exists():
-            raise FileNotFoundError(
-                f"{graphs}/encoder.onnx: export the model first (model.export_onnx({str(graphs)!r}))"
-            )
+        graphs = folder / graphs
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.seq2seq = (graphs / "decoder_step.onnx").exists()  # onnx_export writes it for the seq2seq tagger only
+        self.num_memory, self.method = config.get("num_memory", 0), config.get("memory_method")
+        names = ["encoder", "head"] if self.num_memory else ["emissions"]
+        if self.seq2seq:
+            names = ["encoder", "decoder_step"]
+        if not all((graphs / f"{name}.onnx").exists() for name in names):
+            raise FileNotFoundError(f"{graphs}: no {names[0]}.onnx; export the model first "
+                                    f"(model.export_onnx({str(graphs)!r}))")  # fmt: skip
         self.id2label = {int(k): v for k, v in config["id2label"].items()}
         self.outside = next((k for k, v in self.id2label.items() if v == "O"), -100)
         self.scheme, self.max_length = config["tag_scheme"], config["max_length"]
-        self.num_memory, self.method = config.get("num_memory", 0), config.get("memory_method")
+        self.num_beams = config.get("num_beams", 1)
         self.added_entities = {s: t for s, t in config.get("added_entities", [])}
         self.batch_size = batch_size
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)  # no model config, no remote code
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.encoder = ort.InferenceSession(str(graphs / "encoder.onnx"), options)
-        self.head = ort.InferenceSession(str(graphs / "head.onnx"), options)
-        self.head_inputs = {i.name for i in self.head.get_inputs()}
-        crf = np.load(graphs / "crf.npz")
-        self.crf = (crf["start"], crf["transitions"], crf["end"])
+        self.sessions = {name: ort.InferenceSession(str(graphs / f"{name}.onnx"), options) for name in names}
+        self.inputs = {name: {i.name for i in session.get_inputs()} for name, session in self.sessions.items()}
+        if self.seq2seq:
+            decoding = np.load(graphs / "decoding.npz")
+            self.allowed, self.can_end, self.go_id = decoding["allowed"], decoding["can_end"], int(decoding["go_id"])
+        else:
+            crf = np.load(graphs / "crf.npz")
+            self.crf = (crf["start"], crf["transitions"], crf["end"])
         self.matcher = DictionaryMatcher()
         if self.num_memory:
             self._load_bank(graphs / "bank.npz", cache_size)
+
+    def _run(self, name: str, **feeds) -> list[np.ndarray]:
+        return self.sessions[name].run(None, {k: v for k, v in feeds.items() if k in self.inputs[name]})
 
     def _load_bank(self, path: Path, cache_size: int) -> None:
         from .retrieval import BankIndex, CLASSIFIER_METHODS
@@ -76,7 +106,16 @@ class OnnxChineseNER:
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()  # bank index -> its encoding [length, d]
         self.cache_size = cache_size
 
-    def __call__(self, inputs: str | list[str], batch_size: int | None = None, force_entities: bool = False):
+    def __call__(
+        self,
+        inputs: str | list[str],
+        batch_size: int | None = None,
+        force_entities: bool = False,
+        num_beams: int | None = None,
+    ):
+        """The pipeline's call: ``batch_size`` windows a run, ``force_entities``, ``num_beams`` (seq2seq tagger)."""
+        if num_beams is not None and not self.seq2seq:
+            raise ValueError("num_beams applies to the seq2seq tagger; this model decodes with a CRF")
         texts = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
             raise TypeError(f"expected a string or a list of strings, got {type(inputs).__name__}")
@@ -90,7 +129,7 @@ class OnnxChineseNER:
         order = sorted(range(len(windows)), key=lambda i: len(windows[i][2]))  # little padding in a batch
         for first in range(0, len(order), batch_size):
             batch = [windows[i] for i in order[first : first + batch_size]]
-            tags, scores = self._tag([ids for _, _, ids in batch])
+            tags, scores = self._tag([ids for _, _, ids in batch], num_beams or self.num_beams)
             for (k, window, ids), row_tags, row_scores in zip(batch, tags, scores):
                 n = len(ids) - 2
                 pieces[k].append((window, row_tags[:n], row_scores[:n]))
@@ -102,18 +141,28 @@ class OnnxChineseNER:
             out.append(entities)
         return out[0] if isinstance(inputs, str) else out
 
-    def _tag(self, rows: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
+    def _tag(self, rows: list[list[int]], num_beams: int) -> tuple[list[list[int]], list[list[float]]]:
         """Tag ids and their probabilities of each character of ``[CLS] chars [SEP]`` rows."""
         width = max(map(len, rows))
         input_ids = np.zeros((len(rows), width), dtype=np.int64)
         attention_mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, ids in enumerate(rows):
             input_ids[r, : len(ids)], attention_mask[r, : len(ids)] = ids, 1
-        hidden = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-        feeds = {"hidden": hidden, "attention_mask": attention_mask}
-        if self.num_memory:
-            feeds.update(self._memories(input_ids, attention_mask))
-        emissions = self.head.run(None, {k: v for k, v in feeds.items() if k in self.head_inputs})[0]
+        if self.seq2seq:
+            paths, probs = self._decode(input_ids, attention_mask, num_beams)
+        else:
+            paths, probs = self._crf_decode(self._emissions(input_ids, attention_mask), attention_mask)
+        return [p[p >= 0].tolist() for p in paths], [c[p >= 0].tolist() for c, p in zip(probs, paths)]
+
+    def _emissions(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if not self.num_memory:
+            return self._run("emissions", input_ids=input_ids, attention_mask=attention_mask)[0]
+        hidden = self._run("encoder", input_ids=input_ids, attention_mask=attention_mask)[0]
+        memories = self._memories(input_ids, attention_mask)
+        return self._run("head", hidden=hidden, attention_mask=attention_mask, **memories)[0]
+
+    def _crf_decode(self, emissions: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Viterbi tags ``[rows, characters]`` (``-100`` off characters) and the chosen tags' marginals."""
         arrays = crf_arrays(emissions, attention_mask)
         paths = viterbi(*arrays, *self.crf)
         # as the torch pipeline: a row tagged all O reports no score, so its marginals are not computed
@@ -124,7 +173,57 @@ class OnnxChineseNER:
             if probs is None:  # underflow: a uniform confidence rather than none
                 probs = np.ones(arrays[0][rows].shape, dtype=np.float32)
             chosen[rows] = np.take_along_axis(probs, np.maximum(paths[rows], 0)[..., None], axis=-1)[..., 0]
-        return [p[p >= 0].tolist() for p in paths], [c[p >= 0].tolist() for c, p in zip(chosen, paths)]
+        return paths, chosen
+
+    def _decode(self, input_ids: np.ndarray, attention_mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The seq2seq tagger's decoding (``Seq2SeqAttnTagger.greedy_decode`` / ``beam_search``, step for step in
+        NumPy): tags ``[rows, characters]`` and the decoder's softmax probability of each."""
+        encoded = self._run("encoder", input_ids=input_ids, attention_mask=attention_mask)
+        hidden, state_h, state_c, keys, values = encoded
+        batch, steps = len(input_ids), input_ids.shape[1] - 2
+        num_chars = attention_mask.sum(axis=1) - 2
+        if k > 1:  # every row's k beams side by side
+            hidden, attention_mask, num_chars, state_h, state_c, keys, values = (
+                np.repeat(x, k, axis=0) for x in (hidden, attention_mask, num_chars, state_h, state_c, keys, values)
+            )
+        prev = np.full(len(hidden), self.go_id, dtype=np.int64)
+        scores = np.full((batch, k), -np.inf, dtype=np.float32)
+        scores[:, 0] = 0.0  # one live beam at the start
+        num_labels = len(self.id2label)
+        done_row = np.full(num_labels, -np.inf, dtype=np.float32)
+        done_row[0] = 0.0  # after its last character a beam extends by one ignored tag at no cost
+        offsets = (np.arange(batch) * k)[:, None]
+        history = []  # per step: chosen tag [batch, k], parent beam [batch, k], step logits [batch, k, num_labels]
+        for i in range(steps):
+            logits, state_h, state_c = self._run("decoder_step", prev_tags=prev, state_h=state_h, state_c=state_c,
+                                                 keys=keys, values=values, attention_mask=attention_mask,
+                                                 hidden_i=hidden[:, i + 1])  # fmt: skip
+            allowed = self.allowed[prev] & (self.can_end[None] | (num_chars - 1 != i)[:, None])
+            if k == 1:
+                prev = np.where(allowed, logits, np.finfo(logits.dtype).min).argmax(axis=-1)
+                history.append((prev[:, None], None, logits[:, None]))
+                continue
+            log_probs = np.where(allowed, _log_softmax(logits), -np.inf)
+            log_probs = np.where((i < num_chars)[:, None], log_probs, done_row)
+            total = (scores[:, :, None] + log_probs.reshape(batch, k, num_labels)).reshape(batch, k * num_labels)
+            index = np.argsort(-total, axis=1, kind="stable")[:, :k]
+            scores = np.take_along_axis(total, index, axis=1)
+            parent, tag = index // num_labels, index % num_labels
+            rows = (offsets + parent).ravel()
+            state_h, state_c, prev = state_h[rows], state_c[rows], tag.ravel()
+            history.append((tag, parent, logits.reshape(batch, k, num_labels)))
+        tags = np.full((batch, steps), -100, dtype=np.int64)
+        probs = np.zeros((batch, steps), dtype=np.float32)
+        best = scores.argmax(axis=1) if k > 1 else np.zeros(batch, dtype=np.int64)
+        rows = np.arange(batch)
+        for i in range(steps - 1, -1, -1):
+            tag, parent, logits = history[i]
+            tags[:, i] = tag[rows, best]
+            if parent is not None:
+                best = parent[rows, best]
+            probs[:, i] = np.take_along_axis(_softmax(logits[rows, best]), tags[:, i, None], axis=1)[:, 0]
+        off = np.arange(steps) >= num_chars[::k, None]
+        return np.where(off, -100, tags), np.where(off, 0.0, probs)
 
     def _memories(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict:
         """``memory_hidden`` and ``memory_tag_ids`` of each row's memories (retrieved as the model retrieves)."""
@@ -157,7 +256,7 @@ class OnnxChineseNER:
             width = int(lengths.max())
             input_ids = self.bank["input_ids"][part, :width].astype(np.int64)
             attention_mask = (np.arange(width) < lengths[:, None]).astype(np.int64)
-            hidden = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+            hidden = self._run("encoder", input_ids=input_ids, attention_mask=attention_mask)[0]
             for i, h, n in zip(part, hidden, lengths):
                 self.cache[i] = h[:n]
         for i in wanted:

@@ -9,6 +9,7 @@ Space and the benchmarks only use these methods, whichever model it is.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from transformers.dynamic_module_utils import custom_object_save
@@ -33,6 +34,13 @@ class TaggerMixin(EntityDictionaryMixin):
         if os.path.isdir(save_directory):
             custom_object_save(ChineseNERPipeline, save_directory)
         return result
+
+    def export_onnx(self, folder: str | os.PathLike, quantize: bool = False) -> Path:
+        """The network up to its scores as ONNX graphs, for ONNX Runtime serving without torch (``onnx_export``,
+        ``onnx_pipeline.OnnxChineseNER``); ``quantize``: int8 weights."""
+        from .onnx_export import export_onnx
+
+        return export_onnx(self, folder, quantize=quantize)
 
     def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Each position's probability of every tag, ``[batch, length, num_tags]``, from ``forward``'s

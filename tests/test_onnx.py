@@ -13,13 +13,16 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
 
-from modeling import MemoryNetConfig, MemoryNetForTokenClassification  # noqa: E402
+from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 
 def emissions_by_onnx(folder, model, input_ids, attention_mask) -> np.ndarray:
+    if not model.config.num_memory:  # one graph
+        session = ort.InferenceSession(str(folder / "emissions.onnx"))
+        return session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})[0]
     encoder = ort.InferenceSession(str(folder / "encoder.onnx"))
     head = ort.InferenceSession(str(folder / "head.onnx"))
     hidden = encoder.run(None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})[0]
@@ -68,8 +71,11 @@ try:
     torch_imports = True
 except ImportError:
     torch_imports = False
-print(json.dumps({"torch": torch_imports, "one": ner(texts[0]), "all": ner(texts, batch_size=3),
-                  "forced": ner(texts[0], force_entities=True)}, ensure_ascii=False))
+out = {"torch": torch_imports, "one": ner(texts[0]), "all": ner(texts, batch_size=3),
+       "forced": ner(texts[0], force_entities=True)}
+if ner.seq2seq:
+    out["beams"] = ner(texts, num_beams=3)
+print(json.dumps(out, ensure_ascii=False))
 """
 
 
@@ -77,10 +83,63 @@ def spans(entities) -> list:
     return [(e["word"], e["entity_group"], e["start"], e["end"]) for e in entities]
 
 
-@pytest.mark.parametrize("memory", [True, False])
-def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(memory_run, tmp_path, memory):
-    import json
+def saved_model(kind: str, memory_run, seq2seq_run, folder):
+    """A model folder of each kind that ONNX serves, with an entity taught by name: the trained memory network,
+    an untrained plain BiLSTM-CRF (the sample config without memory or self-attention) and the trained seq2seq
+    tagger."""
     import shutil
+
+    from transformers import AutoTokenizer
+
+    if kind == "memory":
+        shutil.copytree(memory_run[0], folder)
+        model = MemoryNetForTokenClassification.from_pretrained(folder, memory_method="entity")
+        model.add_entities({"青禾书局": "company"}, AutoTokenizer.from_pretrained(folder))
+    elif kind == "plain":
+        config = MemoryNetConfig.from_pretrained(memory_run[0], num_memory=0, memory_bank_size=0,
+                                                 use_self_attention=False)  # fmt: skip
+        model = MemoryNetForTokenClassification(config)
+        model.add_entities({"青禾书局": "company"})  # a model without memory keeps it for forced matching
+    else:
+        shutil.copytree(seq2seq_run[0], folder)
+        model = Seq2SeqAttnTagger.from_pretrained(folder)
+        model.add_entities({"青禾书局": "company"})
+    model.eval().save_pretrained(folder)
+    AutoTokenizer.from_pretrained(memory_run[0]).save_pretrained(folder)
+    return model
+
+
+def test_the_seq2seq_graphs_give_the_taggers_steps(seq2seq_run, tmp_path):
+    model = Seq2SeqAttnTagger.from_pretrained(seq2seq_run[0]).eval()
+    model.export_onnx(tmp_path)
+    encoder = ort.InferenceSession(str(tmp_path / "encoder.onnx"))
+    step = ort.InferenceSession(str(tmp_path / "decoder_step.onnx"))
+    input_ids = torch.randint(10, model.config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(0))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 7:] = 0
+    feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+    hidden, state_h, state_c, keys, values = encoder.run(None, feeds)
+    with torch.no_grad():
+        expected_hidden = model.encode(input_ids, attention_mask)
+        (s0, c0), (k0, v0, mask) = model._start(expected_hidden, attention_mask)
+        tags = torch.tensor([1, 0, 2])
+        expected, (h1, c1), _ = model._step(tags, (s0, c0), expected_hidden, (k0, v0, mask), 3)
+    assert np.abs(hidden - expected_hidden.numpy()).max() < 1e-4
+    assert np.abs(keys - k0.numpy()).max() < 1e-4 and np.abs(state_h - s0.numpy()).max() < 1e-4
+    wanted = {i.name for i in step.get_inputs()}
+    step_feeds = {"prev_tags": tags.numpy(), "state_h": state_h, "state_c": state_c, "keys": keys, "values": values,
+                  "attention_mask": attention_mask.numpy(), "hidden_i": hidden[:, 3]}  # fmt: skip
+    logits, h, c = step.run(None, {k: v for k, v in step_feeds.items() if k in wanted})
+    assert np.abs(logits - expected.numpy()).max() < 1e-4 and np.abs(c - c1.numpy()).max() < 1e-4
+    decoding = np.load(tmp_path / "decoding.npz")
+    assert np.array_equal(decoding["allowed"], model.transition_constraints(torch.device("cpu"))[0].numpy())
+
+
+@pytest.mark.parametrize("kind", ["memory", "plain", "seq2seq"])
+def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
+    memory_run, seq2seq_run, tmp_path, kind
+):
+    import json
     import subprocess
 
     from transformers import AutoTokenizer, pipeline
@@ -88,17 +147,7 @@ def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
     from conftest import torchless_python
 
     folder = tmp_path / "model"
-    if memory:
-        shutil.copytree(memory_run[0], folder)
-        model = MemoryNetForTokenClassification.from_pretrained(folder, memory_method="entity")
-        model.add_entities({"青禾书局": "company"}, AutoTokenizer.from_pretrained(folder))
-    else:
-        config = MemoryNetConfig.from_pretrained(memory_run[0], num_memory=0, memory_bank_size=0,
-                                                 use_self_attention=False)  # fmt: skip
-        model = MemoryNetForTokenClassification(config)
-        model.add_entities({"青禾书局": "company"})  # a model without memory keeps it for forced matching
-    model.eval().save_pretrained(folder)
-    AutoTokenizer.from_pretrained(memory_run[0]).save_pretrained(folder)
+    model = saved_model(kind, memory_run, seq2seq_run, folder)
     model.export_onnx(folder / "onnx")
     texts = [
         json.loads(line)["text"] for line in open(ROOT / "data_scripts" / "sample" / "dev.json", encoding="utf-8")
@@ -113,8 +162,37 @@ def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
     assert got["torch"] is False  # the process could not import torch
     ner = pipeline("chinese-ner", model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
     expected = ner(texts)
+    assert any(got["all"]) or kind == "plain"  # the trained models find entities in the sample's dev texts
     assert [spans(e) for e in got["all"]] == [spans(e) for e in expected]
     assert spans(got["one"]) == spans(expected[0])
     assert spans(got["forced"]) == spans(ner(texts[0], force_entities=True))
     scores = [(a["score"], b["score"]) for x, y in zip(got["all"], expected) for a, b in zip(x, y)]
     assert all(abs(a - b) < 1e-4 for a, b in scores)
+    if kind == "seq2seq":
+        assert [spans(e) for e in got["beams"]] == [spans(e) for e in ner(texts, num_beams=3)]
+
+
+def test_int8_graphs_are_smaller_and_tag_nearly_as_the_float_ones(memory_run, seq2seq_run, tmp_path):
+    import json
+
+    import onnx
+
+    from modeling.onnx_pipeline import OnnxChineseNER
+
+    texts = [
+        json.loads(line)["text"] for line in open(ROOT / "data_scripts" / "sample" / "dev.json", encoding="utf-8")
+    ]
+    for kind in ("memory", "seq2seq"):
+        folder = tmp_path / kind
+        model = saved_model(kind, memory_run, seq2seq_run, folder)
+        model.export_onnx(folder / "onnx")
+        model.export_onnx(folder / "onnx-int8", quantize=True)
+        size = sum(p.stat().st_size for p in (folder / "onnx").glob("*.onnx"))
+        size8 = sum(p.stat().st_size for p in (folder / "onnx-int8").glob("*.onnx"))
+        assert size8 < 0.5 * size
+        ops = {node.op_type for node in onnx.load(str(folder / "onnx-int8" / "encoder.onnx")).graph.node}
+        assert "DynamicQuantizeLSTM" in ops  # the BiLSTM itself runs on int8 weights
+        fp32 = OnnxChineseNER(folder, threads=1)(texts)
+        int8 = OnnxChineseNER(folder, threads=1, graphs="onnx-int8")(texts)
+        same = sum(spans(a) == spans(b) for a, b in zip(fp32, int8))
+        assert same >= 0.8 * len(texts), f"{kind}: {same} of {len(texts)} texts tagged alike"
