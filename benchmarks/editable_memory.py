@@ -5,7 +5,8 @@ dictionary read through memory (``add_entities``), and by the same dictionary fo
 A corpus's train split is cut into halves T1 / T2 (seeded; identical texts stay in one half). The models train on
 T1 alone (the memory network's bank holds T1). Then each route adds T2 and the evaluation split is tagged again:
 T2's labelled sentences; **T2's entity strings with their majority type in T2, no sentences** (the dictionary),
-read through memory in each memory form (``entity_dictionary.ENTITY_MEMORY_FORMS``) or forced by longest match;
+read through memory in each memory form (``entity_dictionary.ENTITY_MEMORY_FORMS``), with and without
+``taught_entities_only``, or forced by longest match;
 and, as the upper bound, the same model retrained on all of train. Scores: overall P / R / F1, and the recall of
 the entities whose string is an entity in T2 but not in T1 (what only the added half can teach).
 
@@ -216,6 +217,9 @@ def table(corpus: str, models: list[str]) -> str:
             model, tokenizer = load(name)
             model.add_entities(dictionary, tokenizer, memory_form=form)
             row(f"{model_name}: the dictionary through memory (`add_entities`, {form})", model, tokenizer)
+            model.config.taught_entities_only = False
+            row(f"{model_name}: the same, the whole reading with the memories (`taught_entities_only=False`)", model,
+                tokenizer)  # fmt: skip
         row(f"{model_name}: the dictionary forced (`force_entities=True`)", *load(name), force=dictionary)
         full = load(run_name(corpus, model_name, "all"))
         if full is not None:

@@ -5,7 +5,10 @@ its config (``added_entities``: ``[string, type]`` pairs, saved in ``config.json
 
 * **through memory** (the memory network): each entry becomes a memory sentence at the end of the bank
   (:data:`ENTITY_MEMORY_FORMS`), which ``entity`` retrieval finds wherever a query contains the string and the
-  memory attention reads in context, as it reads any labelled training sentence;
+  memory attention reads in context, as it reads any labelled training sentence. With
+  ``config.taught_entities_only`` (the default), a text whose memories include such a memory is read twice, with
+  and without them, and :func:`keep_taught_entities` takes from the first reading only what it finds of the
+  taught entities themselves;
 * **forced** (any model, the pipeline's ``force_entities=True``): every longest match of a dictionary string is
   an entity of its type, whatever the model says there (:func:`force_matches`), which is what the user
   dictionaries of other toolkits do.
@@ -19,6 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
+
+from .tag_schemes import spans_to_tags, tags_to_spans
 
 # how an entry is written into the memory bank: "template": a bank sentence holding one entity of the entry's
 # type, with the entry's string in its place (the context the model was trained to read); "alone": the string
@@ -36,9 +41,16 @@ class EntityDictionaryConfig:
             `[string, type]` pairs in the order they were added (a list: `config.json` sorts a mapping's keys,
             and the memory network keeps the entries' memories in this order); changed by the model's
             `add_entities` and `remove_entities`.
+
+        taught_entities_only (`bool`, defaults to `True`):
+            Memory network: where a text retrieves memories of taught entities, the model reads it with them and
+            without them, and keeps its reading without them but for the taught entities (string and type) that
+            the reading with them finds (:func:`entity_dictionary.keep_taught_entities`). `False`: the reading with
+            them, whole.
     """
 
     added_entities: list = field(default_factory=list)
+    taught_entities_only: bool = True
 
 
 class EntityFileError(ValueError):
@@ -151,6 +163,27 @@ def force_matches(text: str, entities: list[dict], matches: Iterable[tuple[int, 
     ]
     kept = [e for e in entities if all(e["end"] <= f["start"] or e["start"] >= f["end"] for f in forced)]
     return sorted(kept + forced, key=lambda e: e["start"])
+
+
+def keep_taught_entities(
+    text: str, own: list[str], read: list[str], scheme: str, taught: Mapping[str, str]
+) -> tuple[list[str], list[bool]] | None:
+    """A window's tags from its two readings: ``own`` (without the taught entities' memories) and ``read`` (with
+    them), tag strings of ``text``'s characters. The entities of ``read`` that are taught, string and type, are kept
+    and replace the entities of ``own`` that overlap them; anything else ``read`` changed is left out: a taught
+    entity's memory is evidence for that entity, and the rest of its context is a template's, not the text's.
+    Returns the tags and which characters they took from ``read``, or None where ``read`` adds no taught entity."""
+    chosen = [x for x in tags_to_spans(read, scheme, strict=False) if taught.get(text[x.start : x.end]) == x.type]
+    if not chosen:
+        return None
+    tags, from_read = list(own), [False] * len(own)
+    for y in tags_to_spans(own, scheme, strict=False):
+        if any(y.start < x.end and x.start < y.end for x in chosen):
+            tags[y.start : y.end] = ["O"] * (y.end - y.start)
+    for x in chosen:
+        tags[x.start : x.end] = spans_to_tags([(x.type, 0, x.end - x.start)], x.end - x.start, scheme)
+        from_read[x.start : x.end] = [True] * (x.end - x.start)
+    return tags, from_read
 
 
 class EntityDictionaryMixin:

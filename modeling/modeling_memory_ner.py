@@ -618,9 +618,14 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
     @torch.no_grad()
     def retrieve_memories(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, method: str | None = None
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        method: str | None = None,
+        sentences_only: bool = False,
     ) -> torch.LongTensor:
-        """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``.
+        """Bank indices ``[batch, n]`` of each input's memories, chosen by ``retrieval.rank_memories``;
+        ``sentences_only``: none of the memories of the entities taught by name.
 
         A query never retrieves a bank sentence with its own text, in training (where that would
         hand the model its gold labels) and at inference alike, as ``train.py`` evaluates."""
@@ -654,6 +659,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             query_texts=texts,
             bank_texts=bank.sentence_texts(),
             index=index,
+            rows_limit=self.num_sentence_memories if sentences_only else None,
         )
         return torch.as_tensor(ids, device=input_ids.device)
 
@@ -671,6 +677,40 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         probs = torch.sigmoid(self.type_classifier(input_ids, attention_mask))
         self.type_classifier.train(was_training)
         return (probs > threshold).long()
+
+    @torch.no_grad()
+    def _keep_taught_entities(self, input_ids, attention_mask, token_type_ids, memory_ids, emissions, tags):
+        """The emissions and tags of the inputs whose memories include taught entities' memories, read again without
+        them and merged by ``entity_dictionary.keep_taught_entities`` (the emissions of a kept taught entity's
+        characters are the first reading's, the others the second's)."""
+        from .entity_dictionary import keep_taught_entities
+
+        rows = (memory_ids >= self.num_sentence_memories).any(dim=1).nonzero().flatten()
+        if not len(rows):
+            return emissions, tags
+        ids, mask = input_ids[rows], attention_mask[rows]
+        types = token_type_ids[rows] if token_type_ids is not None else None
+        own = self(ids, attention_mask=mask, token_type_ids=types,
+                   memory_ids=self.retrieve_memories(ids, mask, sentences_only=True), return_tags=True)  # fmt: skip
+        read_emissions, read_tags = emissions, tags
+        emissions, tags = emissions.clone(), tags.clone()
+        id2label, label2id, taught = self.config.id2label, self.config.label2id, self.added_entities
+        for k, (r, text) in enumerate(zip(rows.tolist(), self.memory_bank.texts(ids, mask))):
+            emissions[r], tags[r] = own.logits[k], own.tags[k]
+            chars = character_mask(mask[k : k + 1])[0].nonzero().flatten()
+            merged = keep_taught_entities(
+                text,
+                [id2label[int(t)] for t in own.tags[k, chars]],
+                [id2label[int(t)] for t in read_tags[r, chars]],
+                self.config.tag_scheme,
+                taught,
+            )
+            if merged is not None:
+                new, from_read = merged
+                tags[r, chars] = torch.tensor([label2id[t] for t in new], device=tags.device)
+                kept = chars[torch.tensor(from_read, device=chars.device)]
+                emissions[r, kept] = read_emissions[r, kept]
+        return emissions, tags
 
     def _encode_memories(self, memory_input_ids, memory_attention_mask, memory_ids=None) -> torch.Tensor:
         """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).
@@ -734,7 +774,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 "memories were given to a model with num_memory=0 (the plain encoder-CRF); train it with num_memory > "
                 "0"
             )
-        if self.config.num_memory > 0 and memory_input_ids is None:
+        from_bank = self.config.num_memory > 0 and memory_input_ids is None
+        if from_bank:
             if memory_ids is None:
                 memory_ids = self.retrieve_memories(input_ids, attention_mask)
             if self.memory_bank is None:
@@ -770,6 +811,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
         loss = self.crf(emissions, attention_mask, labels) if labels is not None else None  # eqs. 11-12
         tags = self.crf.decode(emissions, attention_mask) if return_tags else None
+        if tags is not None and from_bank and self.config.added_entities and self.config.taught_entities_only:
+            emissions, tags = self._keep_taught_entities(input_ids, attention_mask, token_type_ids, memory_ids,
+                                                         emissions, tags)  # fmt: skip
         if not return_dict:
             return tuple(v for v in (loss, emissions, tags) if v is not None)
         return MemoryNetTokenClassifierOutput(

@@ -21,7 +21,7 @@ import numpy as np
 
 from .char_tokenization import encode_chars, texts_of_ids
 from .crf_numpy import crf_arrays, marginals, viterbi
-from .entity_dictionary import DictionaryMatcher, force_matches
+from .entity_dictionary import DictionaryMatcher, EntityDictionaryConfig, force_matches, keep_taught_entities
 from .entity_spans import window_entities
 from .text_splitting import plan_windows
 
@@ -69,6 +69,8 @@ class OnnxChineseNER:
         self.scheme, self.max_length = config["tag_scheme"], config["max_length"]
         self.num_beams = config.get("num_beams", 1)
         self.added_entities = {s: t for s, t in config.get("added_entities", [])}
+        # config.json holds the fields that differ from their defaults
+        self.taught_entities_only = config.get("taught_entities_only", EntityDictionaryConfig.taught_entities_only)
         self.batch_size = batch_size
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)  # no model config, no remote code
         options = ort.SessionOptions()
@@ -103,6 +105,7 @@ class OnnxChineseNER:
         self.bank_pos = ["".join(chr(c) for c in row if c) for row in self.bank["pos"].tolist()]
         labels = [[t for t in row if t != -100] for row in self.bank["labels"].tolist()]
         self.index = BankIndex.of_labels(self.bank_texts, labels, self.id2label, self.scheme)
+        self.num_sentence_memories = len(lengths) - len(self.added_entities)  # the taught entities' memories last
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()  # bank index -> its encoding [length, d]
         self.cache_size = cache_size
 
@@ -151,20 +154,27 @@ class OnnxChineseNER:
         if self.seq2seq:
             paths, probs = self._decode(input_ids, attention_mask, num_beams)
         else:
-            paths, probs = self._crf_decode(self._emissions(input_ids, attention_mask), attention_mask)
+            paths, probs = self._crf_decode(input_ids, attention_mask)
         return [p[p >= 0].tolist() for p in paths], [c[p >= 0].tolist() for c, p in zip(probs, paths)]
 
-    def _emissions(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def _emissions(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, sentences_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The emissions and, for the memory network, the memories' bank indices (``sentences_only``: none of the
+        taught entities' memories)."""
         if not self.num_memory:
-            return self._run("emissions", input_ids=input_ids, attention_mask=attention_mask)[0]
+            return self._run("emissions", input_ids=input_ids, attention_mask=attention_mask)[0], None
         hidden = self._run("encoder", input_ids=input_ids, attention_mask=attention_mask)[0]
-        memories = self._memories(input_ids, attention_mask)
-        return self._run("head", hidden=hidden, attention_mask=attention_mask, **memories)[0]
+        memories, ids = self._memories(input_ids, attention_mask, sentences_only)
+        return self._run("head", hidden=hidden, attention_mask=attention_mask, **memories)[0], ids
 
-    def _crf_decode(self, emissions: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _crf_decode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Viterbi tags ``[rows, characters]`` (``-100`` off characters) and the chosen tags' marginals."""
+        emissions, memory_ids = self._emissions(input_ids, attention_mask)
+        paths = viterbi(*crf_arrays(emissions, attention_mask), *self.crf)
+        if memory_ids is not None and self.added_entities and self.taught_entities_only:
+            emissions, paths = self._keep_taught_entities(input_ids, attention_mask, memory_ids, emissions, paths)
         arrays = crf_arrays(emissions, attention_mask)
-        paths = viterbi(*arrays, *self.crf)
         # as the torch pipeline: a row tagged all O reports no score, so its marginals are not computed
         chosen = np.zeros(paths.shape, dtype=np.float32)
         rows = np.flatnonzero(((paths >= 0) & (paths != self.outside)).any(axis=1))
@@ -174,6 +184,31 @@ class OnnxChineseNER:
                 probs = np.ones(arrays[0][rows].shape, dtype=np.float32)
             chosen[rows] = np.take_along_axis(probs, np.maximum(paths[rows], 0)[..., None], axis=-1)[..., 0]
         return paths, chosen
+
+    def _keep_taught_entities(self, input_ids, attention_mask, memory_ids, emissions, paths):
+        """``MemoryNetForTokenClassification._keep_taught_entities``: the rows that retrieved taught entities'
+        memories read again without them, merged by ``keep_taught_entities``."""
+        rows = np.flatnonzero((memory_ids >= self.num_sentence_memories).any(axis=1))
+        if not len(rows):
+            return emissions, paths
+        own_emissions, _ = self._emissions(input_ids[rows], attention_mask[rows], sentences_only=True)
+        own_paths = viterbi(*crf_arrays(own_emissions, attention_mask[rows]), *self.crf)
+        read_emissions, emissions, paths = emissions, emissions.copy(), paths.copy()
+        lengths = attention_mask[rows].sum(axis=1)
+        texts = texts_of_ids(self.bank["token_chars"], [row[:n] for row, n in zip(input_ids[rows].tolist(), lengths)])
+        label2id = {v: k for k, v in self.id2label.items()}
+        for k, (r, text) in enumerate(zip(rows, texts)):
+            n = len(text)
+            read = [self.id2label[t] for t in paths[r, :n].tolist()]
+            emissions[r], paths[r] = own_emissions[k], own_paths[k]
+            merged = keep_taught_entities(text, [self.id2label[t] for t in own_paths[k, :n].tolist()], read,
+                                          self.scheme, self.added_entities)  # fmt: skip
+            if merged is not None:
+                new, from_read = merged
+                paths[r, :n] = [label2id[t] for t in new]
+                kept = 1 + np.flatnonzero(from_read)  # emissions keep the [CLS] column
+                emissions[r, kept] = read_emissions[r, kept]
+        return emissions, paths
 
     def _decode(self, input_ids: np.ndarray, attention_mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The seq2seq tagger's decoding (``Seq2SeqAttnTagger.greedy_decode`` / ``beam_search``, step for step in
@@ -225,15 +260,17 @@ class OnnxChineseNER:
         off = np.arange(steps) >= num_chars[::k, None]
         return np.where(off, -100, tags), np.where(off, 0.0, probs)
 
-    def _memories(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict:
-        """``memory_hidden`` and ``memory_tag_ids`` of each row's memories (retrieved as the model retrieves)."""
+    def _memories(self, input_ids: np.ndarray, attention_mask: np.ndarray, sentences_only: bool = False):
+        """``memory_hidden`` and ``memory_tag_ids`` of each row's memories (retrieved as the model retrieves), and
+        their bank indices."""
         from .retrieval import POS_METHODS, pos_strings, rank_memories
 
         rows = [row[:n] for row, n in zip(input_ids.tolist(), attention_mask.sum(axis=1).tolist())]
         texts = texts_of_ids(self.bank["token_chars"], rows)
         query_pos = pos_strings(texts) if self.method in POS_METHODS else [""] * len(texts)
         ids = rank_memories(self.method, self.num_memory, self.bank_pos, self.bank["types"], query_pos,
-                            query_texts=texts, bank_texts=self.bank_texts, index=self.index)  # fmt: skip
+                            query_texts=texts, bank_texts=self.bank_texts, index=self.index,
+                            rows_limit=self.num_sentence_memories if sentences_only else None)  # fmt: skip
         lengths = self.bank["lengths"][ids]
         width = int(lengths.max())
         encoded = self._encoded(sorted(set(ids.flatten().tolist())))
@@ -241,10 +278,8 @@ class OnnxChineseNER:
         memory_hidden = np.zeros((*ids.shape, width, d), dtype=np.float32)
         for (b, j), i in np.ndenumerate(ids):
             memory_hidden[b, j, : lengths[b, j]] = encoded[i][: lengths[b, j]]
-        return {
-            "memory_hidden": memory_hidden,
-            "memory_tag_ids": self.bank["labels"][ids][..., :width].astype(np.int64),
-        }
+        memory_tag_ids = self.bank["labels"][ids][..., :width].astype(np.int64)
+        return {"memory_hidden": memory_hidden, "memory_tag_ids": memory_tag_ids}, ids
 
     def _encoded(self, wanted: list[int], chunk: int = 64) -> dict[int, np.ndarray]:
         """Encodings of these bank sentences: cached ones, the others encoded ``chunk`` at a time (least recently

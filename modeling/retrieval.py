@@ -145,27 +145,33 @@ def rank_memories(
     bank_texts: Sequence[str] | None = None,
     seed: int = 0,
     index: "BankIndex | None" = None,
+    rows_limit: int | None = None,
 ) -> np.ndarray:
     """Bank indices ``[queries, n]`` of each query's memories, best first.
 
     ``bank_types`` / ``query_types`` are ``[sentences, num_types]`` 0/1 matrices of the entity types
     a sentence contains (for the query: predicted for ``category``, gold for ``gold_category``).
     ``exclude[i]`` is the bank index of query ``i`` itself (or ``-1``). ``index`` is the bank's
-    :class:`BankIndex`, which ``lexical``, ``entity`` and ``hybrid`` read (with ``query_texts``).
+    :class:`BankIndex`, which ``lexical``, ``entity`` and ``hybrid`` read (with ``query_texts``). ``rows_limit``:
+    only the bank's first ``rows_limit`` sentences may be retrieved (the memory network's labelled sentences, without
+    the memories of the entities taught by name after them).
     """
     if method not in METHODS:
         raise ValueError(f"unknown retrieval method {method!r}; choose one of {', '.join(METHODS)}")
     num_q, num_b = len(query_pos), len(bank_pos)
-    if n > num_b - 1:
-        raise ValueError(f"cannot pick {n} memories from a bank of {num_b} sentences")
+    limit = num_b if rows_limit is None else min(rows_limit, num_b)
+    if n > limit - 1:
+        raise ValueError(f"cannot pick {n} memories from a bank of {limit} sentences")
     if method in TYPE_METHODS and query_types is None:
         raise ValueError(f"method {method!r} needs the query's entity types")
     if method in INDEX_METHODS and (index is None or query_texts is None):
         raise ValueError(f"method {method!r} needs the bank's BankIndex and the query texts")
     with _blas_controller().limit(limits=1, user_api="blas"):
         if method in INDEX_METHODS:
-            return _rank_by_index(method, n, index, query_texts, exclude, bank_pos, bank_types, query_pos, query_types)
+            return _rank_by_index(method, n, index, query_texts, exclude, bank_pos, bank_types, query_pos, query_types,
+                                  rows_limit=limit)  # fmt: skip
         blocked = _blocked(query_texts, bank_texts, exclude, (num_q, num_b))
+        blocked[:, limit:] = True
         if method == "random":
             rng = np.random.default_rng(seed)
             keys = rng.random((num_q, num_b))
@@ -534,21 +540,38 @@ def _entity_cover(
 
 
 def _rank_by_index(
-    method, n, index: BankIndex, query_texts, exclude, bank_pos, bank_types, query_pos, query_types, chunk: int = 256
+    method,
+    n,
+    index: BankIndex,
+    query_texts,
+    exclude,
+    bank_pos,
+    bank_types,
+    query_pos,
+    query_types,
+    chunk: int = 256,
+    rows_limit: int | None = None,
 ) -> np.ndarray:
-    """``lexical``, ``entity`` and ``hybrid`` (see the module docstring), ``chunk`` queries at a time."""
+    """``lexical``, ``entity`` and ``hybrid`` (see the module docstring), ``chunk`` queries at a time, from the first
+    ``rows_limit`` bank sentences."""
     out = np.empty((len(query_texts), n), dtype=np.int64)
-    pool = min(len(index), LEXICAL_POOL * n + 1)
+    limit = len(index) if rows_limit is None else rows_limit
+    pool = min(limit, LEXICAL_POOL * n + 1)
     for start in range(0, len(query_texts), chunk):
         texts = list(query_texts[start : start + chunk])
         for r, (text, scores) in enumerate(zip(texts, index.scores(index.vectors(texts)))):
             cols = scores.candidates
             blocked = set(index.blocked(text, exclude[start + r] if exclude is not None else None))
             cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
+            if limit < len(index):
+                cols = cols[cols < limit]
             # a frequent entity string is labelled in thousands of sentences of a large bank: only the
             # most similar few can be picked (ENTITY_POSTING_LIMIT), so only a shortlist is scored in full
             matches = (
-                [(a, b, scores.shortlist(ids, 4 * ENTITY_POSTING_LIMIT)) for a, b, ids in index.entity_matches(text)]
+                [
+                    (a, b, scores.shortlist(ids, 4 * ENTITY_POSTING_LIMIT))
+                    for a, b, ids in _below(index.entity_matches(text), limit)
+                ]
                 if method != "lexical"
                 else []
             )
@@ -558,6 +581,7 @@ def _rank_by_index(
                 cols = (
                     index.distinct_ids[~np.isin(index.distinct_ids, list(blocked))] if blocked else index.distinct_ids
                 )
+                cols = cols[cols < limit]
             else:
                 scored = cols
                 if matches:  # the candidates and the matched sentences, ascending (a mask: cheaper than union1d)
@@ -576,6 +600,7 @@ def _rank_by_index(
                 picked = _entity_cover(matches, sims, blocked, n - n // 2)
                 row_blocked = np.zeros((1, len(index)), dtype=bool)
                 row_blocked[0, list(blocked | set(picked))] = True
+                row_blocked[0, limit:] = True
                 i = start + r
                 rest = _rank_by_category(
                     n - len(picked),
@@ -589,9 +614,19 @@ def _rank_by_index(
             if (
                 len(picked) < n
             ):  # fewer distinct allowed texts than n in the pool: any allowed sentence, most similar first
-                allowed = np.setdiff1d(np.arange(len(index)), np.array([*blocked, *picked], dtype=np.int64))
+                allowed = np.setdiff1d(np.arange(limit), np.array([*blocked, *picked], dtype=np.int64))
                 picked = picked + allowed[smallest(-sims[allowed][None, :], n - len(picked))[0]].tolist()
             out[start + r] = picked
+    return out
+
+
+def _below(matches: list[tuple[int, int, np.ndarray]], limit: int) -> list[tuple[int, int, np.ndarray]]:
+    """Entity matches with only their bank sentences below ``limit`` (a match left with none is dropped)."""
+    out = []
+    for a, b, ids in matches:
+        ids = ids[ids < limit]
+        if len(ids):
+            out.append((a, b, ids))
     return out
 
 

@@ -21,6 +21,7 @@ from modeling.entity_dictionary import (  # noqa: E402
     DictionaryMatcher,
     EntityFileError,
     force_matches,
+    keep_taught_entities,
     longest_matches,
     read_entity_file,
 )
@@ -136,7 +137,9 @@ def test_add_then_remove_gives_the_original_entities_back(taught):
     before = taught([TEXT, "市教育局宣布，今年秋季起全市中小学将推广午间阅读。"])
     bank_before = taught.model.memory_bank.input_ids.clone()
     taught.add_entities(ENTRIES)
+    taught.model.config.taught_entities_only = False  # the whole reading with the memories
     assert taught(TEXT) != before[0]  # the memories change what it reads (a check that adding did something)
+    taught.model.config.taught_entities_only = True
     taught.remove_entities(["白鹭集团", "小王子"])
     assert taught.added_entities == {"羽松湾": "scene"}
     taught.remove_entities("羽松湾")
@@ -145,6 +148,48 @@ def test_add_then_remove_gives_the_original_entities_back(taught):
     assert taught([TEXT, "市教育局宣布，今年秋季起全市中小学将推广午间阅读。"]) == before
     with pytest.raises(KeyError, match="not among the added entities"):
         taught.remove_entities(["羽松湾"])
+
+
+def test_of_the_reading_with_taught_memories_only_the_taught_entities_are_kept():
+    text = "小王子去了羽松湾和白鹭集团"
+    own = ["O", "B-name", "I-name", "O", "O", "O", "O", "O", "O", "B-company", "I-company", "O", "O"]
+    read = ["B-name", "I-name", "I-name", "S-scene", "O", "B-name", "I-name", "I-name", "O"] + ["B-company",
+            "I-company", "I-company", "I-company"]  # fmt: skip
+    # 小王子 (name) and 白鹭集团 (company) are taught as read: they replace what overlaps them; 羽松湾 is taught as
+    # a scene but read as a name, and 去 is no taught entity: both stay as the model read them without memories
+    tags, from_read = keep_taught_entities(text, own, read, "BIOS", ENTRIES)
+    assert tags == ["B-name", "I-name", "I-name", "O", "O", "O", "O", "O", "O", "B-company", "I-company",
+                    "I-company", "I-company"]  # fmt: skip
+    assert from_read == [True] * 3 + [False] * 6 + [True] * 4
+    assert keep_taught_entities(text, own, own, "BIOS", ENTRIES) is None  # no taught entity read: the own reading
+
+
+def test_the_model_reads_a_text_with_and_without_the_taught_memories(swap_run):
+    # the model trained with the entity swap reads its memories' labels: the memories change what it reads
+    model = MemoryNetForTokenClassification.from_pretrained(swap_run[0]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(swap_run[0])
+    texts = [TEXT, "我们在羽松湾看日出。", "小王子和白鹭集团", "市教育局宣布，今年秋季起全市中小学将推广午间阅读。"]
+    model.add_entities(ENTRIES, tokenizer)
+    enc = encode_chars(tokenizer, [list(t) for t in texts], model.config.max_length)
+    width = max(map(len, enc["input_ids"]))
+    ids = torch.tensor([row + [0] * (width - len(row)) for row in enc["input_ids"]])
+    mask = torch.tensor([row + [0] * (width - len(row)) for row in enc["attention_mask"]])
+    with torch.no_grad():
+        got = model(ids, attention_mask=mask).tags
+        model.config.taught_entities_only = False
+        read = model(ids, attention_mask=mask).tags
+        own = model(ids, attention_mask=mask, memory_ids=model.retrieve_memories(ids, mask, sentences_only=True)).tags
+    assert (model.retrieve_memories(ids, mask, sentences_only=True) < model.num_sentence_memories).all()
+    assert (model.retrieve_memories(ids, mask)[:3] >= model.num_sentence_memories).any(dim=1).all()
+    assert not torch.equal(read, own)  # the two readings differ, so the merge is put to the test
+    labels = model.config.id2label
+    for k, text in enumerate(texts):
+        n = len(text)
+        merged = keep_taught_entities(text, [labels[int(t)] for t in own[k, 1 : n + 1]],
+                                      [labels[int(t)] for t in read[k, 1 : n + 1]], model.config.tag_scheme,
+                                      ENTRIES)  # fmt: skip
+        expected = merged[0] if merged else [labels[int(t)] for t in own[k, 1 : n + 1]]
+        assert [labels[int(t)] for t in got[k, 1 : n + 1]] == expected
 
 
 def test_the_dictionary_is_checked_against_the_models_types_and_itself(taught):

@@ -83,8 +83,9 @@ def spans(entities) -> list:
     return [(e["word"], e["entity_group"], e["start"], e["end"]) for e in entities]
 
 
-def saved_model(kind: str, memory_run, seq2seq_run, folder):
-    """A model folder of each kind that ONNX serves, with an entity taught by name: the trained memory network,
+def saved_model(kind: str, memory_run, seq2seq_run, folder, swap_run=None):
+    """A model folder of each kind that ONNX serves, with entities taught by name: the trained memory network (the
+    one trained with the entity swap where given, which reads its memories' labels),
     an untrained plain BiLSTM-CRF (the sample config without memory or self-attention) and the trained seq2seq
     tagger."""
     import shutil
@@ -92,9 +93,11 @@ def saved_model(kind: str, memory_run, seq2seq_run, folder):
     from transformers import AutoTokenizer
 
     if kind == "memory":
-        shutil.copytree(memory_run[0], folder)
+        shutil.copytree((swap_run or memory_run)[0], folder)
         model = MemoryNetForTokenClassification.from_pretrained(folder, memory_method="entity")
-        model.add_entities({"青禾书局": "company"}, AutoTokenizer.from_pretrained(folder))
+        model.add_entities(
+            {"青禾书局": "company", "小王子": "name", "羽松湾": "scene"}, AutoTokenizer.from_pretrained(folder)
+        )
     elif kind == "plain":
         config = MemoryNetConfig.from_pretrained(memory_run[0], num_memory=0, memory_bank_size=0,
                                                  use_self_attention=False)  # fmt: skip
@@ -137,7 +140,7 @@ def test_the_seq2seq_graphs_give_the_taggers_steps(seq2seq_run, tmp_path):
 
 @pytest.mark.parametrize("kind", ["memory", "plain", "seq2seq"])
 def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
-    memory_run, seq2seq_run, tmp_path, kind
+    memory_run, seq2seq_run, swap_run, tmp_path, kind
 ):
     import json
     import subprocess
@@ -147,12 +150,19 @@ def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
     from conftest import torchless_python
 
     folder = tmp_path / "model"
-    model = saved_model(kind, memory_run, seq2seq_run, folder)
+    model = saved_model(kind, memory_run, seq2seq_run, folder, swap_run)
     model.export_onnx(folder / "onnx")
     texts = [
         json.loads(line)["text"] for line in open(ROOT / "data_scripts" / "sample" / "dev.json", encoding="utf-8")
     ]
-    texts = ["他在青禾书局买了书。", *texts, "", " \t", "林晓梅" * 40 + "。" + "市教育局" * 30]
+    texts = [
+        "他在青禾书局买了书。",
+        "小王子又一次来到羽松湾。",
+        *texts,
+        "",
+        " \t",
+        "林晓梅" * 40 + "。" + "市教育局" * 30,
+    ]
     (tmp_path / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     (tmp_path / "tag.py").write_text(ONNX_TAG, encoding="utf-8")
     proc = subprocess.run([*torchless_python(tmp_path), str(tmp_path / "tag.py"), str(ROOT), str(folder),
