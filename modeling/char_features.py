@@ -186,8 +186,12 @@ class CharFeatures(nn.Module):
             if self.softword_embeddings is not None:
                 parts.append(self.softword_embeddings(softword))
             if self.word_embeddings is not None:
-                pooled = (self.word_embeddings(rows) * weights.unsqueeze(-1)).sum(3)  # eq. 10, per set
-                parts.append(pooled.flatten(2))  # eq. 11: the four sets side by side
+                # eq. 10 per set, as weighted bags of rows (no [batch, length, 4, set size, d] tensor in between)
+                bags, bag_weights = rows.flatten(0, 2), weights.flatten(0, 2)
+                pooled = nn.functional.embedding_bag(
+                    bags, self.word_embeddings.weight, mode="sum", per_sample_weights=bag_weights
+                )
+                parts.append(pooled.view(*rows.shape[:2], -1))  # eq. 11: the four sets side by side
         return torch.cat(parts, dim=-1)
 
     def bigram_index(self, input_ids: torch.LongTensor, mask: torch.Tensor) -> torch.LongTensor:
