@@ -316,8 +316,9 @@ class BankIndex:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):  # checks cost more here
             return normalize(matrix, norm="l2", copy=False)
 
-    def scores(self, vectors) -> list["QueryScores"]:
-        """Per query row of ``vectors``, its :class:`QueryScores` against the bank."""
+    def scores(self, vectors, rows_limit: int | None = None) -> list["QueryScores"]:
+        """Per query row of ``vectors``, its :class:`QueryScores` against the bank (its candidates among the first
+        ``rows_limit`` sentences)."""
         long = vectors @ self.postings
         # each query's unigram weights, dense over the bank's unigrams
         unigram = np.zeros((vectors.shape[0], self.unigrams.shape[1]), dtype=np.float32)
@@ -329,7 +330,7 @@ class BankIndex:
             # a small bank: the unigram part of every query against every distinct text in one product, which
             # reads the bank's unigram matrix once for all queries (each sum is the same as a row's own product)
             parts = (self.unigrams @ np.ascontiguousarray(unigram.T)).T
-        return [QueryScores(self, unigram[r], _row(long, r), parts[r]) for r in range(vectors.shape[0])]
+        return [QueryScores(self, unigram[r], _row(long, r), parts[r], rows_limit) for r in range(vectors.shape[0])]
 
     def similarities(self, query_texts: Sequence[str]) -> np.ndarray:
         """Dense ``[queries, bank]`` TF-IDF cosine similarities against the whole bank (for analysis and tests)."""
@@ -453,16 +454,20 @@ class QueryScores:
         unigram: np.ndarray,
         long: tuple[np.ndarray, np.ndarray],
         unigram_all: np.ndarray | None = None,
+        rows_limit: int | None = None,
     ):
         """``unigram``: the query's TF-IDF weights of the bank's unigrams (dense); ``long``: its postings product
         as ``(columns, values)``; ``unigram_all``: the unigram part against every distinct text, if already
-        computed."""
+        computed; ``rows_limit``: candidates only among the first bank sentences."""
         self.index = index
         self.unigram = unigram
         self.unigram_all = unigram_all
         self.long = np.zeros(len(index.distinct_ids), dtype=np.float32)  # per distinct text, the 2-3-gram part
         rows, values = long
         self.long[rows] = values
+        if rows_limit is not None:  # before the cut, so that the rows past the limit take no candidate's place
+            keep = index.distinct_ids[rows] < rows_limit
+            rows, values = rows[keep], values[keep]
         if len(rows) > index.EXACT_CANDIDATES:
             rows = rows[smallest_set(-values, index.EXACT_CANDIDATES)]
         self.candidates = np.sort(index.distinct_ids[rows])
@@ -559,7 +564,8 @@ def _rank_by_index(
     pool = min(limit, LEXICAL_POOL * n + 1)
     for start in range(0, len(query_texts), chunk):
         texts = list(query_texts[start : start + chunk])
-        for r, (text, scores) in enumerate(zip(texts, index.scores(index.vectors(texts)))):
+        limited = rows_limit if rows_limit is not None and rows_limit < len(index) else None
+        for r, (text, scores) in enumerate(zip(texts, index.scores(index.vectors(texts), limited))):
             cols = scores.candidates
             blocked = set(index.blocked(text, exclude[start + r] if exclude is not None else None))
             cols = cols[~np.isin(cols, list(blocked))] if blocked else cols
