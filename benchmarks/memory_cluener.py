@@ -21,6 +21,7 @@ import statistics
 from common import flags_from_argv, results, run_all
 
 COMMON = {"dataset": "cluener", "char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
+ENCODER_FEATURES = {"use_bigrams": True, "use_softword": True, "use_word_sets": True}
 GROUPS = {
     "baseline": ({"num_memory": 0}, [1, 2, 3]),  # the same model without memory (self-attention kept)
     "category": (
@@ -38,6 +39,9 @@ GROUPS = {
     # category
     "lexical": ({"num_memory": 4, "memory_method": "lexical"}, [1]),
     "entity": ({"num_memory": 4, "memory_method": "entity"}, [1, 2, 3]),
+    # the encoder's input features (issue 45): char bigrams, softword and jieba word sets, with and without memory
+    "baseline_features": ({"num_memory": 0, **ENCODER_FEATURES}, [1, 2, 3]),
+    "entity_features": ({"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES}, [1, 2, 3]),
     "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
     # entity retrieval trained to read new entities from memories (editable_memory.py's upper bound)
     "entity_swap50": ({"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5}, [1, 2, 3]),
@@ -63,6 +67,8 @@ GROUPS = {
     "category_oracle50": ({"num_memory": 4, "memory_method": "category", "oracle_type_share": 0.5}, [1, 2]),
 }
 EXTRA_GROUPS = (
+    "baseline_features",
+    "entity_features",
     "entity_swap50",
     "entity_small",
     "baseline_20ep",
