@@ -130,7 +130,9 @@ _WORKER: dict = {}
 
 
 def _start_worker(args: PredictArguments) -> None:
+    start = time.perf_counter()
     _WORKER["ner"] = load_pipeline(args)
+    _WORKER["load_seconds"] = time.perf_counter() - start
 
 
 def _tag_and_write(store: ShardStore, shard, options: dict) -> dict:
@@ -203,7 +205,7 @@ def main() -> int:
     seconds = time.perf_counter() - start
     metas = store.metas()
     store.merge()
-    print(summary(metas, seconds, tagged))
+    print(summary(metas, seconds, tagged, _WORKER.get("load_seconds")))  # loaded here with --num_proc 1
     print(f"wrote {store.output}")
     return 0
 

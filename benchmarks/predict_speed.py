@@ -5,9 +5,9 @@ The texts are MSRA train and test sentences (raw, as written), repeated to ``--s
 files under ``runs/``. The in-process rate is the pipeline on the same texts in one call (batch 32, the model
 loaded), taken just before and just after each predict.py run (the machine's load changes); each predict.py run is
 a fresh process, timed from start to the written output (the imports, the model load, the reading, the shards and the
-merge included), with its peak resident memory, and its own rate as its summary reports it (from the model load
-on: without the ~4-10 s of importing torch and transformers). Then predict.py on the smallest size with
-``--num_proc`` / ``--threads_per_proc`` settings, to choose the defaults.
+merge included), with its peak resident memory, and its own rate once its model is loaded (its summary; with
+``--num_proc`` above 1, its rate from the start of the tagging, the workers' loads included). Then predict.py on the
+smallest size with ``--num_proc`` / ``--threads_per_proc`` settings, to choose the defaults.
 
     python benchmarks/predict_speed.py [--model DIR] [--sizes 10000 100000] [--threads 2]
 """
@@ -61,8 +61,10 @@ def run_predict(model: str, path: str, threads: int, num_proc: int = 1) -> tuple
     proc = subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     peak = int(next(line for line in proc.stderr.splitlines() if line.startswith("PEAK")).split()[1])
-    own = next(line for line in proc.stdout.splitlines() if line.startswith("this run:"))
-    return seconds, float(own.rsplit(", ", 1)[1].split()[0].replace(",", "")), peak / 1024
+    # the rate once the model is loaded (predict.py reports it when it loads the model itself, --num_proc 1)
+    loaded = [line for line in proc.stdout.splitlines() if line.startswith("the model loaded in")]
+    own = loaded[0] if loaded else next(line for line in proc.stdout.splitlines() if line.startswith("this run:"))
+    return seconds, float(own.rsplit(" ", 2)[1].replace(",", "")), peak / 1024
 
 
 def main() -> None:
@@ -102,10 +104,10 @@ def main() -> None:
         "processes x threads",
         "wall s",
         "chars/s end to end",
-        "chars/s from the model load",
+        "chars/s once loaded",
         "in-process chars/s",
         "x in-process, end to end",
-        "x in-process, from the model load",
+        "x in-process, once loaded",
         "peak RSS MB",
     ]
     print(markdown_table(header, rows))

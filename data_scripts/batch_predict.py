@@ -203,9 +203,10 @@ def first_error(shard: Shard) -> str | None:
     return next((f"{row.file}:{row.line}: {row.error}" for row in shard.rows if row.error is not None), None)
 
 
-def summary(metas: list[dict], seconds: float, tagged_now: list[dict]) -> str:
+def summary(metas: list[dict], seconds: float, tagged_now: list[dict], load_seconds: float | None = None) -> str:
     """The end-of-run report: rows, characters, entities per type and the rows that were not text, of every shard;
-    the rate of the shards tagged by this run."""
+    the rate of the shards tagged by this run (and, given the seconds that loading the model took, the rate once
+    it was loaded)."""
     rows, texts, chars = (sum(m[k] for m in metas) for k in ("rows", "texts", "characters"))
     types = Counter()
     for m in metas:
@@ -223,6 +224,9 @@ def summary(metas: list[dict], seconds: float, tagged_now: list[dict]) -> str:
         f"this run: {now_texts:,} texts in {seconds:.1f} s, {now_texts / max(seconds, 1e-9):,.1f} texts/s, "
         f"{now_chars / max(seconds, 1e-9):,.0f} characters/s",
     ]
+    if load_seconds is not None:
+        tagging = max(seconds - load_seconds, 1e-9)
+        lines.append(f"the model loaded in {load_seconds:.1f} s; then {now_chars / tagging:,.0f} characters/s")
     if errors:
         lines.append(f"{len(errors):,} rows are not text and were skipped (--on_error skip): " + "; ".join(errors[:5])
                      + (" ..." if len(errors) > 5 else ""))  # fmt: skip
