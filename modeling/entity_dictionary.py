@@ -165,6 +165,17 @@ def force_matches(text: str, entities: list[dict], matches: Iterable[tuple[int, 
     return sorted(kept + forced, key=lambda e: e["start"])
 
 
+def taught_as_read(memory_texts: list[str], memory_tags: list[list[str]], added: Mapping[str, str], scheme: str):
+    """The taught entities as the model reads them (string -> type): its texts are rebuilt from token ids (letters in
+    lower case, characters out of the vocabulary unknown), so each entry's string is taken from its own memory (the
+    taught entities' memories, in their order, as texts and tag strings), where it is the span of the entry's type."""
+    out = {}
+    for text, tags, (string, etype) in zip(memory_texts, memory_tags, added.items()):
+        span = next((x for x in tags_to_spans(tags, scheme, strict=False) if x.type == etype), None)
+        out[text[span.start : span.end] if span else string] = etype
+    return out
+
+
 def keep_taught_entities(
     text: str, own: list[str], read: list[str], scheme: str, taught: Mapping[str, str]
 ) -> tuple[list[str], list[bool]] | None:

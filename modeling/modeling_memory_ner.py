@@ -293,7 +293,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             features += config.label_embedding_size  # e = [s ; mean_j L_j], eq. 7
         self.type_classifier = EntityTypeClassifier(config) if config.uses_type_classifier else None
         self.memory_cache = BankEncodingCache(config.memory_cache_size)
-        self._bank_index = None  # (the bank it indexes, retrieval.BankIndex), built on first use
+        self._bank_index = None  # (the bank it indexes, {sentences_only: retrieval.BankIndex}), built on first use
+        self._taught_read = None  # (the bank, its taught entities as the model reads them)
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -597,24 +598,30 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
     def load_state_dict(self, *args, **kwargs):
         self.memory_cache.clear()
-        self._bank_index = None
+        self._bank_index = self._taught_read = None
         return super().load_state_dict(*args, **kwargs)
 
     def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The CRF's marginal tag probabilities of each character (``CRFHead.marginals``)."""
         return self.crf.marginals(logits, attention_mask)
 
-    def bank_index(self):
+    def bank_index(self, sentences_only: bool = False):
         """The memory bank's ``retrieval.BankIndex`` (TF-IDF, entity strings), built when first needed
-        and again whenever the bank changes; ``lexical``, ``entity`` and ``hybrid`` retrieval read it."""
+        and again whenever the bank changes; ``lexical``, ``entity`` and ``hybrid`` retrieval read it.
+        ``sentences_only``: the index of the labelled sentences alone, without the taught entities' memories (what
+        the model read before they were taught)."""
         from .retrieval import BankIndex
 
         bank = self.memory_bank
         if bank is None:
             raise ValueError("this model has no memory bank (train it with num_memory > 0)")
         if self._bank_index is None or self._bank_index[0] is not bank:  # a new bank (add / remove / set)
-            self._bank_index = (bank, BankIndex.of_bank(bank, self.config.id2label, self.config.tag_scheme))
-        return self._bank_index[1]
+            self._bank_index = (bank, {})
+        indexes = self._bank_index[1]
+        if sentences_only not in indexes:
+            rows = self.num_sentence_memories if sentences_only else None
+            indexes[sentences_only] = BankIndex.of_bank(bank, self.config.id2label, self.config.tag_scheme, rows)
+        return indexes[sentences_only]
 
     @torch.no_grad()
     def retrieve_memories(
@@ -645,7 +652,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         )
         texts = self.memory_bank.texts(input_ids, attention_mask)
         bank = self.memory_bank
-        index = self.bank_index() if method in INDEX_METHODS else None
+        index = self.bank_index(sentences_only) if method in INDEX_METHODS else None
         query_pos = (
             pos_strings(texts) if method in POS_METHODS else [""] * len(texts)
         )  # jieba only where the ranking reads POS
@@ -680,21 +687,24 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
     @torch.no_grad()
     def _keep_taught_entities(self, input_ids, attention_mask, token_type_ids, memory_ids, emissions, tags):
-        """The emissions and tags of the inputs whose memories include taught entities' memories, read again without
-        them and merged by ``entity_dictionary.keep_taught_entities`` (the emissions of a kept taught entity's
-        characters are the first reading's, the others the second's)."""
+        """Each input read again as the model read it before the entities were taught (retrieval from the labelled
+        sentences alone, ``bank_index(sentences_only=True)``) where that changes its memories, and the two readings
+        merged by ``entity_dictionary.keep_taught_entities`` (the emissions of a kept taught entity's characters
+        are the first reading's, the others the second's)."""
         from .entity_dictionary import keep_taught_entities
 
-        rows = (memory_ids >= self.num_sentence_memories).any(dim=1).nonzero().flatten()
+        own_ids = self.retrieve_memories(input_ids, attention_mask, sentences_only=True)
+        rows = (own_ids != memory_ids).any(dim=1).nonzero().flatten()  # where the memories differ, so does the reading
         if not len(rows):
             return emissions, tags
         ids, mask = input_ids[rows], attention_mask[rows]
         types = token_type_ids[rows] if token_type_ids is not None else None
         own = self(ids, attention_mask=mask, token_type_ids=types,
-                   memory_ids=self.retrieve_memories(ids, mask, sentences_only=True), return_tags=True)  # fmt: skip
+                   memory_ids=own_ids[rows], return_tags=True)  # fmt: skip
         read_emissions, read_tags = emissions, tags
         emissions, tags = emissions.clone(), tags.clone()
-        id2label, label2id, taught = self.config.id2label, self.config.label2id, self.added_entities
+        id2label, label2id = self.config.id2label, self.config.label2id
+        taught = self._taught_as_read()
         for k, (r, text) in enumerate(zip(rows.tolist(), self.memory_bank.texts(ids, mask))):
             emissions[r], tags[r] = own.logits[k], own.tags[k]
             chars = character_mask(mask[k : k + 1])[0].nonzero().flatten()
@@ -711,6 +721,17 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 kept = chars[torch.tensor(from_read, device=chars.device)]
                 emissions[r, kept] = read_emissions[r, kept]
         return emissions, tags
+
+    def _taught_as_read(self) -> dict[str, str]:
+        """``entity_dictionary.taught_as_read`` of this bank's taught entities' memories (kept while the bank is)."""
+        from .entity_dictionary import taught_as_read
+
+        bank, first = self.memory_bank, self.num_sentence_memories
+        if self._taught_read is None or self._taught_read[0] is not bank:
+            labels = [[self.config.id2label[t] for t in row if t != -100] for row in bank.labels[first:].tolist()]
+            read = taught_as_read(bank.sentence_texts()[first:], labels, self.added_entities, self.config.tag_scheme)
+            self._taught_read = (bank, read)
+        return self._taught_read[1]
 
     def _encode_memories(self, memory_input_ids, memory_attention_mask, memory_ids=None) -> torch.Tensor:
         """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).

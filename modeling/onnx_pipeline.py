@@ -21,7 +21,13 @@ import numpy as np
 
 from .char_tokenization import encode_chars, texts_of_ids
 from .crf_numpy import crf_arrays, marginals, viterbi
-from .entity_dictionary import DictionaryMatcher, EntityDictionaryConfig, force_matches, keep_taught_entities
+from .entity_dictionary import (
+    DictionaryMatcher,
+    EntityDictionaryConfig,
+    force_matches,
+    keep_taught_entities,
+    taught_as_read,
+)
 from .entity_spans import window_entities
 from .text_splitting import plan_windows
 
@@ -104,8 +110,13 @@ class OnnxChineseNER:
         self.bank_texts = texts_of_ids(self.bank["token_chars"], rows)
         self.bank_pos = ["".join(chr(c) for c in row if c) for row in self.bank["pos"].tolist()]
         labels = [[t for t in row if t != -100] for row in self.bank["labels"].tolist()]
-        self.index = BankIndex.of_labels(self.bank_texts, labels, self.id2label, self.scheme)
-        self.num_sentence_memories = len(lengths) - len(self.added_entities)  # the taught entities' memories last
+        self.num_sentence_memories = k = len(lengths) - len(self.added_entities)  # the taught entities' memories last
+        # the whole bank's index, and the labelled sentences' alone (the reading before any entity was taught)
+        self.indexes = {False: BankIndex.of_labels(self.bank_texts, labels, self.id2label, self.scheme)}
+        if self.added_entities:
+            self.indexes[True] = BankIndex.of_labels(self.bank_texts[:k], labels[:k], self.id2label, self.scheme)
+            tags = [[self.id2label[t] for t in row] for row in labels[k:]]
+            self.taught_read = taught_as_read(self.bank_texts[k:], tags, self.added_entities, self.scheme)
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()  # bank index -> its encoding [length, d]
         self.cache_size = cache_size
 
@@ -158,15 +169,16 @@ class OnnxChineseNER:
         return [p[p >= 0].tolist() for p in paths], [c[p >= 0].tolist() for c, p in zip(probs, paths)]
 
     def _emissions(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray, sentences_only: bool = False
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, memory_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The emissions and, for the memory network, the memories' bank indices (``sentences_only``: none of the
-        taught entities' memories)."""
+        """The emissions and, for the memory network, the memories' bank indices (retrieved unless given)."""
         if not self.num_memory:
             return self._run("emissions", input_ids=input_ids, attention_mask=attention_mask)[0], None
         hidden = self._run("encoder", input_ids=input_ids, attention_mask=attention_mask)[0]
-        memories, ids = self._memories(input_ids, attention_mask, sentences_only)
-        return self._run("head", hidden=hidden, attention_mask=attention_mask, **memories)[0], ids
+        if memory_ids is None:
+            memory_ids = self._retrieve(input_ids, attention_mask)
+        memories = self._memories(memory_ids)
+        return self._run("head", hidden=hidden, attention_mask=attention_mask, **memories)[0], memory_ids
 
     def _crf_decode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Viterbi tags ``[rows, characters]`` (``-100`` off characters) and the chosen tags' marginals."""
@@ -186,12 +198,13 @@ class OnnxChineseNER:
         return paths, chosen
 
     def _keep_taught_entities(self, input_ids, attention_mask, memory_ids, emissions, paths):
-        """``MemoryNetForTokenClassification._keep_taught_entities``: the rows that retrieved taught entities'
-        memories read again without them, merged by ``keep_taught_entities``."""
-        rows = np.flatnonzero((memory_ids >= self.num_sentence_memories).any(axis=1))
+        """``MemoryNetForTokenClassification._keep_taught_entities``: each row read again as before the entities were
+        taught where that changes its memories, the two readings merged by ``keep_taught_entities``."""
+        own_ids = self._retrieve(input_ids, attention_mask, sentences_only=True)
+        rows = np.flatnonzero((own_ids != memory_ids).any(axis=1))
         if not len(rows):
             return emissions, paths
-        own_emissions, _ = self._emissions(input_ids[rows], attention_mask[rows], sentences_only=True)
+        own_emissions, _ = self._emissions(input_ids[rows], attention_mask[rows], own_ids[rows])
         own_paths = viterbi(*crf_arrays(own_emissions, attention_mask[rows]), *self.crf)
         read_emissions, emissions, paths = emissions, emissions.copy(), paths.copy()
         lengths = attention_mask[rows].sum(axis=1)
@@ -202,7 +215,7 @@ class OnnxChineseNER:
             read = [self.id2label[t] for t in paths[r, :n].tolist()]
             emissions[r], paths[r] = own_emissions[k], own_paths[k]
             merged = keep_taught_entities(text, [self.id2label[t] for t in own_paths[k, :n].tolist()], read,
-                                          self.scheme, self.added_entities)  # fmt: skip
+                                          self.scheme, self.taught_read)  # fmt: skip
             if merged is not None:
                 new, from_read = merged
                 paths[r, :n] = [label2id[t] for t in new]
@@ -260,17 +273,20 @@ class OnnxChineseNER:
         off = np.arange(steps) >= num_chars[::k, None]
         return np.where(off, -100, tags), np.where(off, 0.0, probs)
 
-    def _memories(self, input_ids: np.ndarray, attention_mask: np.ndarray, sentences_only: bool = False):
-        """``memory_hidden`` and ``memory_tag_ids`` of each row's memories (retrieved as the model retrieves), and
-        their bank indices."""
+    def _retrieve(self, input_ids: np.ndarray, attention_mask: np.ndarray, sentences_only: bool = False) -> np.ndarray:
+        """Each row's memories' bank indices, retrieved as the model retrieves (``sentences_only``: from the labelled
+        sentences alone)."""
         from .retrieval import POS_METHODS, pos_strings, rank_memories
 
         rows = [row[:n] for row, n in zip(input_ids.tolist(), attention_mask.sum(axis=1).tolist())]
         texts = texts_of_ids(self.bank["token_chars"], rows)
         query_pos = pos_strings(texts) if self.method in POS_METHODS else [""] * len(texts)
-        ids = rank_memories(self.method, self.num_memory, self.bank_pos, self.bank["types"], query_pos,
-                            query_texts=texts, bank_texts=self.bank_texts, index=self.index,
-                            rows_limit=self.num_sentence_memories if sentences_only else None)  # fmt: skip
+        return rank_memories(self.method, self.num_memory, self.bank_pos, self.bank["types"], query_pos,
+                             query_texts=texts, bank_texts=self.bank_texts, index=self.indexes[sentences_only],
+                             rows_limit=self.num_sentence_memories if sentences_only else None)  # fmt: skip
+
+    def _memories(self, ids: np.ndarray) -> dict:
+        """``memory_hidden`` and ``memory_tag_ids`` of the memories with these bank indices ``[rows, n]``."""
         lengths = self.bank["lengths"][ids]
         width = int(lengths.max())
         encoded = self._encoded(sorted(set(ids.flatten().tolist())))
@@ -279,7 +295,7 @@ class OnnxChineseNER:
         for (b, j), i in np.ndenumerate(ids):
             memory_hidden[b, j, : lengths[b, j]] = encoded[i][: lengths[b, j]]
         memory_tag_ids = self.bank["labels"][ids][..., :width].astype(np.int64)
-        return {"memory_hidden": memory_hidden, "memory_tag_ids": memory_tag_ids}, ids
+        return {"memory_hidden": memory_hidden, "memory_tag_ids": memory_tag_ids}
 
     def _encoded(self, wanted: list[int], chunk: int = 64) -> dict[int, np.ndarray]:
         """Encodings of these bank sentences: cached ones, the others encoded ``chunk`` at a time (least recently

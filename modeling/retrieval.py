@@ -263,10 +263,10 @@ class BankIndex:
             self.automaton.make_automaton()
 
     @classmethod
-    def of_bank(cls, bank, id2label: dict[int, str], scheme: str) -> "BankIndex":
-        """The index of a ``MemoryBank``: its sentences as retrieval sees them (rebuilt from their ids)
-        and the entities their labels spell out in ``scheme``."""
-        return cls.of_labels(bank.sentence_texts(), bank.labels.tolist(), id2label, scheme)
+    def of_bank(cls, bank, id2label: dict[int, str], scheme: str, rows: int | None = None) -> "BankIndex":
+        """The index of a ``MemoryBank`` (of its first ``rows`` sentences): its sentences as retrieval sees them
+        (rebuilt from their ids) and the entities their labels spell out in ``scheme``."""
+        return cls.of_labels(bank.sentence_texts()[:rows], bank.labels[:rows].tolist(), id2label, scheme)
 
     @classmethod
     def of_labels(
@@ -604,8 +604,8 @@ def _rank_by_index(
                 picked = _mmr(index, sims, candidates, n, _entity_cover(matches, sims, blocked, n))
             else:  # hybrid: entity-covering memories for the first half, category for the rest
                 picked = _entity_cover(matches, sims, blocked, n - n // 2)
-                row_blocked = np.zeros((1, len(index)), dtype=bool)
-                row_blocked[0, list(blocked | set(picked))] = True
+                row_blocked = np.zeros((1, len(bank_pos)), dtype=bool)
+                row_blocked[0, [b for b in blocked | set(picked) if b < len(bank_pos)]] = True
                 row_blocked[0, limit:] = True
                 i = start + r
                 rest = _rank_by_category(

@@ -23,6 +23,7 @@ from modeling.entity_dictionary import (  # noqa: E402
     force_matches,
     keep_taught_entities,
     longest_matches,
+    taught_as_read,
     read_entity_file,
 )
 
@@ -162,6 +163,14 @@ def test_of_the_reading_with_taught_memories_only_the_taught_entities_are_kept()
                     "I-company", "I-company"]  # fmt: skip
     assert from_read == [True] * 3 + [False] * 6 + [True] * 4
     assert keep_taught_entities(text, own, own, "BIOS", ENTRIES) is None  # no taught entity read: the own reading
+
+
+def test_taught_entities_are_matched_as_the_model_reads_text():
+    # the model reads text rebuilt from token ids (lower case): an entry's string is taken from its own memory
+    texts = ["我在iphone店", "羽松湾"]
+    tags = [["O", "O", "B-company"] + ["I-company"] * 6, ["B-scene", "I-scene", "I-scene"]]
+    added = {"iPhone店": "company", "羽松湾": "scene"}
+    assert taught_as_read(texts, tags, added, "BIOS") == {"iphone店": "company", "羽松湾": "scene"}
 
 
 def test_the_model_reads_a_text_with_and_without_the_taught_memories(swap_run):
