@@ -41,7 +41,13 @@ MODELS = {  # name -> train.py flags
     "entity": {"num_memory": 4, "memory_method": "entity"},
     # trained to read entities it has never seen from its memories (modeling_memory_ner.swap_shared_entities)
     "entity_swap50": {"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5},
-}
+    # the same on the encoder with char bigrams, softword and word sets (issue 45), whose lexicon the taught
+    # entities also enter
+    "entity_swap50_features": {
+        "num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5, "use_bigrams": True,
+        "use_softword": True, "use_word_sets": True,
+    },
+}  # fmt: skip
 HALVES = ("T1", "all")  # trained on T1, or on all of train (the upper bound)
 
 

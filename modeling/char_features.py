@@ -100,7 +100,13 @@ class CharFeatures(nn.Module):
             self.word_embeddings = nn.Embedding(config.word_vocab_size, config.word_embedding_size, 0)
             self.output_size += len(POSITIONS) * config.word_embedding_size
         self.cache_size = cache_size
+        self._taught: tuple[list[tuple[int, ...]], torch.Tensor | None] = ([], None)
         self.changed()
+
+    @property
+    def reads_lexicon(self) -> bool:
+        """Whether any feature (softword, word sets) reads the lexicon."""
+        return self.softword_embeddings is not None or self.word_embeddings is not None
 
     def embedding_tables(self) -> list[nn.Embedding]:
         """The bigram, softword and word embeddings this module has."""
@@ -135,6 +141,33 @@ class CharFeatures(nn.Module):
         self.word_freqs.copy_(torch.as_tensor(list(freqs), dtype=torch.float32))
         self.word_rows.copy_(torch.as_tensor(list(rows), dtype=torch.int32))
         self.changed()
+
+    @torch.no_grad()
+    def set_taught_words(self, words: Sequence[Sequence[int]], vectors: torch.Tensor | None = None) -> None:
+        """Words taught after training (token ids), read as a user dictionary is read by jieba: each is a lexicon
+        word with at least the frequency that makes it one word of the segmentation (:func:`suggested_frequency`),
+        and a word that is not in the lexicon reads ``vectors[k]`` in the word sets (it has no embedding row, as
+        the training text never showed it). Not saved with the buffers: the model sets them from the entities it
+        keeps (``MemoryNetForTokenClassification``'s taught entities)."""
+        self._taught = ([tuple(int(i) for i in w) for w in words], None if vectors is None else vectors.detach())
+        self.changed()
+
+    @property
+    def taught_words(self) -> list[tuple[int, ...]]:
+        """The words of :meth:`set_taught_words`."""
+        return self._taught[0]
+
+    @property
+    def taught_vectors(self) -> torch.Tensor | None:
+        """The word-set vectors of :meth:`set_taught_words`."""
+        return self._taught[1]
+
+    def lexicon_rows(self, words: Sequence[Sequence[int]]) -> list[int]:
+        """The word-embedding row of each of these token sequences that is a lexicon word (0 where none)."""
+        if self._matcher is None:
+            self._matcher = self._build_matcher()
+        found = [self._lexicon_index.get(tuple(w)) for w in words]
+        return [int(self._word_rows[k]) if k is not None else 0 for k in found]
 
     @torch.no_grad()
     def init_from_char_embeddings(self, char_weight: torch.Tensor) -> dict:
@@ -188,9 +221,11 @@ class CharFeatures(nn.Module):
             if self.word_embeddings is not None:
                 # eq. 10 per set, as weighted bags of rows (no [batch, length, 4, set size, d] tensor in between)
                 bags, bag_weights = rows.flatten(0, 2), weights.flatten(0, 2)
-                pooled = nn.functional.embedding_bag(
-                    bags, self.word_embeddings.weight, mode="sum", per_sample_weights=bag_weights
-                )
+                table = self.word_embeddings.weight
+                taught = self.taught_vectors
+                if taught is not None and len(taught):  # the taught words' rows follow the table's
+                    table = torch.cat([table, taught.to(table)])
+                pooled = nn.functional.embedding_bag(bags, table, mode="sum", per_sample_weights=bag_weights)
                 parts.append(pooled.view(*rows.shape[:2], -1))  # eq. 11: the four sets side by side
         return torch.cat(parts, dim=-1)
 
@@ -250,14 +285,30 @@ class CharFeatures(nn.Module):
     def _build_matcher(self):
         import ahocorasick
 
-        matcher = ahocorasick.Automaton()
         lengths = (self.word_ids > 0).sum(1).tolist()
-        for word, (ids, length) in enumerate(zip(self.word_ids.tolist(), lengths)):
-            matcher.add_word(id_string(ids[:length]), (word, length))
+        index = {tuple(ids[:length]): word for word, (ids, length) in enumerate(zip(self.word_ids.tolist(), lengths))}
+        self._lexicon_index = dict(index)
+        freqs = self.word_freqs.double().cpu().numpy()
+        rows = self.word_rows.long().cpu().numpy()
+        taught_freqs, taught_rows = [], []
+        table_rows = self.word_embeddings.num_embeddings if self.word_embeddings is not None else 0
+        for k, ids in enumerate(self.taught_words):
+            freq = suggested_frequency(ids, index, np.concatenate([freqs, taught_freqs]))
+            if ids in index and index[ids] < len(freqs):
+                freqs[index[ids]] = max(freqs[index[ids]], freq)
+            elif ids in index:  # taught twice (two entries that read alike)
+                taught_freqs[index[ids] - len(freqs)] = max(taught_freqs[index[ids] - len(freqs)], freq)
+            else:
+                index[ids] = len(freqs) + len(taught_freqs)
+                taught_freqs.append(freq)
+                taught_rows.append(table_rows + k)
+        matcher = ahocorasick.Automaton()
+        for ids, word in index.items():
+            matcher.add_word(id_string(ids), (word, len(ids)))
         matcher.make_automaton()
-        self._freqs = self.word_freqs.double().cpu().numpy()
+        self._freqs = np.concatenate([freqs, taught_freqs])
         self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
-        self._word_rows = self.word_rows.long().cpu().numpy()
+        self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
         return matcher
 
     def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:
@@ -324,6 +375,23 @@ class CharFeatures(nn.Module):
         empty = (rows[..., 0] == 0) & (np.arange(width) < lengths[:, None])[:, :, None]
         rows[..., 0][empty], weights[..., 0][empty] = NO_WORD, 1.0
         return rows, weights
+
+
+def suggested_frequency(word: tuple[int, ...], index: dict[tuple[int, ...], int], freqs: np.ndarray) -> float:
+    """The frequency at which ``word`` is one word of the segmentation rather than the best route through its
+    parts (jieba's ``suggest_freq``): the corpus total times the product of the parts' shares, plus one; a part
+    that is no lexicon word is a character of frequency 1."""
+    n, log_total = len(word), math.log(freqs.sum())
+    if n == 1:
+        return 1.0
+    best = [0.0] * (n + 1)  # best[i]: the best log share of word[i:] cut into parts
+    for i in range(n - 1, -1, -1):
+        options = [best[i + 1] + (math.log(freqs[index[word[i : i + 1]]]) if word[i : i + 1] in index else 0.0)]
+        for j in range(i + 2, n + 1 - (i == 0)):
+            if word[i:j] in index:
+                options.append(best[j] + math.log(freqs[index[word[i:j]]]))
+        best[i] = max(options) - log_total
+    return float(math.floor(math.exp(best[0] + log_total)) + 1)
 
 
 def _rank_in_groups(keys: np.ndarray) -> np.ndarray:

@@ -8,7 +8,9 @@ its config (``added_entities``: ``[string, type]`` pairs, saved in ``config.json
   memory attention reads in context, as it reads any labelled training sentence. With
   ``config.taught_entities_only`` (the default), a text whose memories include such a memory is read twice, with
   and without them, and :func:`keep_taught_entities` takes from the first reading only what it finds of the
-  taught entities themselves;
+  taught entities themselves. Where its BiLSTM reads a lexicon (softword, word sets), each taught string is also a
+  word of that lexicon, read in the word sets with the mean vector of its type's lexicon words
+  (``MemoryNetForTokenClassification._teach_lexicon``);
 * **forced** (any model, the pipeline's ``force_entities=True``): every longest match of a dictionary string is
   an entity of its type, whatever the model says there (:func:`force_matches`), which is what the user
   dictionaries of other toolkits do.
@@ -168,11 +170,16 @@ def force_matches(text: str, entities: list[dict], matches: Iterable[tuple[int, 
 def taught_as_read(memory_texts: list[str], memory_tags: list[list[str]], added: Mapping[str, str], scheme: str):
     """The taught entities as the model reads them (string -> type): its texts are rebuilt from token ids (letters in
     lower case, characters out of the vocabulary unknown), so each entry's string is taken from its own memory (the
-    taught entities' memories, in their order, as texts and tag strings), where it is the span of the entry's type."""
+    taught entities' memories, in their order, as texts and tag strings), where it is the span of the entry's type.
+    ``memory_texts`` may be token-id tuples instead: the entries are then id tuples, and an entry whose memory holds
+    no span of its type is left out."""
     out = {}
     for text, tags, (string, etype) in zip(memory_texts, memory_tags, added.items()):
         span = next((x for x in tags_to_spans(tags, scheme, strict=False) if x.type == etype), None)
-        out[text[span.start : span.end] if span else string] = etype
+        if span is not None:
+            out[text[span.start : span.end]] = etype
+        elif isinstance(text, str):
+            out[string] = etype
     return out
 
 

@@ -20,7 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassif
 
 from .configuration_memory_ner import MemoryNetConfig
 from .crf import CRFHead, character_mask
-from .char_features import CharFeatures
+from .char_features import FIRST_WORD_ROW, OTHER_WORD, CharFeatures
 from .encoders import CharBiLSTMEncoder, EncoderParametersMixin, build_encoder, load_pretrained_encoder
 from .memory_bank import BankEncodingCache, MemoryBank
 from .tag_schemes import lenient_spans
@@ -295,6 +295,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         self.memory_cache = BankEncodingCache(config.memory_cache_size)
         self._bank_index = None  # (the bank it indexes, {sentences_only: retrieval.BankIndex}), built on first use
         self._taught_read = None  # (the bank, its taught entities as the model reads them)
+        self._taught_lexicon = None  # (the bank whose taught entities the encoder's lexicon features hold,)
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -594,11 +595,12 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
     def train(self, mode: bool = True):
         if mode:  # training changes the weights the bank encodings were computed with; eval() changes nothing
             self.memory_cache.clear()
+            self._taught_lexicon = None
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
         self.memory_cache.clear()
-        self._bank_index = self._taught_read = None
+        self._bank_index = self._taught_read = self._taught_lexicon = None
         return super().load_state_dict(*args, **kwargs)
 
     def tag_probabilities(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -733,6 +735,48 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
             self._taught_read = (bank, read)
         return self._taught_read[1]
 
+    @torch.no_grad()
+    def _teach_lexicon(self) -> None:
+        """The taught entities enter the encoder's lexicon features (softword, word sets; ``CharFeatures.
+        set_taught_words``), each as its memory spells it in token ids, with the mean word vector of the lexicon
+        words that are entities of its type in the labelled sentences (the type's evidence in the word sets).
+        Done when the bank changes; the bank's cached encodings are dropped when the taught words do."""
+        features = getattr(self.encoder, "features", None)
+        bank = self.memory_bank
+        if features is None or not features.reads_lexicon or bank is None or self._taught_lexicon == (bank,):
+            return
+        from .entity_dictionary import taught_as_read
+        from .tag_schemes import tags_to_spans
+
+        first, scheme, id2label = self.num_sentence_memories, self.config.tag_scheme, self.config.id2label
+
+        def read(rows: range):  # (token ids, tags) of bank rows, characters only
+            out = []
+            for ids, labels in zip(bank.input_ids[rows].tolist(), bank.labels[rows].tolist()):
+                kept = [(i, id2label[t]) for i, t in zip(ids, labels) if t != -100]
+                out.append((tuple(i for i, _ in kept), [t for _, t in kept]))
+            return out
+
+        taught = read(range(first, len(bank)))
+        words = taught_as_read([ids for ids, _ in taught], [tags for _, tags in taught], self.added_entities, scheme)
+        self._taught_lexicon = (bank,)  # a tuple: a module attribute would be registered as a submodule
+        if not words and not features.taught_words:
+            return
+        vectors = None
+        if features.word_embeddings is not None and words:
+            table = features.word_embeddings.weight
+            by_type: dict[str, list[tuple[int, ...]]] = {}
+            for ids, tags in read(range(first)):
+                for span in tags_to_spans(tags, scheme, strict=False):
+                    by_type.setdefault(span.type, []).append(ids[span.start : span.end])
+            type_vector = {}
+            for etype in set(words.values()):
+                rows = [r for r in features.lexicon_rows(by_type.get(etype, [])) if r >= FIRST_WORD_ROW]
+                type_vector[etype] = table[rows].mean(0) if rows else table[OTHER_WORD]
+            vectors = torch.stack([type_vector[t] for t in words.values()])
+        features.set_taught_words(list(words), vectors)
+        self.memory_cache.clear()
+
     def _encode_memories(self, memory_input_ids, memory_attention_mask, memory_ids=None) -> torch.Tensor:
         """Encoder features of the memories ``[batch, n, len_a, d]`` (eq. 2, the same encoder as the input).
 
@@ -796,6 +840,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                 "0"
             )
         from_bank = self.config.num_memory > 0 and memory_input_ids is None
+        if not self.training:
+            self._teach_lexicon()
         if from_bank:
             if memory_ids is None:
                 memory_ids = self.retrieve_memories(input_ids, attention_mask)

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertTokenizerFast
@@ -10,7 +11,7 @@ from transformers import BertTokenizerFast
 from conftest import run_fresh_process
 from data_scripts.encoder_features import bigram_keys, lexicon_in_ids
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
-from modeling.char_features import FIRST_WORD_ROW, NO_WORD, OTHER_WORD
+from modeling.char_features import FIRST_WORD_ROW, NO_WORD, OTHER_WORD, suggested_frequency
 from modeling.char_tokenization import SPECIAL_TOKENS, encode_chars
 
 CHARS = list("北京大学生在上海市读书了")
@@ -188,3 +189,47 @@ def test_the_seq2seq_tagger_reads_the_same_features(tokenizer):
     assert model.encoder.lstm.input_size == 4 + 3
     out = model(torch.tensor(ids), return_tags=True)
     assert out.tags.shape == (1, 7)
+
+
+def test_the_frequency_that_makes_a_taught_word_one_word(tokenizer):
+    """jieba's ``suggest_freq``: the total times the shares of the best cut into parts, plus one."""
+    ids = dict(zip(CHARS + ["中", "国"], encode_chars(tokenizer, [CHARS + ["中", "国"]])["input_ids"][0][1:-1]))
+    words = {tuple(ids[c] for c in w): k for k, w in enumerate(DICTIONARY)}
+    freqs = np.array(list(DICTIONARY.values()))
+    assert freqs.sum() == 990
+    # 北京|了: 990 * (100 / 990) * (500 / 990) = 50.5
+    assert suggested_frequency((ids["北"], ids["京"], ids["了"]), words, freqs) == 51
+    # the word itself is no part: 北京大学 -> 北京|大学, 990 * (100 / 990) * (80 / 990) = 8.1
+    assert suggested_frequency(tuple(ids[c] for c in "北京大学"), words, freqs) == 9
+    # two characters in no word: 990 * (1 / 990) ** 2 < 1; one character: 1
+    assert suggested_frequency((ids["在"], ids["书"]), words, freqs) == 1
+    assert suggested_frequency((ids["在"],), words, freqs) == 1
+
+
+def test_a_taught_word_is_a_word_of_the_segmentation_and_of_the_word_sets(tokenizer):
+    model, lexicon = model_with(tokenizer, ["北京大学生在上海读书了"])
+    features = model.encoder.features
+    ids = encode_chars(tokenizer, [list("北京了在")])["input_ids"][0]
+    before = [x.copy() for x in features.text_features(tuple(ids))]
+    with torch.no_grad():
+        plain = features(torch.tensor([ids]))
+    assert before[0].tolist() == [4, 1, 3, 4, 4, 4]  # [CLS] 北京|了|在 [SEP]
+    vector = torch.tensor([0.5, -2.0])
+    taught = tuple(ids[1:4])
+    features.set_taught_words([taught], vector[None])
+    assert features.taught_words == [taught]
+    softword, rows, weights = features.text_features(tuple(ids))
+    assert softword.tolist() == [4, 1, 2, 3, 4, 4]  # 北京了 (frequency 51) is one word
+    new_row = features.word_embeddings.num_embeddings  # the rows of taught words follow the table's
+    # 了 Ends 北京了 (51) and is 了 (500): weights 4 z / Z
+    assert rows[3, 2, 0] == new_row and weights[3, 2, 0] == pytest.approx(4 * 51 / 551)
+    assert weights[3, 3, 0] == pytest.approx(4 * 500 / 551)
+    with torch.no_grad():
+        out = features(torch.tensor([ids]))
+    e_set = slice(3 + 2 + 2 * 2, 3 + 2 + 3 * 2)  # after the bigram (3) and softword (2) parts: B, M, E, S sets of 2
+    assert torch.allclose(out[0, 3, e_set], 4 * 51 / 551 * vector)
+    assert features.lexicon_rows([ids[1:3], taught]) == [lexicon.rows[lexicon.word_ids.index(tuple(ids[1:3]))], 0]
+    features.set_taught_words([])
+    assert [x.tolist() for x in features.text_features(tuple(ids))] == [x.tolist() for x in before]
+    with torch.no_grad():
+        assert torch.equal(features(torch.tensor([ids])), plain)

@@ -16,6 +16,7 @@ from conftest import ROOT, run_fresh_process
 sys.path.insert(0, str(ROOT))
 
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
+from modeling.char_features import FIRST_WORD_ROW, OTHER_WORD  # noqa: E402
 from modeling.char_tokenization import encode_chars  # noqa: E402
 from modeling.entity_dictionary import (  # noqa: E402
     DictionaryMatcher,
@@ -26,6 +27,7 @@ from modeling.entity_dictionary import (  # noqa: E402
     taught_as_read,
     read_entity_file,
 )
+from modeling.tag_schemes import tags_to_spans  # noqa: E402
 
 TYPES = ["company", "name", "scene"]
 TEXT = "小王子又一次来到羽松湾，见到了白鹭集团的人。"
@@ -291,3 +293,39 @@ def test_the_dictionary_survives_save_and_load_in_a_fresh_process(taught, tmp_pa
     assert result["entities"] == json.loads(json.dumps(expected["entities"]))
     assert result["forced"] == json.loads(json.dumps(forced))
     assert json.loads(after_removal) == json.loads(json.dumps(original))
+
+
+def test_taught_entities_enter_the_encoders_lexicon_with_their_types_vector(lexicon_run, tmp_path):
+    folder, _ = lexicon_run
+    model = MemoryNetForTokenClassification.from_pretrained(folder).eval()
+    ner = pipeline("chinese-ner", model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
+    features, texts = model.encoder.features, [TEXT, "我们在羽松湾看日出。"]
+    before = ner(texts)
+    ner.add_entities(ENTRIES)
+    tagged = ner(texts)
+    ids = {s: tuple(encode_chars(ner.tokenizer, [list(s)])["input_ids"][0][1:-1]) for s in ENTRIES}
+    assert features.taught_words == list(ids.values())
+    # each reads the mean vector of the lexicon words that are entities of its type in the labelled sentences
+    size, labels = model.num_sentence_memories, model.config.id2label
+    words = {etype: [] for etype in ENTRIES.values()}
+    for text, row in zip(model.memory_bank.written_texts(range(size)), model.memory_bank.labels[:size].tolist()):
+        tags = [labels[t] for t in row if t != -100]
+        for span in tags_to_spans(tags, model.config.tag_scheme, strict=False):
+            if span.type in words:
+                string = list(text[span.start : span.end])
+                words[span.type].append(encode_chars(ner.tokenizer, [string])["input_ids"][0][1:-1])
+    table, means = features.word_embeddings.weight, 0
+    for k, etype in enumerate(ENTRIES.values()):
+        rows = [r for r in features.lexicon_rows(words[etype]) if r >= FIRST_WORD_ROW]
+        means += bool(rows)  # a type none of whose entities is a lexicon word reads the other-word row
+        assert torch.allclose(features.taught_vectors[k], table[rows].mean(0) if rows else table[OTHER_WORD])
+    assert means >= 1
+    # 羽松湾 is one word of the segmentation of the second text: B M E after [CLS] 我们在
+    text_ids = encode_chars(ner.tokenizer, [list(texts[1])])["input_ids"][0]
+    assert features.text_features(tuple(text_ids))[0][4:7].tolist() == [1, 2, 3]
+    model.save_pretrained(tmp_path / "taught")
+    loaded = MemoryNetForTokenClassification.from_pretrained(tmp_path / "taught").eval()
+    again = pipeline("chinese-ner", model=loaded, tokenizer=ner.tokenizer)
+    assert again(texts) == tagged and loaded.encoder.features.taught_words == features.taught_words
+    ner.remove_entities(list(ENTRIES))
+    assert ner(texts) == before and features.taught_words == []  # set on the next reading
