@@ -6,7 +6,8 @@ A corpus's train split is cut into halves T1 / T2 (seeded; identical texts stay 
 T1 alone (the memory network's bank holds T1). Then each route adds T2 and the evaluation split is tagged again:
 T2's labelled sentences; **T2's entity strings with their majority type in T2, no sentences** (the dictionary),
 read through memory in each memory form (``entity_dictionary.ENTITY_MEMORY_FORMS``), with and without
-``taught_entities_only``, or forced by longest match;
+``taught_entities_only`` (and, on an encoder that reads a lexicon, without ``taught_entities_in_lexicon``), or
+forced by longest match;
 and, as the upper bound, the same model retrained on all of train. Scores: overall P / R / F1, and the recall of
 the entities whose string is an entity in T2 but not in T1 (what only the added half can teach).
 
@@ -223,6 +224,11 @@ def table(corpus: str, models: list[str]) -> str:
             model, tokenizer = load(name)
             model.add_entities(dictionary, tokenizer, memory_form=form)
             row(f"{model_name}: the dictionary through memory (`add_entities`, {form})", model, tokenizer)
+            if getattr(model.encoder, "features", None) is not None and model.encoder.features.reads_lexicon:
+                model.config.taught_entities_in_lexicon = False
+                row(f"{model_name}: the same, the taught strings not in the lexicon features "
+                    "(`taught_entities_in_lexicon=False`)", model, tokenizer)  # fmt: skip
+                model.config.taught_entities_in_lexicon = True
             model.config.taught_entities_only = False
             row(f"{model_name}: the same, the whole reading with the memories (`taught_entities_only=False`)", model,
                 tokenizer)  # fmt: skip

@@ -49,10 +49,15 @@ class EntityDictionaryConfig:
             without them, and keeps its reading without them but for the taught entities (string and type) that
             the reading with them finds (:func:`entity_dictionary.keep_taught_entities`). `False`: the reading with
             them, whole.
+
+        taught_entities_in_lexicon (`bool`, defaults to `True`):
+            Memory network whose BiLSTM reads a lexicon (softword, word sets): the taught strings are words of that
+            lexicon too. `False`: the lexicon is the one the model was trained with.
     """
 
     added_entities: list = field(default_factory=list)
     taught_entities_only: bool = True
+    taught_entities_in_lexicon: bool = True
 
 
 class EntityFileError(ValueError):

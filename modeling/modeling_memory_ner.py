@@ -295,7 +295,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         self.memory_cache = BankEncodingCache(config.memory_cache_size)
         self._bank_index = None  # (the bank it indexes, {sentences_only: retrieval.BankIndex}), built on first use
         self._taught_read = None  # (the bank, its taught entities as the model reads them)
-        self._taught_lexicon = None  # (the bank whose taught entities the encoder's lexicon features hold,)
+        self._taught_lexicon = None  # (the bank whose taught entities the lexicon features hold, in lexicon or not)
         self.self_attention = None
         if config.use_self_attention:
             self.self_attention = SelfAttentionBlock(
@@ -743,7 +743,8 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         Done when the bank changes; the bank's cached encodings are dropped when the taught words do."""
         features = getattr(self.encoder, "features", None)
         bank = self.memory_bank
-        if features is None or not features.reads_lexicon or bank is None or self._taught_lexicon == (bank,):
+        state = (bank, self.config.taught_entities_in_lexicon)
+        if features is None or not features.reads_lexicon or bank is None or self._taught_lexicon == state:
             return
         from .entity_dictionary import taught_as_read
         from .tag_schemes import tags_to_spans
@@ -759,7 +760,9 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
 
         taught = read(range(first, len(bank)))
         words = taught_as_read([ids for ids, _ in taught], [tags for _, tags in taught], self.added_entities, scheme)
-        self._taught_lexicon = (bank,)  # a tuple: a module attribute would be registered as a submodule
+        if not self.config.taught_entities_in_lexicon:
+            words = {}
+        self._taught_lexicon = state  # a tuple: a module attribute would be registered as a submodule
         if not words and not features.taught_words:
             return
         vectors = None

@@ -323,6 +323,11 @@ def test_taught_entities_enter_the_encoders_lexicon_with_their_types_vector(lexi
     # 羽松湾 is one word of the segmentation of the second text: B M E after [CLS] 我们在
     text_ids = encode_chars(ner.tokenizer, [list(texts[1])])["input_ids"][0]
     assert features.text_features(tuple(text_ids))[0][4:7].tolist() == [1, 2, 3]
+    model.config.taught_entities_in_lexicon = False  # the lexicon the model was trained with
+    ner(texts)
+    assert features.taught_words == []
+    model.config.taught_entities_in_lexicon = True
+    assert ner(texts) == tagged
     model.save_pretrained(tmp_path / "taught")
     loaded = MemoryNetForTokenClassification.from_pretrained(tmp_path / "taught").eval()
     again = pipeline("chinese-ner", model=loaded, tokenizer=ner.tokenizer)
