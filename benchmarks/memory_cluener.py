@@ -42,6 +42,11 @@ GROUPS = {
     # the encoder's input features (issue 45): char bigrams, softword and jieba word sets, with and without memory
     "baseline_features": ({"num_memory": 0, **ENCODER_FEATURES}, [1, 2, 3]),
     "entity_features": ({"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES}, [1, 2, 3]),
+    # the ablation: each feature alone, and bigrams with softword, without memory
+    "baseline_bigrams": ({"num_memory": 0, "use_bigrams": True}, [1]),
+    "baseline_softword": ({"num_memory": 0, "use_softword": True}, [1]),
+    "baseline_wordsets": ({"num_memory": 0, "use_word_sets": True}, [1]),
+    "baseline_bigrams_softword": ({"num_memory": 0, "use_bigrams": True, "use_softword": True}, [1]),
     "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
     # entity retrieval trained to read new entities from memories (editable_memory.py's upper bound)
     "entity_swap50": ({"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5}, [1, 2, 3]),
@@ -68,6 +73,10 @@ GROUPS = {
 }
 EXTRA_GROUPS = (
     "baseline_features",
+    "baseline_bigrams",
+    "baseline_softword",
+    "baseline_wordsets",
+    "baseline_bigrams_softword",
     "entity_features",
     "entity_swap50",
     "entity_small",
