@@ -209,6 +209,19 @@ def keep_taught_entities(
     return tags, from_read
 
 
+def keep_taught_tag_ids(
+    text: str, own: Iterable[int], read: Iterable[int], id2label: Mapping, scheme: str, taught: Mapping[str, str]
+) -> tuple[list[int], list[bool]] | None:
+    """:func:`keep_taught_entities` on tag ids (``id2label``): the merged tag ids and which characters took theirs
+    from ``read``, or None."""
+    merged = keep_taught_entities(text, [id2label[int(t)] for t in own], [id2label[int(t)] for t in read], scheme,
+                                  taught)  # fmt: skip
+    if merged is None:
+        return None
+    label2id = {label: int(i) for i, label in id2label.items()}
+    return [label2id[t] for t in merged[0]], merged[1]
+
+
 class EntityDictionaryMixin:
     """``add_entities`` / ``remove_entities`` / ``added_entities`` of every tagger. The dictionary lives in
     ``config.added_entities``; a model that reads it in context (the memory network) also writes each entry into

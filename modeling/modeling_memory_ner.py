@@ -693,7 +693,7 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
         sentences alone, ``bank_index(sentences_only=True)``) where that changes its memories, and the two readings
         merged by ``entity_dictionary.keep_taught_entities`` (the emissions of a kept taught entity's characters
         are the first reading's, the others the second's)."""
-        from .entity_dictionary import keep_taught_entities
+        from .entity_dictionary import keep_taught_tag_ids
 
         own_ids = self.retrieve_memories(input_ids, attention_mask, sentences_only=True)
         rows = (own_ids != memory_ids).any(dim=1).nonzero().flatten()  # where the memories differ, so does the reading
@@ -705,21 +705,15 @@ class MemoryNetForTokenClassification(TaggerMixin, MemoryNetPreTrainedModel):
                    memory_ids=own_ids[rows], return_tags=True)  # fmt: skip
         read_emissions, read_tags = emissions, tags
         emissions, tags = emissions.clone(), tags.clone()
-        id2label, label2id = self.config.id2label, self.config.label2id
         taught = self._taught_as_read()
         for k, (r, text) in enumerate(zip(rows.tolist(), self.memory_bank.texts(ids, mask))):
             emissions[r], tags[r] = own.logits[k], own.tags[k]
             chars = character_mask(mask[k : k + 1])[0].nonzero().flatten()
-            merged = keep_taught_entities(
-                text,
-                [id2label[int(t)] for t in own.tags[k, chars]],
-                [id2label[int(t)] for t in read_tags[r, chars]],
-                self.config.tag_scheme,
-                taught,
-            )
+            merged = keep_taught_tag_ids(text, own.tags[k, chars].tolist(), read_tags[r, chars].tolist(),
+                                         self.config.id2label, self.config.tag_scheme, taught)  # fmt: skip
             if merged is not None:
                 new, from_read = merged
-                tags[r, chars] = torch.tensor([label2id[t] for t in new], device=tags.device)
+                tags[r, chars] = torch.tensor(new, device=tags.device)
                 kept = chars[torch.tensor(from_read, device=chars.device)]
                 emissions[r, kept] = read_emissions[r, kept]
         return emissions, tags

@@ -25,7 +25,7 @@ from .entity_dictionary import (
     DictionaryMatcher,
     EntityDictionaryConfig,
     force_matches,
-    keep_taught_entities,
+    keep_taught_tag_ids,
     taught_as_read,
 )
 from .entity_spans import window_entities
@@ -209,16 +209,15 @@ class OnnxChineseNER:
         read_emissions, emissions, paths = emissions, emissions.copy(), paths.copy()
         lengths = attention_mask[rows].sum(axis=1)
         texts = texts_of_ids(self.bank["token_chars"], [row[:n] for row, n in zip(input_ids[rows].tolist(), lengths)])
-        label2id = {v: k for k, v in self.id2label.items()}
         for k, (r, text) in enumerate(zip(rows, texts)):
             n = len(text)
-            read = [self.id2label[t] for t in paths[r, :n].tolist()]
+            read = paths[r, :n].tolist()
             emissions[r], paths[r] = own_emissions[k], own_paths[k]
-            merged = keep_taught_entities(text, [self.id2label[t] for t in own_paths[k, :n].tolist()], read,
-                                          self.scheme, self.taught_read)  # fmt: skip
+            merged = keep_taught_tag_ids(text, own_paths[k, :n].tolist(), read, self.id2label, self.scheme,
+                                         self.taught_read)  # fmt: skip
             if merged is not None:
                 new, from_read = merged
-                paths[r, :n] = [label2id[t] for t in new]
+                paths[r, :n] = new
                 kept = 1 + np.flatnonzero(from_read)  # emissions keep the [CLS] column
                 emissions[r, kept] = read_emissions[r, kept]
         return emissions, paths
