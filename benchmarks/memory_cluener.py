@@ -42,6 +42,14 @@ GROUPS = {
     # the encoder's input features (issue 45): char bigrams, softword and jieba word sets, with and without memory
     "baseline_features": ({"num_memory": 0, **ENCODER_FEATURES}, [1, 2, 3]),
     "entity_features": ({"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES}, [1, 2, 3]),
+    # the same with the MSRA recipe of benchmarks/encoder.py (dropout 0.5, lr 2e-3)
+    "baseline_features_recipe": (
+        {"num_memory": 0, **ENCODER_FEATURES, "hidden_dropout_prob": 0.5, "learning_rate": 2e-3}, [1, 2, 3]
+    ),
+    "entity_features_recipe": (
+        {"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES, "hidden_dropout_prob": 0.5,
+         "learning_rate": 2e-3}, [1, 2, 3],
+    ),  # fmt: skip
     # the ablation: each feature alone, and bigrams with softword, without memory
     "baseline_bigrams": ({"num_memory": 0, "use_bigrams": True}, [1]),
     "baseline_softword": ({"num_memory": 0, "use_softword": True}, [1]),
@@ -73,6 +81,8 @@ GROUPS = {
 }
 EXTRA_GROUPS = (
     "baseline_features",
+    "baseline_features_recipe",
+    "entity_features_recipe",
     "baseline_bigrams",
     "baseline_softword",
     "baseline_wordsets",
