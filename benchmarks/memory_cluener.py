@@ -44,12 +44,19 @@ GROUPS = {
     "entity_features": ({"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES}, [1, 2, 3]),
     # the same with the MSRA recipe of benchmarks/encoder.py (dropout 0.5, lr 2e-3)
     "baseline_features_recipe": (
-        {"num_memory": 0, **ENCODER_FEATURES, "hidden_dropout_prob": 0.5, "learning_rate": 2e-3}, [1, 2, 3]
+        {"num_memory": 0, **ENCODER_FEATURES, "hidden_dropout_prob": 0.5, "learning_rate": 2e-3},
+        [1, 2, 3],
     ),
     "entity_features_recipe": (
-        {"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES, "hidden_dropout_prob": 0.5,
-         "learning_rate": 2e-3}, [1, 2, 3],
-    ),  # fmt: skip
+        {
+            "num_memory": 4,
+            "memory_method": "entity",
+            **ENCODER_FEATURES,
+            "hidden_dropout_prob": 0.5,
+            "learning_rate": 2e-3,
+        },
+        [1, 2, 3],
+    ),
     # the ablation: each feature alone, and bigrams with softword, without memory
     "baseline_bigrams": ({"num_memory": 0, "use_bigrams": True}, [1]),
     "baseline_softword": ({"num_memory": 0, "use_softword": True}, [1]),
