@@ -15,8 +15,6 @@ the words are found with an Aho-Corasick automaton (``pyahocorasick``) built whe
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,15 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
-POSITIONS = ("B", "M", "E", "S")  # softword ids 1-4 and the four word sets, in this order; 0 is padding
-NO_WORD, OTHER_WORD = 1, 2  # word-embedding rows: an empty set, a lexicon word the training text never showed
-FIRST_WORD_ROW = 3  # rows of the words the training text showed start here (0 is padding)
-_OFFSET = 0x10000  # token id i is the character chr(_OFFSET + i) of the automaton's keys
-
-
-def id_string(ids: Sequence[int]) -> str:
-    """Token ids as a string the automaton matches (one character per id)."""
-    return "".join(chr(_OFFSET + int(i)) for i in ids)
+from .char_features_numpy import (  # noqa: F401  (the features' constants and helpers, defined once there)
+    FIRST_WORD_ROW,
+    NO_WORD,
+    OTHER_WORD,
+    POSITIONS,
+    LexiconFeatures,
+    id_string,
+    suggested_frequency,
+)
 
 
 @dataclass
@@ -114,9 +112,21 @@ class CharFeatures(nn.Module):
         return [t for t in tables if t is not None]
 
     def changed(self) -> None:
-        """The lexicon buffers were written: build the automaton and the per-text features again when needed."""
-        self._matcher = None
-        self._rows: OrderedDict[tuple, tuple] = OrderedDict()
+        """The lexicon buffers or the taught words were written: build the lexicon's automaton and the per-text
+        features again when needed."""
+        self._lexicon: LexiconFeatures | None = None
+
+    @property
+    def lexicon(self) -> LexiconFeatures:
+        """The lexicon buffers and the taught words, matched in NumPy (:class:`.char_features_numpy.
+        LexiconFeatures`), built on first use."""
+        if self._lexicon is None:
+            table_rows = self.word_embeddings.num_embeddings if self.word_embeddings is not None else 0
+            self._lexicon = LexiconFeatures(
+                self.word_ids.cpu().numpy(), self.word_freqs.double().cpu().numpy(), self.word_rows.cpu().numpy(),
+                self.word_set_size, self.taught_words, table_rows, self.cache_size,
+            )  # fmt: skip
+        return self._lexicon
 
     def _load_from_state_dict(self, *args, **kwargs):
         self.changed()
@@ -164,10 +174,7 @@ class CharFeatures(nn.Module):
 
     def lexicon_rows(self, words: Sequence[Sequence[int]]) -> list[int]:
         """The word-embedding row of each of these token sequences that is a lexicon word (0 where none)."""
-        if self._matcher is None:
-            self._matcher = self._build_matcher()
-        found = [self._lexicon_index.get(tuple(w)) for w in words]
-        return [int(self._word_rows[k]) if k is not None else 0 for k in found]
+        return self.lexicon.lexicon_rows(words)
 
     @torch.no_grad()
     def init_from_char_embeddings(self, char_weight: torch.Tensor) -> dict:
@@ -239,165 +246,10 @@ class CharFeatures(nn.Module):
 
     def lexicon_features(self, input_ids: torch.LongTensor, mask: torch.Tensor):
         """Softword ids ``[batch, length]``, word-set rows and weights ``[batch, length, 4, word_set_size]``."""
-        batch, length = input_ids.shape
-        texts = [tuple(ids[:n]) for ids, n in zip(input_ids.tolist(), mask.sum(1).tolist())]
-        self.text_features(*texts)
-        softword = np.zeros((batch, length), dtype=np.int64)
-        rows = np.zeros((batch, length, len(POSITIONS), self.word_set_size), dtype=np.int64)
-        weights = np.zeros(rows.shape, dtype=np.float32)
-        for b, ids in enumerate(texts):
-            n = len(ids)
-            softword[b, :n], rows[b, :n], weights[b, :n] = self._rows[ids]
-        device = input_ids.device
-        return tuple(torch.from_numpy(x).to(device) for x in (softword, rows, weights))
+        arrays = self.lexicon.batch(input_ids.cpu().numpy(), mask.sum(1).tolist())
+        return tuple(torch.from_numpy(x).to(input_ids.device) for x in arrays)
 
     def text_features(self, *texts: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The softword ids, word-set rows and weights of token sequences (the last one's returned), computed
-        together for those not among the last ``cache_size`` seen."""
-        new = [ids for ids in dict.fromkeys(texts) if ids not in self._rows]
-        if new:
-            for ids, features in zip(new, self._compute(new)):
-                self._rows[ids] = features
-        for ids in texts:
-            self._rows.move_to_end(ids)
-        while len(self._rows) > max(self.cache_size, len(texts)):
-            self._rows.popitem(last=False)
-        return self._rows[texts[-1]]
-
-    def _compute(self, texts: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Features of several token sequences at once: their words matched one text at a time, the rest in
-        array operations over all of them."""
-        lengths = np.array([len(ids) for ids in texts])
-        found = [self.matches(ids) for ids in texts]
-        text_of = np.repeat(np.arange(len(texts)), [len(m) for m in found])
-        matched = np.array([m for ms in found for m in ms], dtype=np.int64).reshape(-1, 3)
-        starts, ends, words = matched.T
-        softword = self._softword(lengths, text_of, starts, ends, words)
-        rows, weights = self._word_sets(lengths, text_of, starts, ends, words)
-        return [(softword[k, :n], rows[k, :n], weights[k, :n]) for k, n in enumerate(lengths)]
-
-    def matches(self, ids: Sequence[int]) -> list[tuple[int, int, int]]:
-        """Every lexicon word in the sequence: ``(start, end, word index)``, by end then length."""
-        if self._matcher is None:
-            self._matcher = self._build_matcher()
-        return [(end + 1 - length, end + 1, word) for end, (word, length) in self._matcher.iter(id_string(ids))]
-
-    def _build_matcher(self):
-        import ahocorasick
-
-        lengths = (self.word_ids > 0).sum(1).tolist()
-        index = {tuple(ids[:length]): word for word, (ids, length) in enumerate(zip(self.word_ids.tolist(), lengths))}
-        self._lexicon_index = dict(index)
-        freqs = self.word_freqs.double().cpu().numpy()
-        rows = self.word_rows.long().cpu().numpy()
-        taught_freqs, taught_rows = [], []
-        table_rows = self.word_embeddings.num_embeddings if self.word_embeddings is not None else 0
-        for k, ids in enumerate(self.taught_words):
-            freq = suggested_frequency(ids, index, np.concatenate([freqs, taught_freqs]))
-            if ids in index and index[ids] < len(freqs):
-                freqs[index[ids]] = max(freqs[index[ids]], freq)
-            elif ids in index:  # taught twice (two entries that read alike)
-                taught_freqs[index[ids] - len(freqs)] = max(taught_freqs[index[ids] - len(freqs)], freq)
-            else:
-                index[ids] = len(freqs) + len(taught_freqs)
-                taught_freqs.append(freq)
-                taught_rows.append(table_rows + k)
-        matcher = ahocorasick.Automaton()
-        for ids, word in index.items():
-            matcher.add_word(id_string(ids), (word, len(ids)))
-        matcher.make_automaton()
-        self._freqs = np.concatenate([freqs, taught_freqs])
-        self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
-        self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
-        return matcher
-
-    def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:
-        """B/M/E/S of each token (ids 1-4) on the best route through the lexicon's words, as jieba's ``calc``
-        finds it: from the last character back, the longest of the best-scoring words (a character in no word
-        is one of frequency 1), each word scoring ``log f - log total``."""
-        count, width = len(lengths), int(lengths.max())
-        single = np.zeros((count, width)) - self._log_total  # a character alone: f = 1, or its own frequency
-        is_single = ends - starts == 1
-        single[text_of[is_single], starts[is_single]] = self._log_freqs[words[is_single]] - self._log_total
-        longer = ~is_single
-        order = np.lexsort((ends[longer], starts[longer], text_of[longer]))
-        t, a, e = text_of[longer][order], starts[longer][order], ends[longer][order]
-        score = self._log_freqs[words[longer][order]] - self._log_total
-        slot = _rank_in_groups(t * width + a)
-        slots = 1 + (int(slot.max()) + 1 if len(slot) else 0)
-        cand_end = np.zeros((count, width, slots), dtype=np.int64)
-        cand_score = np.full((count, width, slots), -np.inf)
-        cand_end[:, :, 0] = np.arange(1, width + 1)
-        cand_score[:, :, 0] = single
-        cand_end[t, a, 1 + slot], cand_score[t, a, 1 + slot] = e, score
-        route = np.zeros((count, width + 1))
-        best_end = np.zeros((count, width), dtype=np.int64)
-        for i in range(width - 1, -1, -1):
-            total = cand_score[:, i] + np.take_along_axis(route, cand_end[:, i], axis=1)
-            best = total.max(axis=1)
-            best_end[:, i] = np.where(total == best[:, None], cand_end[:, i], -1).max(axis=1)
-            route[:, i] = np.where(i < lengths, best, 0.0)
-        is_start = np.zeros((count, width + 1), dtype=bool)
-        current = np.zeros(count, dtype=np.int64)
-        active = current < lengths
-        while active.any():
-            is_start[np.flatnonzero(active), current[active]] = True
-            current[active] = best_end[active, current[active]]
-            active = current < lengths
-        ends_here = is_start[:, 1:] | (np.arange(width) == (lengths - 1)[:, None])
-        begins = is_start[:, :width]
-        out = np.select([begins & ends_here, begins, ends_here], [4, 1, 3], default=2)
-        return np.where(np.arange(width) < lengths[:, None], out, 0)
-
-    def _word_sets(self, lengths, text_of, starts, ends, words) -> tuple[np.ndarray, np.ndarray]:
-        """Each token's B/M/E/S word sets: the ``word_set_size`` most frequent words of each (ties: the order
-        they were found in), as embedding rows, with the weights ``4 z(w) / Z`` (Z: the frequencies of the
-        token's four sets); an empty set reads the no-word row with weight 1."""
-        count, width, size = len(lengths), int(lengths.max()), self.word_set_size
-        span = ends - starts
-        match = np.repeat(np.arange(len(span)), span)
-        offset = np.arange(len(match)) - np.repeat(np.cumsum(span) - span, span)
-        t, position, word = text_of[match], starts[match] + offset, words[match]
-        last = span[match] - 1
-        kind = np.where(last == 0, 3, np.where(offset == 0, 0, np.where(offset == last, 2, 1)))
-        freq = self._freqs[word]
-        order = np.lexsort((-freq, kind, position, t))
-        t, position, kind, word, freq = t[order], position[order], kind[order], word[order], freq[order]
-        rank = _rank_in_groups((t * width + position) * len(POSITIONS) + kind)
-        keep = rank < size
-        t, position, kind, word, freq, rank = t[keep], position[keep], kind[keep], word[keep], freq[keep], rank[keep]
-        total = np.zeros((count, width))
-        np.add.at(total, (t, position), freq)
-        rows = np.zeros((count, width, len(POSITIONS), size), dtype=np.int64)
-        weights = np.zeros(rows.shape, dtype=np.float32)
-        rows[t, position, kind, rank] = self._word_rows[word]
-        weights[t, position, kind, rank] = 4.0 * freq / total[t, position]
-        empty = (rows[..., 0] == 0) & (np.arange(width) < lengths[:, None])[:, :, None]
-        rows[..., 0][empty], weights[..., 0][empty] = NO_WORD, 1.0
-        return rows, weights
-
-
-def suggested_frequency(word: tuple[int, ...], index: dict[tuple[int, ...], int], freqs: np.ndarray) -> float:
-    """The frequency at which ``word`` is one word of the segmentation rather than the best route through its
-    parts (jieba's ``suggest_freq``): the corpus total times the product of the parts' shares, plus one; a part
-    that is no lexicon word is a character of frequency 1."""
-    n, log_total = len(word), math.log(freqs.sum())
-    if n == 1:
-        return 1.0
-    best = [0.0] * (n + 1)  # best[i]: the best log share of word[i:] cut into parts
-    for i in range(n - 1, -1, -1):
-        options = [best[i + 1] + (math.log(freqs[index[word[i : i + 1]]]) if word[i : i + 1] in index else 0.0)]
-        for j in range(i + 2, n + 1 - (i == 0)):
-            if word[i:j] in index:
-                options.append(best[j] + math.log(freqs[index[word[i:j]]]))
-        best[i] = max(options) - log_total
-    return float(math.floor(math.exp(best[0] + log_total)) + 1)
-
-
-def _rank_in_groups(keys: np.ndarray) -> np.ndarray:
-    """For sorted ``keys``, each item's place among the items of its key (0, 1, ...)."""
-    if not len(keys):
-        return np.zeros(0, dtype=np.int64)
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    starts = np.flatnonzero(first)
-    return np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+        """``LexiconFeatures.text_features``: the softword ids, word-set rows and weights of token sequences (the
+        last one's returned)."""
+        return self.lexicon.text_features(*texts)

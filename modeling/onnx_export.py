@@ -11,6 +11,10 @@
   ONNX Runtime call a batch: at one sentence a call, the call itself is a good part of the time);
 * ``crf.npz``: the CRF's start, transition and end scores, for Viterbi decoding in NumPy (pytorch-crf does not
   export);
+* with the BiLSTM's input features (bigrams, softword, word sets), ``features.npz``: their tables, the bigram
+  vocabulary, the lexicon and the taught words (``features_arrays``); the features are computed in NumPy
+  (``char_features_numpy.CharFeaturesArrays``) and every graph that starts with the BiLSTM takes them as its
+  ``features`` input;
 
 and for the seq2seq tagger:
 
@@ -50,13 +54,14 @@ class EncoderGraph(nn.Module):
         if not isinstance(encoder, CharBiLSTMEncoder) or not isinstance(encoder.embeddings, nn.Embedding):
             raise ValueError("ONNX export covers the character BiLSTM encoder (a pretrained encoder: export it with "
                              "transformers' own tools)")  # fmt: skip
-        if encoder.features is not None:
-            raise ValueError("ONNX export does not cover the encoder's input features (bigrams, softword, word sets)")
         self.encoder = encoder
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, features=None) -> torch.Tensor:
         lengths = attention_mask.sum(dim=1).clamp(min=1)
-        return _lstm_by_direction(self.encoder.lstm, self.encoder.embeddings(input_ids), lengths)
+        embedded = self.encoder.embeddings(input_ids)
+        if features is not None:  # the input features, computed outside the graph (features.npz)
+            embedded = torch.cat([embedded, features], dim=-1)
+        return _lstm_by_direction(self.encoder.lstm, embedded, lengths)
 
 
 class HeadGraph(nn.Module):
@@ -84,8 +89,8 @@ class EmissionsGraph(nn.Module):
         super().__init__()
         self.encoder, self.head = EncoderGraph(model.encoder), HeadGraph(model)
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(input_ids, attention_mask), attention_mask)
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, features=None) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, features), attention_mask)
 
 
 class Seq2SeqEncoderGraph(nn.Module):
@@ -95,8 +100,8 @@ class Seq2SeqEncoderGraph(nn.Module):
         super().__init__()
         self.model, self.encoder = model, EncoderGraph(model.encoder)
 
-    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor):
-        hidden = self.encoder(input_ids, attention_mask)
+    def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, features=None):
+        hidden = self.encoder(input_ids, attention_mask, features)
         (state_h, state_c), (keys, values, _) = self.model._start(hidden, attention_mask)
         return hidden, state_h, state_c, keys, values
 
@@ -129,19 +134,55 @@ def _example(batch: int = 2, length: int = 7) -> tuple[torch.Tensor, torch.Tenso
     return input_ids, attention_mask
 
 
-def _export_memory_net(model, folder: Path) -> list[Path]:
+def _encoder_inputs(encoder, folder: Path) -> tuple[tuple, list[str], dict]:
+    """The example inputs of a graph that starts with the character BiLSTM, their names and dynamic axes; with
+    input features, their ``features`` input and ``features.npz`` (what ``CharFeaturesArrays`` computes it from)."""
     input_ids, attention_mask = _example()
+    names = ["input_ids", "attention_mask"]
+    if encoder.features is None:
+        return (input_ids, attention_mask), names, {name: AXES for name in names}
+    np.savez(folder / "features.npz", **features_arrays(encoder.features))
+    features = encoder.features(input_ids, attention_mask)
+    names.append("features")
+    return (input_ids, attention_mask, features), names, {name: AXES for name in names}
+
+
+def features_arrays(features) -> dict[str, np.ndarray]:
+    """``CharFeatures``' tables, bigram vocabulary, lexicon and taught words as arrays (``features.npz``)."""
+    out = {"vocab_size": np.array(features.vocab_size)}
+    if features.bigram_embeddings is not None:
+        out.update(bigram=features.bigram_embeddings.weight, bigram_keys=features.bigram_keys)
+    if features.softword_embeddings is not None:
+        out["softword"] = features.softword_embeddings.weight
+    if features.word_embeddings is not None:
+        table, taught = features.word_embeddings.weight, features.taught_vectors
+        out["word"] = torch.cat([table, taught.to(table)]) if taught is not None and len(taught) else table
+    if features.reads_lexicon:
+        taught = features.taught_words
+        width = max((len(w) for w in taught), default=1)
+        padded = np.array([list(w) + [0] * (width - len(w)) for w in taught], dtype=np.int64).reshape(-1, width)
+        out.update(
+            word_ids=features.word_ids, word_freqs=features.word_freqs, word_rows=features.word_rows,
+            word_set_size=np.array(features.word_set_size),
+            first_taught_row=np.array(features.word_embeddings.num_embeddings if features.word_embeddings else 0),
+            taught_words=padded,
+        )  # fmt: skip
+    return {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+
+def _export_memory_net(model, folder: Path) -> list[Path]:
+    model._teach_lexicon()  # the taught entities in the encoder's lexicon, as the model reads them now
+    inputs, names, axes = _encoder_inputs(model.encoder, folder)
+    input_ids, attention_mask = inputs[:2]
     batch, length = input_ids.shape
     if model.config.num_memory <= 0:
         path = folder / "emissions.onnx"
-        _export(EmissionsGraph(model).eval(), (input_ids, attention_mask), path, ["input_ids", "attention_mask"],
-                ["emissions"], {name: AXES for name in ("input_ids", "attention_mask", "emissions")})  # fmt: skip
+        _export(EmissionsGraph(model).eval(), inputs, path, names, ["emissions"], {**axes, "emissions": AXES})
         graphs = [path]
     else:
         encoder, head = EncoderGraph(model.encoder).eval(), HeadGraph(model).eval()
-        _export(encoder, (input_ids, attention_mask), folder / "encoder.onnx", ["input_ids", "attention_mask"],
-                ["hidden"], {name: AXES for name in ("input_ids", "attention_mask", "hidden")})  # fmt: skip
-        hidden = encoder(input_ids, attention_mask)
+        _export(encoder, inputs, folder / "encoder.onnx", names, ["hidden"], {**axes, "hidden": AXES})
+        hidden = encoder(*inputs)
         n = model.config.num_memory
         memory_hidden = hidden[:, None].expand(batch, n, length, hidden.shape[-1]).contiguous()
         memory_tag_ids = torch.zeros(batch, n, length, dtype=torch.long)
@@ -162,14 +203,14 @@ def _export_memory_net(model, folder: Path) -> list[Path]:
 
 
 def _export_seq2seq(model, folder: Path) -> list[Path]:
-    input_ids, attention_mask = _example()
+    inputs, names, axes = _encoder_inputs(model.encoder, folder)
+    input_ids, attention_mask = inputs[:2]
     encoder, step = Seq2SeqEncoderGraph(model).eval(), DecoderStepGraph(model).eval()
     outputs = ["hidden", "state_h", "state_c", "keys", "values"]
     rows = {0: "batch"}
-    _export(encoder, (input_ids, attention_mask), folder / "encoder.onnx", ["input_ids", "attention_mask"], outputs,
-            {"input_ids": AXES, "attention_mask": AXES, "hidden": AXES, "keys": AXES, "values": AXES,
-             "state_h": rows, "state_c": rows})  # fmt: skip
-    hidden, state_h, state_c, keys, values = encoder(input_ids, attention_mask)
+    _export(encoder, inputs, folder / "encoder.onnx", names, outputs,
+            {**axes, "hidden": AXES, "keys": AXES, "values": AXES, "state_h": rows, "state_c": rows})  # fmt: skip
+    hidden, state_h, state_c, keys, values = encoder(*inputs)
     prev_tags = torch.full((input_ids.shape[0],), model.go_id, dtype=torch.long)
     inputs = [prev_tags, state_h, state_c, keys, values, attention_mask]
     names = ["prev_tags", "state_h", "state_c", "keys", "values", "attention_mask"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .char_features_numpy import CharFeaturesArrays
 from .char_tokenization import encode_chars, texts_of_ids
 from .crf_numpy import crf_arrays, marginals, viterbi
 from .entity_dictionary import (
@@ -91,10 +92,15 @@ class OnnxChineseNER:
             crf = np.load(graphs / "crf.npz")
             self.crf = (crf["start"], crf["transitions"], crf["end"])
         self.matcher = DictionaryMatcher()
+        self.features = None
+        if (graphs / "features.npz").exists():
+            self.features = CharFeaturesArrays(np.load(graphs / "features.npz"))
         if self.num_memory:
             self._load_bank(graphs / "bank.npz", cache_size)
 
     def _run(self, name: str, **feeds) -> list[np.ndarray]:
+        if "features" in self.inputs[name]:  # the BiLSTM's input features, beside its input ids
+            feeds["features"] = self.features(feeds["input_ids"], feeds["attention_mask"])
         return self.sessions[name].run(None, {k: v for k, v in feeds.items() if k in self.inputs[name]})
 
     def _load_bank(self, path: Path, cache_size: int) -> None:

@@ -107,9 +107,9 @@ def lexicon_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lexicon")
     results = run_train(
         [
-            "--output_dir", str(out), "--num_memory", "2", "--use_self_attention", "false", "--lstm_hidden_size",
-            "32", "--use_bigrams", "true", "--use_softword", "true", "--use_word_sets", "true", "--num_train_epochs",
-            "3", "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--output_dir", str(out), "--num_memory", "2", "--lstm_hidden_size", "64", "--use_bigrams", "true",
+            "--use_softword", "true", "--use_word_sets", "true", "--num_train_epochs", "6", "--save_strategy", "no",
+            "--load_best_model_at_end", "false",
         ]
     )  # fmt: skip
     return out, results

@@ -83,16 +83,20 @@ def spans(entities) -> list:
     return [(e["word"], e["entity_group"], e["start"], e["end"]) for e in entities]
 
 
-def saved_model(kind: str, memory_run, seq2seq_run, folder, swap_run=None):
+def saved_model(kind: str, memory_run, seq2seq_run, folder, swap_run=None, lexicon_run=None):
     """A model folder of each kind that ONNX serves, with entities taught by name: the trained memory network (the
     one trained with the entity swap where given, which reads its memories' labels),
-    an untrained plain BiLSTM-CRF (the sample config without memory or self-attention) and the trained seq2seq
-    tagger."""
+    an untrained plain BiLSTM-CRF (the sample config without memory or self-attention), the trained seq2seq
+    tagger, and the memory network that reads the encoder's input features (taught entities in its lexicon)."""
     import shutil
 
     from transformers import AutoTokenizer
 
-    if kind == "memory":
+    if kind == "lexicon":  # the memory network whose BiLSTM reads bigrams, softword and word sets
+        shutil.copytree(lexicon_run[0], folder)
+        model = MemoryNetForTokenClassification.from_pretrained(folder)
+        model.add_entities({"青禾书局": "company", "羽松湾": "scene"}, AutoTokenizer.from_pretrained(folder))
+    elif kind == "memory":
         shutil.copytree((swap_run or memory_run)[0], folder)
         model = MemoryNetForTokenClassification.from_pretrained(folder, memory_method="entity")
         model.add_entities(
@@ -138,9 +142,9 @@ def test_the_seq2seq_graphs_give_the_taggers_steps(seq2seq_run, tmp_path):
     assert np.array_equal(decoding["allowed"], model.transition_constraints(torch.device("cpu"))[0].numpy())
 
 
-@pytest.mark.parametrize("kind", ["memory", "plain", "seq2seq"])
+@pytest.mark.parametrize("kind", ["memory", "plain", "seq2seq", "lexicon"])
 def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
-    memory_run, seq2seq_run, swap_run, tmp_path, kind
+    memory_run, seq2seq_run, swap_run, tmp_path, kind, request
 ):
     import json
     import subprocess
@@ -150,7 +154,8 @@ def test_the_onnx_pipeline_tags_as_the_torch_one_where_torch_cannot_be_imported(
     from conftest import torchless_python
 
     folder = tmp_path / "model"
-    model = saved_model(kind, memory_run, seq2seq_run, folder, swap_run)
+    lexicon_run = request.getfixturevalue("lexicon_run") if kind == "lexicon" else None
+    model = saved_model(kind, memory_run, seq2seq_run, folder, swap_run, lexicon_run)
     model.export_onnx(folder / "onnx")
     texts = [
         json.loads(line)["text"] for line in open(ROOT / "data_scripts" / "sample" / "dev.json", encoding="utf-8")
