@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from data_scripts.batch_predict import (
+    load_pipeline,
     ON_ERROR,
     OUTPUT_FORMATS,
     ShardStore,
@@ -97,29 +98,6 @@ class PredictArguments:
             "text_column": self.text_column, "shard_size": self.shard_size, "force_entities": self.force_entities,
             "columns": ["file", "row", "entities"] + (["memories"] if self.return_memories else []),
         }  # fmt: skip
-
-
-def load_pipeline(args: PredictArguments):
-    """The ``chinese-ner`` pipeline of the model, with the run's batch size and device (or its ONNX Runtime
-    counterpart)."""
-    if args.backend == "onnx":
-        from modeling.onnx_pipeline import OnnxChineseNER
-
-        try:
-            return OnnxChineseNER(args.model_name_or_path, threads=args.threads_per_proc, batch_size=args.batch_size)
-        except (FileNotFoundError, ValueError) as err:
-            raise UserError(f"--backend onnx: {err}") from None
-    import torch
-    from transformers import pipeline
-
-    torch.set_num_threads(args.threads_per_proc)
-    try:
-        return pipeline(
-            "chinese-ner", model=args.model_name_or_path, trust_remote_code=True, device=args.device,
-            batch_size=args.batch_size,
-        )  # fmt: skip
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the model {args.model_name_or_path!r}: {str(err).splitlines()[0]}") from None
 
 
 def call_options(args: PredictArguments) -> dict:

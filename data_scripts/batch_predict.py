@@ -166,6 +166,29 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def load_pipeline(args):
+    """The ``chinese-ner`` pipeline of the model, with the run's batch size and device (or its ONNX Runtime
+    counterpart); ``args``: predict.py's ``PredictArguments``."""
+    if args.backend == "onnx":
+        from modeling.onnx_pipeline import OnnxChineseNER
+
+        try:
+            return OnnxChineseNER(args.model_name_or_path, threads=args.threads_per_proc, batch_size=args.batch_size)
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(f"--backend onnx: {err}") from None
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads_per_proc)
+    try:
+        return pipeline(
+            "chinese-ner", model=args.model_name_or_path, trust_remote_code=True, device=args.device,
+            batch_size=args.batch_size,
+        )  # fmt: skip
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the model {args.model_name_or_path!r}: {str(err).splitlines()[0]}") from None
+
+
 def tag_shard(ner, shard: Shard, return_memories: bool = False, **call_kwargs) -> tuple[list[dict], dict]:
     """The output records of a shard's text rows (``file``, ``row``, ``entities``, optionally ``memories``) and
     its meta: rows, characters, entities per type, the rows that were not text, seconds."""

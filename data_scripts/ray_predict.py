@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .batch_predict import Shard, ShardStore, file_shards, first_error, tag_shard
+from .batch_predict import Shard, ShardStore, file_shards, first_error, load_pipeline, tag_shard
 from .errors import UserError
 from .text_inputs import Row
 
@@ -34,9 +34,7 @@ class _Tagger:
     """A Ray actor: the model loaded once; each call tags and writes one shard, and returns its meta."""
 
     def __init__(self, args, store: ShardStore, options: dict):
-        import predict
-
-        self.ner, self.store, self.options = predict.load_pipeline(args), store, options
+        self.ner, self.store, self.options = load_pipeline(args), store, options
 
     def __call__(self, batch):
         metas = []
