@@ -23,6 +23,7 @@ from modeling.entity_dictionary import (  # noqa: E402
     EntityFileError,
     force_matches,
     keep_taught_entities,
+    keep_taught_tag_ids,
     longest_matches,
     taught_as_read,
     read_entity_file,
@@ -165,6 +166,12 @@ def test_of_the_reading_with_taught_memories_only_the_taught_entities_are_kept()
                     "I-company", "I-company"]  # fmt: skip
     assert from_read == [True] * 3 + [False] * 6 + [True] * 4
     assert keep_taught_entities(text, own, own, "BIOS", ENTRIES) is None  # no taught entity read: the own reading
+    # the same on tag ids, as the model and the ONNX pipeline merge them
+    id2label = dict(enumerate(sorted(set(own + read))))
+    label2id = {label: i for i, label in id2label.items()}
+    ids, from_ids = keep_taught_tag_ids(text, [label2id[t] for t in own], [label2id[t] for t in read], id2label,
+                                        "BIOS", ENTRIES)  # fmt: skip
+    assert [id2label[i] for i in ids] == tags and from_ids == from_read
 
 
 def test_taught_entities_are_matched_as_the_model_reads_text():
