@@ -43,22 +43,24 @@ class LexiconFeatures:
         index = {tuple(ids[:length]): word for word, (ids, length) in enumerate(zip(word_ids.tolist(), lengths))}
         self.lexicon_index = dict(index)
         freqs, rows = np.asarray(freqs, dtype=np.float64).copy(), np.asarray(rows, dtype=np.int64)
-        taught_freqs, taught_rows = [], []
+        # one array for the lexicon's and the taught words' frequencies, filled as the taught words are read
+        freqs = np.concatenate([freqs, np.zeros(len(taught_words))])
+        count, taught_rows = len(rows), []
         for k, ids in enumerate(taught_words):
-            freq = suggested_frequency(ids, index, np.concatenate([freqs, taught_freqs]))
-            if ids in index and index[ids] < len(freqs):
+            freq = suggested_frequency(ids, index, freqs)
+            if ids in index:  # a lexicon word, or taught twice (two entries that read alike)
                 freqs[index[ids]] = max(freqs[index[ids]], freq)
-            elif ids in index:  # taught twice (two entries that read alike)
-                taught_freqs[index[ids] - len(freqs)] = max(taught_freqs[index[ids] - len(freqs)], freq)
             else:
-                index[ids] = len(freqs) + len(taught_freqs)
-                taught_freqs.append(freq)
+                index[ids] = count
+                freqs[count] = freq
+                count += 1
                 taught_rows.append(first_taught_row + k)
+        freqs = freqs[:count]
         self.matcher = ahocorasick.Automaton()
         for ids, word in index.items():
             self.matcher.add_word(id_string(ids), (word, len(ids)))
         self.matcher.make_automaton()
-        self._freqs = np.concatenate([freqs, taught_freqs])
+        self._freqs = freqs
         self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
         self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
         self.word_set_size, self.cache_size = word_set_size, cache_size
