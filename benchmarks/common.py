@@ -136,13 +136,18 @@ def short_tag(tag: str) -> str:
 
 
 def run_one(name: str, args: list[str], threads: int) -> float:
-    """``python train.py ARGS --output_dir benchmarks/runs/NAME``, logged to ``train.log``; wall seconds."""
+    """``python train.py ARGS --output_dir benchmarks/runs/NAME``, logged to ``train.log``; wall seconds.
+
+    A folder that already holds a checkpoint (a run stopped at a session's end) resumes from its last one."""
     out = RUNS_DIR / name
     out.mkdir(parents=True, exist_ok=True)
+    resume = any(out.glob("checkpoint-*/trainer_state.json"))
     cmd = [sys.executable, "train.py", *args, "--output_dir", str(out)]
+    if resume:
+        cmd += ["--resume_from_checkpoint", "last"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     start = time.time()
-    with open(out / "train.log", "w") as log:
+    with open(out / "train.log", "a" if resume else "w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
         subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
