@@ -33,7 +33,10 @@ def argv(flags: Flags) -> list[str]:
     return out
 
 
+# the encoder's input features of issue 45 (char bigrams, softword, jieba word sets), and the training recipe that
+# benchmarks/encoder.py measured on MSRA (dropout 0.5 on the embeddings and the BiLSTM's output, lr 2e-3)
 ENCODER_FEATURES = {"use_bigrams": True, "use_softword": True, "use_word_sets": True}
+ENCODER_RECIPE = {"hidden_dropout_prob": 0.5, "learning_rate": 2e-3}
 SAMPLE_MODELS: dict[
     str, Flags
 ] = {  # the speed benchmarks' models, trained on the embedded sample when no folder is given

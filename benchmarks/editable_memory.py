@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from common import RUNS_DIR, markdown_table, results, run_all
+from common import ENCODER_FEATURES, RUNS_DIR, markdown_table, results, run_all
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
@@ -45,8 +45,7 @@ MODELS = {  # name -> train.py flags
     # the same on the encoder with char bigrams, softword and word sets (issue 45), whose lexicon the taught
     # entities also enter
     "entity_swap50_features": {
-        "num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5, "use_bigrams": True,
-        "use_softword": True, "use_word_sets": True,
+        "num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5, **ENCODER_FEATURES,
     },
 }  # fmt: skip
 HALVES = ("T1", "all")  # trained on T1, or on all of train (the upper bound)

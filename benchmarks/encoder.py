@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import RUNS_DIR, flags_from_argv, markdown_table, results, run_all
+from common import ENCODER_FEATURES, ENCODER_RECIPE, RUNS_DIR, flags_from_argv, markdown_table, results, run_all
 
 BASE = {
     "num_memory": 0,
@@ -34,7 +34,7 @@ SPLIT = {"msra": "test", "peoples_daily": "test", "cluener": "validation"}
 # recipe steps: name -> the flags that differ from BASE
 STEPS = {
     "recipe_drop05": {"hidden_dropout_prob": 0.5},
-    "recipe_drop05_lr2e3": {"hidden_dropout_prob": 0.5, "learning_rate": 2e-3},
+    "recipe_drop05_lr2e3": ENCODER_RECIPE,
 }
 # input features on a recipe: name -> the flags that add them
 FEATURES = {
@@ -42,10 +42,10 @@ FEATURES = {
     "softword": {"use_softword": True},
     "wordsets": {"use_word_sets": True},
     "bigrams_softword": {"use_bigrams": True, "use_softword": True},
-    "all": {"use_bigrams": True, "use_softword": True, "use_word_sets": True},
+    "all": ENCODER_FEATURES,
     # bigram and word embeddings from their characters' Tencent vectors (train.py --feature_vectors chars)
     "bigrams_softword_chars": {"use_bigrams": True, "use_softword": True, "feature_vectors": "chars"},
-    "all_chars": {"use_bigrams": True, "use_softword": True, "use_word_sets": True, "feature_vectors": "chars"},
+    "all_chars": {**ENCODER_FEATURES, "feature_vectors": "chars"},
 }
 for _step in list(STEPS):
     for _name, _flags in FEATURES.items():

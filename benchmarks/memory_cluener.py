@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import flags_from_argv, results, run_all
+from common import ENCODER_FEATURES, ENCODER_RECIPE, flags_from_argv, results, run_all
 
 COMMON = {"dataset": "cluener", "char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
-ENCODER_FEATURES = {"use_bigrams": True, "use_softword": True, "use_word_sets": True}
 GROUPS = {
     "baseline": ({"num_memory": 0}, [1, 2, 3]),  # the same model without memory (self-attention kept)
     "category": (
@@ -42,19 +41,10 @@ GROUPS = {
     # the encoder's input features (issue 45): char bigrams, softword and jieba word sets, with and without memory
     "baseline_features": ({"num_memory": 0, **ENCODER_FEATURES}, [1, 2, 3]),
     "entity_features": ({"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES}, [1, 2, 3]),
-    # the same with the MSRA recipe of benchmarks/encoder.py (dropout 0.5, lr 2e-3)
-    "baseline_features_recipe": (
-        {"num_memory": 0, **ENCODER_FEATURES, "hidden_dropout_prob": 0.5, "learning_rate": 2e-3},
-        [1, 2, 3],
-    ),
+    # the same with the MSRA recipe of benchmarks/encoder.py
+    "baseline_features_recipe": ({"num_memory": 0, **ENCODER_FEATURES, **ENCODER_RECIPE}, [1, 2, 3]),
     "entity_features_recipe": (
-        {
-            "num_memory": 4,
-            "memory_method": "entity",
-            **ENCODER_FEATURES,
-            "hidden_dropout_prob": 0.5,
-            "learning_rate": 2e-3,
-        },
+        {"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES, **ENCODER_RECIPE},
         [1, 2, 3],
     ),
     # the ablation: each feature alone, and bigrams with softword, without memory
