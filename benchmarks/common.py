@@ -33,18 +33,27 @@ def argv(flags: Flags) -> list[str]:
     return out
 
 
-# the encoder's input features of issue 45 (char bigrams, softword, jieba word sets), and the training recipe that
-# benchmarks/encoder.py measured on MSRA (dropout 0.5 on the embeddings and the BiLSTM's output, lr 2e-3)
+# the encoder's input features of issue 45 (char bigrams, softword, jieba word sets), each alone and together, and
+# the training recipe that benchmarks/encoder.py measured on MSRA (dropout 0.5 on the embeddings and the BiLSTM's
+# output, lr 2e-3)
 ENCODER_FEATURES = {"use_bigrams": True, "use_softword": True, "use_word_sets": True}
+FEATURE_SETS: dict[str, Flags] = {
+    "bigrams": {"use_bigrams": True},
+    "softword": {"use_softword": True},
+    "wordsets": {"use_word_sets": True},
+    "bigrams_softword": {"use_bigrams": True, "use_softword": True},
+    "features": ENCODER_FEATURES,
+}
 ENCODER_RECIPE = {"hidden_dropout_prob": 0.5, "learning_rate": 2e-3}
+PLAIN = {"num_memory": 0, "use_self_attention": False}
 SAMPLE_MODELS: dict[
     str, Flags
 ] = {  # the speed benchmarks' models, trained on the embedded sample when no folder is given
-    "plain": {"num_memory": 0, "use_self_attention": False},
+    "plain": PLAIN,
     "memory": {},  # train.py's default: the memory network, entity retrieval
     "seq2seq": {"model_type": "seq2seq"},
-    # the same with the encoder's input features (bigrams, softword, word sets), to time what they cost
-    "plain_features": {"num_memory": 0, "use_self_attention": False, **ENCODER_FEATURES},
+    # the plain tagger with each set of input features, and the memory network with all three: what they cost
+    **{f"plain_{name}": {**PLAIN, **flags} for name, flags in FEATURE_SETS.items()},
     "memory_features": dict(ENCODER_FEATURES),
 }
 

@@ -17,7 +17,16 @@ from __future__ import annotations
 
 import argparse
 
-from common import ENCODER_FEATURES, ENCODER_RECIPE, RUNS_DIR, flags_from_argv, markdown_table, results, run_all
+from common import (
+    ENCODER_FEATURES,
+    ENCODER_RECIPE,
+    FEATURE_SETS,
+    RUNS_DIR,
+    flags_from_argv,
+    markdown_table,
+    results,
+    run_all,
+)
 
 BASE = {
     "num_memory": 0,
@@ -38,13 +47,9 @@ STEPS = {
 }
 # input features on a recipe: name -> the flags that add them
 FEATURES = {
-    "bigrams": {"use_bigrams": True},
-    "softword": {"use_softword": True},
-    "wordsets": {"use_word_sets": True},
-    "bigrams_softword": {"use_bigrams": True, "use_softword": True},
-    "all": ENCODER_FEATURES,
+    **{"all" if name == "features" else name: flags for name, flags in FEATURE_SETS.items()},
     # bigram and word embeddings from their characters' Tencent vectors (train.py --feature_vectors chars)
-    "bigrams_softword_chars": {"use_bigrams": True, "use_softword": True, "feature_vectors": "chars"},
+    "bigrams_softword_chars": {**FEATURE_SETS["bigrams_softword"], "feature_vectors": "chars"},
     "all_chars": {**ENCODER_FEATURES, "feature_vectors": "chars"},
 }
 for _step in list(STEPS):

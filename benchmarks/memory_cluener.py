@@ -7,7 +7,10 @@ predicted out of fold (the default) or in sample by the final classifier; memory
 (oracle) and memory+random one seed each. Nine runs must fit a 2-core CPU session, so each trains
 8 epochs instead of the paper's 20 (the BiLSTM-CRF baselines peak at epoch 9-10 of 20, with the
 learning rate already half-decayed). The groups `baseline_20ep` and `category_20ep` are the paper's
-20 epochs, three seeds each; `category_memgrad` trains the encoder through the memories too.
+20 epochs, three seeds each; `category_memgrad` trains the encoder through the memories too. The encoder's input
+features (issue 45): `baseline_features` / `entity_features` (and `_recipe`: dropout 0.5, lr 2e-3), the ablation
+`baseline_<feature set>`, and the seq2seq tagger against the BiLSTM-CRF of its own size (`seq2seq`, `crf128`, each
+also `_features_recipe`).
 
     python benchmarks/memory_cluener.py [--groups baseline category] [--seeds 1 2] [--parallel 2]
     python benchmarks/memory_cluener.py --table-only
@@ -18,9 +21,10 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import ENCODER_FEATURES, ENCODER_RECIPE, flags_from_argv, results, run_all
+from common import ENCODER_FEATURES, ENCODER_RECIPE, FEATURE_SETS, flags_from_argv, results, run_all
 
 COMMON = {"dataset": "cluener", "char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
+CRF128 = {"num_memory": 0, "use_self_attention": False, "lstm_hidden_size": 128, "tag_scheme": "BIEO"}
 GROUPS = {
     "baseline": ({"num_memory": 0}, [1, 2, 3]),  # the same model without memory (self-attention kept)
     "category": (
@@ -48,10 +52,17 @@ GROUPS = {
         [1, 2, 3],
     ),
     # the ablation: each feature alone, and bigrams with softword, without memory
-    "baseline_bigrams": ({"num_memory": 0, "use_bigrams": True}, [1]),
-    "baseline_softword": ({"num_memory": 0, "use_softword": True}, [1]),
-    "baseline_wordsets": ({"num_memory": 0, "use_word_sets": True}, [1]),
-    "baseline_bigrams_softword": ({"num_memory": 0, "use_bigrams": True, "use_softword": True}, [1]),
+    **{
+        f"baseline_{name}": ({"num_memory": 0, **flags}, [1])
+        for name, flags in FEATURE_SETS.items()
+        if name != "features"
+    },
+    # the seq2seq tagger against the BiLSTM-CRF of its own encoder (the seq2seq paper's: 128 per direction, BIEO, no
+    # self-attention), with the features and recipe and without
+    "crf128": ({**CRF128}, [1]),
+    "seq2seq": ({"model_type": "seq2seq"}, [1]),
+    "crf128_features_recipe": ({**CRF128, **ENCODER_FEATURES, **ENCODER_RECIPE}, [1]),
+    "seq2seq_features_recipe": ({"model_type": "seq2seq", **ENCODER_FEATURES, **ENCODER_RECIPE}, [1]),
     "hybrid": ({"num_memory": 4, "memory_method": "hybrid"}, [1, 2, 3]),
     # entity retrieval trained to read new entities from memories (editable_memory.py's upper bound)
     "entity_swap50": ({"num_memory": 4, "memory_method": "entity", "memory_entity_swap_prob": 0.5}, [1, 2, 3]),
