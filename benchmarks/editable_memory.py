@@ -13,6 +13,7 @@ the entities whose string is an entity in T2 but not in T1 (what only the added 
 
     python benchmarks/editable_memory.py --corpus cluener --train [--parallel 2]   # write T1/T2, train the runs
     python benchmarks/editable_memory.py --corpus cluener                          # score every route
+    python benchmarks/editable_memory.py --corpus msra --retrained-only            # only the upper bound
 """
 
 from __future__ import annotations
@@ -170,6 +171,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--halves", nargs="+", choices=HALVES, default=list(HALVES))
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument(
+        "--retrained-only", action="store_true", help="score only the runs retrained on all of train (the last row)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.train:
@@ -182,11 +186,12 @@ def main() -> None:
         run_all(runs, args.parallel, "editable-memory runs")
         return
     for corpus in args.corpus:
-        print(table(corpus, args.models))
+        print(table(corpus, args.models, args.retrained_only))
 
 
-def table(corpus: str, models: list[str]) -> str:
-    """Every route on ``corpus``'s scored split, for the T1 runs of ``models`` that have finished."""
+def table(corpus: str, models: list[str], retrained_only: bool = False) -> str:
+    """Every route on ``corpus``'s scored split, for the T1 runs of ``models`` that have finished, and the same
+    models retrained on all of train (``retrained_only``: these alone)."""
     paths = write_halves(corpus)
     t1, t2 = labelled(paths["T1"]), labelled(paths["T2"])
     dictionary = dictionary_of(*t2)
@@ -213,25 +218,24 @@ def table(corpus: str, models: list[str]) -> str:
 
     for model_name in models:
         name = run_name(corpus, model_name, "T1")
-        if load(name) is None:
-            continue
-        row(f"{model_name}, trained on T1: nothing added", *load(name))
-        model, tokenizer = load(name)  # each route starts from the saved model
-        model.add_memories(t2[0], t2[1], tokenizer)
-        row(f"{model_name}: T2's sentences added (`add_memories`)", model, tokenizer)
-        for form in ENTITY_MEMORY_FORMS:
-            model, tokenizer = load(name)
-            model.add_entities(dictionary, tokenizer, memory_form=form)
-            row(f"{model_name}: the dictionary through memory (`add_entities`, {form})", model, tokenizer)
-            if getattr(model.encoder, "features", None) is not None and model.encoder.features.reads_lexicon:
-                model.config.taught_entities_in_lexicon = False
-                row(f"{model_name}: the same, the taught strings not in the lexicon features "
-                    "(`taught_entities_in_lexicon=False`)", model, tokenizer)  # fmt: skip
-                model.config.taught_entities_in_lexicon = True
-            model.config.taught_entities_only = False
-            row(f"{model_name}: the same, the whole reading with the memories (`taught_entities_only=False`)", model,
-                tokenizer)  # fmt: skip
-        row(f"{model_name}: the dictionary forced (`force_entities=True`)", *load(name), force=dictionary)
+        if not retrained_only and load(name) is not None:
+            row(f"{model_name}, trained on T1: nothing added", *load(name))
+            model, tokenizer = load(name)  # each route starts from the saved model
+            model.add_memories(t2[0], t2[1], tokenizer)
+            row(f"{model_name}: T2's sentences added (`add_memories`)", model, tokenizer)
+            for form in ENTITY_MEMORY_FORMS:
+                model, tokenizer = load(name)
+                model.add_entities(dictionary, tokenizer, memory_form=form)
+                row(f"{model_name}: the dictionary through memory (`add_entities`, {form})", model, tokenizer)
+                if getattr(model.encoder, "features", None) is not None and model.encoder.features.reads_lexicon:
+                    model.config.taught_entities_in_lexicon = False
+                    row(f"{model_name}: the same, the taught strings not in the lexicon features "
+                        "(`taught_entities_in_lexicon=False`)", model, tokenizer)  # fmt: skip
+                    model.config.taught_entities_in_lexicon = True
+                model.config.taught_entities_only = False
+                row(f"{model_name}: the same, the whole reading with the memories (`taught_entities_only=False`)",
+                    model, tokenizer)  # fmt: skip
+            row(f"{model_name}: the dictionary forced (`force_entities=True`)", *load(name), force=dictionary)
         full = load(run_name(corpus, model_name, "all"))
         if full is not None:
             row(f"{model_name}, retrained on all of train", *full)
