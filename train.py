@@ -242,6 +242,13 @@ class ModelArguments:
             "jieba) or a file of 'word [frequency [POS]]' lines; saved into the model"
         },
     )
+    feature_projection_size: int = field(
+        default=MEMORY_DEFAULTS.feature_projection_size,
+        metadata={
+            "help": "BiLSTM with input features: project them to this width before the BiLSTM (0: as they are); "
+            "a narrower BiLSTM input tags faster"
+        },
+    )
     feature_vectors: Literal["random", "chars"] = field(
         default="random",
         metadata={
@@ -607,6 +614,7 @@ def architecture(model_args: ModelArguments, data_args: DataArguments) -> dict:
         "lstm_hidden_size": model_args.lstm_hidden_size,
         "use_softword": model_args.use_softword,
         "use_word_sets": model_args.use_word_sets,
+        "feature_projection_size": model_args.feature_projection_size,
     }
     if model_args.model_type == "memory":
         kwargs.update(

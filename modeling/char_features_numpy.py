@@ -196,6 +196,9 @@ class CharFeaturesArrays:
         self.tables = {name: arrays[name] for name in ("bigram", "softword", "word") if name in arrays}
         self.vocab_size = int(arrays["vocab_size"])
         self.bigram_keys = arrays.get("bigram_keys")
+        self.projection = (
+            (arrays["projection_weight"].T, arrays["projection_bias"]) if "projection_weight" in arrays else None
+        )
         self.lexicon = None
         if "word_ids" in arrays:
             taught = [tuple(int(i) for i in row if i) for row in arrays["taught_words"]]
@@ -216,7 +219,11 @@ class CharFeaturesArrays:
             if "word" in self.tables:  # eq. 10 per set, eq. 11 side by side
                 pooled = (self.tables["word"][rows] * weights[..., None]).sum(axis=3)
                 parts.append(pooled.reshape(*rows.shape[:2], -1))
-        return np.concatenate(parts, axis=-1).astype(np.float32)
+        features = np.concatenate(parts, axis=-1).astype(np.float32)
+        if self.projection is not None:
+            weight, bias = self.projection
+            features = features @ weight + bias
+        return features
 
 
 def suggested_frequency(word: tuple[int, ...], index: dict[tuple[int, ...], int], freqs: np.ndarray) -> float:

@@ -66,8 +66,7 @@ class MemoryNetPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
         elif isinstance(module, MemoryBank):  # only a bank saved without its written characters lacks them
             init.zeros_(module.chars)
         elif isinstance(module, CharFeatures):
-            for table in module.embedding_tables():
-                init.normal_(table.weight, 0.0, table.embedding_dim**-0.5)  # as wide a spread as a char vector's
+            module.reset_parameters()
         elif isinstance(module, CharBiLSTMEncoder):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
             init.normal_(module.embeddings.weight, 0.0, 1.0)

@@ -71,8 +71,7 @@ class Seq2SeqAttnPreTrainedModel(EncoderParametersMixin, PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, CharFeatures):
-            for table in module.embedding_tables():
-                init.normal_(table.weight, 0.0, table.embedding_dim**-0.5)  # as wide a spread as a char vector's
+            module.reset_parameters()
         elif isinstance(module, CharBiLSTMEncoder) and isinstance(module.embeddings, nn.Embedding):
             # N(0, 1) character embeddings, as nn.Embedding does; the generic N(0, 0.02) is too small for an LSTM
             init.normal_(module.embeddings.weight, 0.0, 1.0)

@@ -157,6 +157,8 @@ def features_arrays(features) -> dict[str, np.ndarray]:
     if features.word_embeddings is not None:
         table, taught = features.word_embeddings.weight, features.taught_vectors
         out["word"] = torch.cat([table, taught.to(table)]) if taught is not None and len(taught) else table
+    if features.projection is not None:
+        out.update(projection_weight=features.projection.weight, projection_bias=features.projection.bias)
     if features.reads_lexicon:
         taught = features.taught_words
         width = max((len(w) for w in taught), default=1)

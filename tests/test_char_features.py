@@ -173,6 +173,34 @@ def test_a_saved_folder_tags_the_same_in_a_fresh_process_that_cannot_read_jiebas
     assert torch.allclose(torch.tensor(json.loads(lines[-1])), expected, atol=1e-6)
 
 
+def test_projected_features_in_torch_and_in_numpy_for_onnx(tokenizer, tmp_path):
+    """``feature_projection_size``: the concatenated features through one linear layer, the same in the NumPy
+    features that the ONNX graphs take, and saved with the model."""
+    from modeling.char_features_numpy import CharFeaturesArrays
+    from modeling.onnx_export import features_arrays
+
+    model, _ = model_with(tokenizer, ["北京大学生在上海读书了"], feature_projection_size=3)
+    features = model.encoder.features
+    assert features.output_size == 3 and model.encoder.lstm.input_size == 4 + 3
+    whole, _ = model_with(tokenizer, ["北京大学生在上海读书了"])
+    whole.encoder.features.load_state_dict(features.state_dict(), strict=False)  # the same tables, no projection
+    rows = encode_chars(tokenizer, [list("北京大学生在上海市读书了"), list("在上海")])["input_ids"]
+    ids = torch.tensor([row + [0] * (len(rows[0]) - len(row)) for row in rows])  # the second row padded
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        projected, unprojected = features(ids, mask), whole.encoder.features(ids, mask)
+    assert unprojected.shape[-1] == 3 + 2 + 4 * 2
+    weight, bias = features.projection.weight, features.projection.bias
+    assert torch.allclose(projected, unprojected @ weight.T + bias, atol=1e-6)
+    in_numpy = CharFeaturesArrays(features_arrays(features))(ids.numpy(), mask.numpy())
+    assert np.allclose(in_numpy, projected.numpy(), atol=1e-5)
+    model.save_pretrained(tmp_path / "model")
+    loaded = MemoryNetForTokenClassification.from_pretrained(tmp_path / "model").eval()
+    assert loaded.config.feature_projection_size == 3
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
+
+
 def test_the_seq2seq_tagger_reads_the_same_features(tokenizer):
     """Both models build their BiLSTM from one class, features included."""
     from modeling import Seq2SeqAttnConfig, Seq2SeqAttnTagger
