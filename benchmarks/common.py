@@ -45,6 +45,7 @@ FEATURE_SETS: dict[str, Flags] = {
     "features": ENCODER_FEATURES,
 }
 ENCODER_RECIPE = {"hidden_dropout_prob": 0.5, "learning_rate": 2e-3}
+FEATURE_PROJECTIONS = (64, 128)  # train.py --feature_projection_size: narrower BiLSTM inputs, timed and scored
 PLAIN = {"num_memory": 0, "use_self_attention": False}
 SAMPLE_MODELS: dict[
     str, Flags
@@ -54,6 +55,10 @@ SAMPLE_MODELS: dict[
     "seq2seq": {"model_type": "seq2seq"},
     # the plain tagger with each set of input features, and the memory network with all three: what they cost
     **{f"plain_{name}": {**PLAIN, **flags} for name, flags in FEATURE_SETS.items()},
+    **{
+        f"plain_features_p{k}": {**PLAIN, **ENCODER_FEATURES, "feature_projection_size": k}
+        for k in FEATURE_PROJECTIONS
+    },
     "memory_features": dict(ENCODER_FEATURES),
 }
 

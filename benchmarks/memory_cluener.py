@@ -21,7 +21,15 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import ENCODER_FEATURES, ENCODER_RECIPE, FEATURE_SETS, flags_from_argv, results, run_all
+from common import (
+    ENCODER_FEATURES,
+    ENCODER_RECIPE,
+    FEATURE_PROJECTIONS,
+    FEATURE_SETS,
+    flags_from_argv,
+    results,
+    run_all,
+)
 
 COMMON = {"dataset": "cluener", "char_vectors": "tencent", "use_self_attention": True, "num_train_epochs": 8}
 CRF128 = {"num_memory": 0, "use_self_attention": False, "lstm_hidden_size": 128, "tag_scheme": "BIEO"}
@@ -51,6 +59,14 @@ GROUPS = {
         {"num_memory": 4, "memory_method": "entity", **ENCODER_FEATURES, **ENCODER_RECIPE},
         [1, 2, 3],
     ),
+    # the features projected to a narrower BiLSTM input (--feature_projection_size), for speed
+    **{
+        f"baseline_features_recipe_p{k}": (
+            {"num_memory": 0, **ENCODER_FEATURES, **ENCODER_RECIPE, "feature_projection_size": k},
+            [1],
+        )
+        for k in FEATURE_PROJECTIONS
+    },
     # the ablation: each feature alone, and bigrams with softword, without memory
     **{
         f"baseline_{name}": ({"num_memory": 0, **flags}, [1])
