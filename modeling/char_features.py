@@ -144,6 +144,7 @@ class CharFeatures(nn.Module):
             self._lexicon = LexiconFeatures(
                 self.word_ids.cpu().numpy(), self.word_freqs.double().cpu().numpy(), self.word_rows.cpu().numpy(),
                 self.word_set_size, self.taught_words, table_rows, self.cache_size,
+                softword=self.softword_embeddings is not None, word_sets=self.word_embeddings is not None,
             )  # fmt: skip
         return self._lexicon
 

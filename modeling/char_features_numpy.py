@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from itertools import chain
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -19,13 +20,13 @@ _OFFSET = 0x10000  # token id i is the character chr(_OFFSET + i) of the automat
 
 def id_string(ids: Sequence[int]) -> str:
     """Token ids as a string the automaton matches (one character per id)."""
-    return "".join(chr(_OFFSET + int(i)) for i in ids)
+    return (np.asarray(ids, dtype=np.uint32) + _OFFSET).astype("<u4").tobytes().decode("utf-32-le")
 
 
 class LexiconFeatures:
     """A lexicon (each word's token ids, frequency and embedding row) and the words taught after training, matched
-    with an Aho-Corasick automaton (``pyahocorasick``); the softword ids and word sets of token sequences, the
-    last ``cache_size`` sequences' kept."""
+    with an Aho-Corasick automaton (``pyahocorasick``); the softword ids and word sets of token sequences (those
+    that ``softword`` / ``word_sets`` ask for; the other zeros), the last ``cache_size`` sequences' kept."""
 
     def __init__(
         self,
@@ -36,6 +37,8 @@ class LexiconFeatures:
         taught_words: Sequence[tuple[int, ...]] = (),
         first_taught_row: int = 0,
         cache_size: int = 4096,
+        softword: bool = True,
+        word_sets: bool = True,
     ):
         import ahocorasick
 
@@ -58,8 +61,11 @@ class LexiconFeatures:
         freqs = freqs[:count]
         self.matcher = ahocorasick.Automaton()
         for ids, word in index.items():
-            self.matcher.add_word(id_string(ids), (word, len(ids)))
+            self.matcher.add_word(id_string(ids), word)
         self.matcher.make_automaton()
+        self._lengths = np.zeros(count, dtype=np.int64)
+        self._lengths[list(index.values())] = [len(ids) for ids in index]
+        self.softword, self.word_sets = softword, word_sets
         self._freqs = freqs
         self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
         self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
@@ -102,17 +108,20 @@ class LexiconFeatures:
         """Features of several token sequences at once: their words matched one text at a time, the rest in
         array operations over all of them."""
         lengths = np.array([len(ids) for ids in texts])
-        found = [self.matches(ids) for ids in texts]
+        found = [list(self.matcher.iter(id_string(ids))) for ids in texts]  # (last position, word) pairs
         text_of = np.repeat(np.arange(len(texts)), [len(m) for m in found])
-        matched = np.array([m for ms in found for m in ms], dtype=np.int64).reshape(-1, 3)
-        starts, ends, words = matched.T
-        softword = self._softword(lengths, text_of, starts, ends, words)
-        rows, weights = self._word_sets(lengths, text_of, starts, ends, words)
+        last, words = np.fromiter(chain.from_iterable(chain.from_iterable(found)), np.int64).reshape(-1, 2).T
+        ends = last + 1
+        starts = ends - self._lengths[words]
+        count, width = len(texts), int(lengths.max())
+        shape = (count, width, len(POSITIONS), self.word_set_size)
+        softword = np.zeros((count, width), dtype=np.int64)
+        rows, weights = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
+        if self.softword:
+            softword = self._softword(lengths, text_of, starts, ends, words)
+        if self.word_sets:
+            rows, weights = self._word_sets(lengths, text_of, starts, ends, words)
         return [(softword[k, :n], rows[k, :n], weights[k, :n]) for k, n in enumerate(lengths)]
-
-    def matches(self, ids: Sequence[int]) -> list[tuple[int, int, int]]:
-        """Every lexicon word in the sequence: ``(start, end, word index)``, by end then length."""
-        return [(end + 1 - length, end + 1, word) for end, (word, length) in self.matcher.iter(id_string(ids))]
 
     def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:
         """B/M/E/S of each token (ids 1-4) on the best route through the lexicon's words, as jieba's ``calc``
@@ -204,7 +213,7 @@ class CharFeaturesArrays:
             taught = [tuple(int(i) for i in row if i) for row in arrays["taught_words"]]
             self.lexicon = LexiconFeatures(
                 arrays["word_ids"], arrays["word_freqs"], arrays["word_rows"], int(arrays["word_set_size"]), taught,
-                int(arrays["first_taught_row"]),
+                int(arrays["first_taught_row"]), softword="softword" in self.tables, word_sets="word" in self.tables,
             )  # fmt: skip
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -217,13 +226,26 @@ class CharFeaturesArrays:
             if "softword" in self.tables:
                 parts.append(self.tables["softword"][softword])
             if "word" in self.tables:  # eq. 10 per set, eq. 11 side by side
-                pooled = (self.tables["word"][rows] * weights[..., None]).sum(axis=3)
-                parts.append(pooled.reshape(*rows.shape[:2], -1))
+                parts.append(pooled_sets(self.tables["word"], rows, weights))
         features = np.concatenate(parts, axis=-1).astype(np.float32)
         if self.projection is not None:
             weight, bias = self.projection
             features = features @ weight + bias
         return features
+
+
+def pooled_sets(table: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[batch, length, 4 * d]``: each set's rows of ``table`` summed with their weights (``embedding_bag`` with
+    per-sample weights). Only the filled places are read: most of a set's ``word_set_size`` places are empty."""
+    batch, length, sets, size = rows.shape
+    filled = np.flatnonzero(weights)  # in order, so each set's places are consecutive
+    bag = filled // size
+    first = np.r_[True, bag[1:] != bag[:-1]] if len(bag) else np.zeros(0, dtype=bool)
+    out = np.zeros((batch * length * sets, table.shape[1]), dtype=np.float32)
+    if len(filled):
+        terms = table[rows.reshape(-1)[filled]] * weights.reshape(-1)[filled, None]
+        out[bag[first]] = np.add.reduceat(terms, np.flatnonzero(first), axis=0)
+    return out.reshape(batch, length, sets * table.shape[1])
 
 
 def suggested_frequency(word: tuple[int, ...], index: dict[tuple[int, ...], int], freqs: np.ndarray) -> float:
