@@ -182,6 +182,8 @@ def test_projected_features_in_torch_and_in_numpy_for_onnx(tokenizer, tmp_path):
     model, _ = model_with(tokenizer, ["北京大学生在上海读书了"], feature_projection_size=3)
     features = model.encoder.features
     assert features.output_size == 3 and model.encoder.lstm.input_size == 4 + 3
+    with torch.no_grad():
+        features.projection.bias.uniform_(-1.0, 1.0)  # a trained bias is not zero
     whole, _ = model_with(tokenizer, ["北京大学生在上海读书了"])
     whole.encoder.features.load_state_dict(features.state_dict(), strict=False)  # the same tables, no projection
     rows = encode_chars(tokenizer, [list("北京大学生在上海市读书了"), list("在上海")])["input_ids"]
