@@ -8,7 +8,7 @@ predicted out of fold (the default) or in sample by the final classifier; memory
 8 epochs instead of the paper's 20 (the BiLSTM-CRF baselines peak at epoch 9-10 of 20, with the
 learning rate already half-decayed). The groups `baseline_20ep` and `category_20ep` are the paper's
 20 epochs, three seeds each; `category_memgrad` trains the encoder through the memories too. The encoder's input
-features (issue 45): `baseline_features` / `entity_features` (and `_recipe`: dropout 0.5, lr 2e-3), the ablation
+features (issue 45): `baseline_features` / `entity_features` (and `_recipe`: `common.ENCODER_RECIPE`), the ablation
 `baseline_<feature set>`, and the seq2seq tagger against the BiLSTM-CRF of its own size (`seq2seq`, `crf128`, each
 also `_features_recipe`).
 
