@@ -218,8 +218,8 @@ def table(corpus: str, models: list[str], retrained_only: bool = False) -> str:
 
     for model_name in models:
         name = run_name(corpus, model_name, "T1")
-        if not retrained_only and load(name) is not None:
-            row(f"{model_name}, trained on T1: nothing added", *load(name))
+        if not retrained_only and (trained := load(name)) is not None:
+            row(f"{model_name}, trained on T1: nothing added", *trained)
             model, tokenizer = load(name)  # each route starts from the saved model
             model.add_memories(t2[0], t2[1], tokenizer)
             row(f"{model_name}: T2's sentences added (`add_memories`)", model, tokenizer)

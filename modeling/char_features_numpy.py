@@ -115,12 +115,14 @@ class LexiconFeatures:
         starts = ends - self._lengths[words]
         count, width = len(texts), int(lengths.max())
         shape = (count, width, len(POSITIONS), self.word_set_size)
-        softword = np.zeros((count, width), dtype=np.int64)
-        rows, weights = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
         if self.softword:
             softword = self._softword(lengths, text_of, starts, ends, words)
+        else:
+            softword = np.zeros((count, width), dtype=np.int64)
         if self.word_sets:
             rows, weights = self._word_sets(lengths, text_of, starts, ends, words)
+        else:
+            rows, weights = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
         return [(softword[k, :n], rows[k, :n], weights[k, :n]) for k, n in enumerate(lengths)]
 
     def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:
