@@ -43,7 +43,10 @@ class LexiconFeatures:
         import ahocorasick
 
         lengths = (word_ids > 0).sum(1).tolist()
-        index = {tuple(ids[:length]): word for word, (ids, length) in enumerate(zip(word_ids.tolist(), lengths))}
+        # a model built from its config before its lexicon is set holds rows of padding: no words
+        index = {
+            tuple(ids[:length]): word for word, (ids, length) in enumerate(zip(word_ids.tolist(), lengths)) if length
+        }
         self.lexicon_index = dict(index)
         freqs, rows = np.asarray(freqs, dtype=np.float64).copy(), np.asarray(rows, dtype=np.int64)
         # one array for the lexicon's and the taught words' frequencies, filled as the taught words are read
@@ -67,7 +70,9 @@ class LexiconFeatures:
         self._lengths[list(index.values())] = [len(ids) for ids in index]
         self.softword, self.word_sets = softword, word_sets
         self._freqs = freqs
-        self._log_freqs, self._log_total = np.log(self._freqs), math.log(self._freqs.sum())
+        with np.errstate(divide="ignore"):  # the padding rows' zero frequencies: never matched
+            self._log_freqs = np.log(self._freqs)
+        self._log_total = math.log(self._freqs.sum()) if index else 0.0
         self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
         self.word_set_size, self.cache_size = word_set_size, cache_size
         self._rows: OrderedDict[tuple, tuple] = OrderedDict()
@@ -108,7 +113,8 @@ class LexiconFeatures:
         """Features of several token sequences at once: their words matched one text at a time, the rest in
         array operations over all of them."""
         lengths = np.array([len(ids) for ids in texts])
-        found = [list(self.matcher.iter(id_string(ids))) for ids in texts]  # (last position, word) pairs
+        # (last position, word) pairs; an automaton without words cannot be searched
+        found = [list(self.matcher.iter(id_string(ids))) if len(self.matcher) else [] for ids in texts]
         text_of = np.repeat(np.arange(len(texts)), [len(m) for m in found])
         last, words = np.fromiter(chain.from_iterable(chain.from_iterable(found)), np.int64).reshape(-1, 2).T
         ends = last + 1

@@ -236,7 +236,7 @@ class ChineseNERPipeline(ChunkPipeline):
         return out
 
     def _tag_scores(self, logits: torch.Tensor, tags: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The probability of each chosen tag, for the windows that have an entity: a window tagged all ``O``
+        """The probability of each chosen tag, for the windows with a tag other than ``O``: a window tagged all ``O``
         reports no score, so its tag probabilities (the CRF's forward-backward) are not computed."""
         scores = torch.zeros(tags.shape, device=tags.device)
         outside = next((int(i) for i, tag in self.model.config.id2label.items() if tag == "O"), -100)

@@ -73,6 +73,18 @@ def test_softword_and_word_sets_of_a_hand_made_sentence(tokenizer):
     assert rows[12, 3, 0] == word["了"] and weights[12, 3, 0] == pytest.approx(4.0)
 
 
+def test_a_model_built_from_its_config_reads_no_words_until_its_lexicon_is_set(tokenizer):
+    """``from_config`` / ``Model(config)``: the lexicon buffers hold padding, which is no word; the model still
+    tags (every character a word alone, every set empty)."""
+    trained, _ = model_with(tokenizer, ["北京大学生在上海读书了"])
+    model = MemoryNetForTokenClassification(trained.config).eval()
+    ids = encode_chars(tokenizer, [CHARS])["input_ids"][0]
+    softword, rows, weights = model.encoder.features.text_features(tuple(ids))
+    assert softword.tolist() == [4] * len(ids)  # S: each token its own word
+    assert (rows[:, :, 0] == NO_WORD).all() and (weights[:, :, 0] == 1.0).all() and not weights[:, :, 1:].any()
+    assert model(torch.tensor([ids])).logits.shape == (1, len(ids), 4)
+
+
 def test_unknown_and_blank_characters_and_a_window_cut_through_a_word(tokenizer):
     model, lexicon = model_with(tokenizer, ["北京大学生在上海读书了"])
     features = model.encoder.features
