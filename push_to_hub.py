@@ -129,6 +129,25 @@ def model_index(name: str, results: dict, model_type: str) -> list[dict]:
     return [{"name": name, "results": entries}]
 
 
+def input_features_text(config: dict, args: dict) -> str:
+    """What the BiLSTM reads beside the characters, as the end of the card's encoder sentence ("" for nothing)."""
+    reads = []
+    if config.get("bigram_vocab_size"):
+        reads.append(f"char bigrams ({config['bigram_vocab_size']} in its vocabulary)")
+    if config.get("use_softword"):
+        reads.append("each character's position in its word (softword)")
+    if config.get("use_word_sets"):
+        reads.append("the lexicon words that begin, continue, end or are each character (SoftLexicon word sets)")
+    if not reads:
+        return ""
+    lexicon = args.get("lexicon", "jieba")
+    source = "jieba's dictionary" if lexicon == "jieba" else f"`{Path(lexicon).name}`"
+    text = ", and reads " + (", ".join(reads[:-1]) + " and " if len(reads) > 1 else "") + reads[-1]
+    if config.get("use_softword") or config.get("use_word_sets"):
+        text += f"; its lexicon ({config.get('lexicon_size')} words of {source}) is saved in the model"
+    return text
+
+
 def model_card(repo_name: str, config: dict, results: dict, license_: str) -> str:
     """The model card: YAML metadata (metrics from ``results``) and the text around them."""
     model_type = config.get("model_type", "")
@@ -159,6 +178,7 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
     encoder_text = (
         f"a character BiLSTM ({config.get('lstm_hidden_size')} per direction) over character embeddings"
         + (" initialised from the 200-d Tencent character vectors" if results.get("char_vectors") else "")
+        + input_features_text(config, args)
         if encoder == "bilstm"
         else f"the pretrained encoder `{encoder}`"
     )
@@ -232,6 +252,11 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
             "encoder",
             "char_vectors",
             "lstm_hidden_size",
+            "use_bigrams",
+            "use_softword",
+            "use_word_sets",
+            "feature_projection_size",
+            "hidden_dropout_prob",
             "use_self_attention",
             "num_memory",
             "memory_method",
@@ -256,6 +281,8 @@ def model_card(repo_name: str, config: dict, results: dict, license_: str) -> st
             model_type == "memory_ner" and args.get("num_memory") and args.get("memory_method") in CLASSIFIER_METHODS
         ):
             hidden |= {"type_classifier_kind", "type_classifier_encoder"}
+        if encoder != "bilstm":  # a pretrained encoder reads no input features
+            hidden |= {"use_bigrams", "use_softword", "use_word_sets", "feature_projection_size"}
         shown = {k: args[k] for k in keys if k in args and k not in hidden and args[k] is not None}
         lines.append("- Arguments of `train.py`: " + ", ".join(f"`--{k} {v}`" for k, v in shown.items()) + ".")
     if "train_runtime" in results:

@@ -125,7 +125,8 @@ class ModelArguments:
     )
     lstm_num_layers: int = field(default=MEMORY_DEFAULTS.lstm_num_layers, metadata={"help": "BiLSTM: layers"})
     hidden_dropout_prob: float = field(
-        default=MEMORY_DEFAULTS.hidden_dropout_prob, metadata={"help": "dropout (paper: 0.1)"}
+        default=MEMORY_DEFAULTS.hidden_dropout_prob,
+        metadata={"help": "dropout (paper: 0.1; a new BiLSTM's preset sets it)"},
     )
     use_self_attention: bool = field(
         default=MEMORY_DEFAULTS.use_self_attention,
@@ -222,18 +223,27 @@ class ModelArguments:
     )
     use_bigrams: bool = field(
         default=False,
-        metadata={"help": "BiLSTM: embed each character's bigram with its right neighbour (vocabulary: train)"},
+        metadata={
+            "help": "BiLSTM: embed each character's bigram with its right neighbour (vocabulary: train; a new "
+            "BiLSTM's preset sets it)"
+        },
     )
     bigram_min_count: int = field(
         default=2, metadata={"help": "BiLSTM, --use_bigrams: the training bigrams seen this often get a vector"}
     )
     use_softword: bool = field(
         default=MEMORY_DEFAULTS.use_softword,
-        metadata={"help": "BiLSTM: embed each character's position (B/M/E/S) in its word under --lexicon"},
+        metadata={
+            "help": "BiLSTM: embed each character's position (B/M/E/S) in its word under --lexicon (a new "
+            "BiLSTM's preset sets it)"
+        },
     )
     use_word_sets: bool = field(
         default=MEMORY_DEFAULTS.use_word_sets,
-        metadata={"help": "BiLSTM: the SoftLexicon word sets (B/M/E/S) of each character in --lexicon"},
+        metadata={
+            "help": "BiLSTM: the SoftLexicon word sets (B/M/E/S) of each character in --lexicon (a new BiLSTM's "
+            "preset sets it)"
+        },
     )
     lexicon: str = field(
         default="jieba",
@@ -398,14 +408,22 @@ class NERTrainingArguments(TrainingArguments):
     )
 
 
-# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. The
-# 204-sentence sample gives a BiLSTM only ~260 steps in 20 epochs at 1e-3: too few to learn much; 2e-3
-# for 30 epochs works (5e-3 suits the plain BiLSTM-CRF but makes the self-attention layer diverge). A
-# pretrained encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate), 2e-4 for the
-# other layers; the BiLSTM learns from scratch at 1e-3.
-DATASET_PRESETS = {"sample": {"learning_rate": 2e-3, "num_train_epochs": 30.0}}
+# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. The char BiLSTM
+# learns from scratch: it reads char bigrams, softword and jieba's word sets, with dropout 0.5 and lr 2e-3, which
+# score higher than the paper's plain characters, dropout 0.1 and lr 1e-3 on every corpus measured
+# (benchmarks/RESULTS.md, the character encoder; 5e-3 makes the self-attention layer diverge). A pretrained
+# encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate), 2e-4 for the other layers. The
+# 204-sentence sample needs 30 epochs for the BiLSTM to learn much.
+DATASET_PRESETS = {"sample": {"num_train_epochs": 30.0}}
 PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
-# the seq2seq model's own defaults where they differ from the memory network's (its lr 1e-3 is the general default)
+BILSTM_ENCODER_PRESET = {
+    "use_bigrams": True,
+    "use_softword": True,
+    "use_word_sets": True,
+    "hidden_dropout_prob": 0.5,
+    "learning_rate": 2e-3,
+}
+# the seq2seq model's own defaults where they differ from the memory network's
 MODEL_PRESETS = {
     "seq2seq": {"tag_scheme": Seq2SeqAttnConfig.tag_scheme, "lstm_hidden_size": Seq2SeqAttnConfig.lstm_hidden_size}
 }
@@ -425,12 +443,15 @@ TRAINING_SETTINGS = (
 )
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
+def parse_args(
+    argv: list[str] | None = None, presets_applied: list[str] | None = None
+) -> tuple[ModelArguments, DataArguments, NERTrainingArguments]:
     """The three argument dataclasses, from the command line or from one ``.json`` / ``.yaml`` file.
 
     Parsed twice: first what the user gave alone, which decides the presets (a saved model's fixed
-    arguments, then ``MODEL_PRESETS``, ``PRETRAINED_ENCODER_PRESET``, ``DATASET_PRESETS``); then the
-    presets under what the user gave, so that a flag the user passed always wins."""
+    arguments, then ``MODEL_PRESETS``, ``PRETRAINED_ENCODER_PRESET`` or ``BILSTM_ENCODER_PRESET``,
+    ``DATASET_PRESETS``); then the presets under what the user gave, so that a flag the user passed always wins.
+    Each preset applied is logged, or added to ``presets_applied`` for the caller to log."""
     parser = HfArgumentParser((ModelArguments, DataArguments, NERTrainingArguments))
     given = given_arguments(parser, sys.argv[1:] if argv is None else list(argv))
     model_args, data_args, _ = parse_dict(parser, given)
@@ -453,6 +474,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     presets = [
         (f"{model_args.model_type} model", MODEL_PRESETS.get(model_args.model_type, {})),
         ("pretrained encoder", PRETRAINED_ENCODER_PRESET if pretrained else {}),
+        ("BiLSTM encoder", {} if pretrained else BILSTM_ENCODER_PRESET),
         (f"{data_args.dataset} corpus", DATASET_PRESETS.get(data_args.dataset, {})),
     ]
     defaults = {"output_dir": default_output_dir(model_args, data_args)}  # not TrainingArguments' "trainer_output"
@@ -460,7 +482,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         for name, value in preset.items():
             if name not in given and name not in defaults:  # the first preset naming an argument wins over later ones
                 defaults[name] = value
-                logger.info("%s: --%s %s (preset; pass the flag to change it)", what, name, value)
+                note = f"{what}: --{name} {value} (preset; pass the flag to change it)"
+                if presets_applied is None:
+                    logger.info(note)
+                else:
+                    presets_applied.append(note)
     model_args, data_args, training_args = parse_dict(parser, {**defaults, **given})
 
     category = (
@@ -549,7 +575,16 @@ def saved_model_arguments(config) -> dict:
             f"--model_name_or_path: a {config.model_type!r} model is not a tagger of this project "
             f"({MemoryNetConfig.model_type} or {Seq2SeqAttnConfig.model_type})"
         )
-    out = {"model_type": model_type, "tag_scheme": config.tag_scheme, "max_seq_length": config.max_length}
+    out = {
+        "model_type": model_type,
+        "tag_scheme": config.tag_scheme,
+        "max_seq_length": config.max_length,
+        "hidden_dropout_prob": config.hidden_dropout_prob,
+        "use_bigrams": bool(config.bigram_vocab_size),
+        "use_softword": config.use_softword,
+        "use_word_sets": config.use_word_sets,
+        "feature_projection_size": config.feature_projection_size,
+    }
     if model_type == "memory":
         out.update(
             num_memory=config.num_memory,
@@ -735,7 +770,8 @@ def build_model(
 
 def main() -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_args()
+    presets: list[str] = []
+    model_args, data_args, training_args = parse_args(presets_applied=presets)
     logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARN)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -743,6 +779,8 @@ def main() -> dict:
     # 1. corpus: splits of {id, tokens, ner_tags}
     with training_args.main_process_first(desc="reading the corpus"):
         corpus = data_args.read_corpus()
+    for note in presets:  # after the corpus is read, so that an error in its files is the only line
+        logger.info(note)
     if training_args.should_log:
         print_summary(corpus, data_args.dataset)
     corpus = corpus.truncated(data_args.max_train_samples, data_args.max_eval_samples)

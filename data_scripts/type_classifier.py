@@ -48,12 +48,14 @@ def fit_type_classifier(
     output_dir: Path,
     epochs: float,
     init=None,
+    vocabularies=None,
 ):
     """One Trainer run of the multi-label entity-type classifier (``MemoryNetForEntityTypes``).
 
     With ``eval_ds`` it is evaluated every epoch and the best epoch kept, as the tagger is;
     without (the out-of-fold classifiers) it trains for ``epochs`` and keeps the last weights.
-    ``init``: a trained classifier to start from (fine-tuning a saved model)."""
+    ``init``: a trained classifier to start from (fine-tuning a saved model); ``vocabularies``: the tagger's own
+    classifier, whose BiLSTM's bigram vocabulary and lexicon a new BiLSTM classifier reads."""
     encoder = model_args.type_classifier_encoder or model_args.encoder
     pretrained_start = init is None and encoder != "bilstm"
     clf = (
@@ -63,8 +65,12 @@ def fit_type_classifier(
     )
     if init is not None:
         clf.type_classifier.load_state_dict(init.state_dict())
-    elif char_vectors and not pretrained_start:
-        init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
+    elif not pretrained_start:
+        features = getattr(clf.type_classifier.encoder, "features", None)
+        if features is not None:
+            features.copy_vocabularies(vocabularies.encoder.features)
+        if char_vectors:
+            init_char_embeddings(clf.type_classifier.encoder.embeddings, tokenizer.get_vocab(), *char_vectors)
     # a pretrained classifier encoder trains at the paper's 3e-5 (or the tagger's --encoder_learning_rate when it is
     # the same encoder)
     pretrained = config.type_classifier_encoder[0] == "transformers"
@@ -154,6 +160,7 @@ def train_type_classifier(
         out_dir,
         model_args.type_classifier_epochs,
         init,
+        model.type_classifier,
     )
     logits = {
         split: trainer.predict(ds.select_columns(["input_ids", "attention_mask"])).predictions
@@ -179,6 +186,7 @@ def train_type_classifier(
                 out_dir / f"fold{fold}",
                 model_args.type_classifier_epochs,
                 init,
+                model.type_classifier,
             )
             held_out_inputs = features["train"].select(held_out).select_columns(["input_ids", "attention_mask"])
             logits["train"][held_out] = fold_trainer.predict(held_out_inputs).predictions

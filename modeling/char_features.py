@@ -173,6 +173,15 @@ class CharFeatures(nn.Module):
         self.changed()
 
     @torch.no_grad()
+    def copy_vocabularies(self, other: "CharFeatures") -> None:
+        """The bigram vocabulary and the lexicon of ``other``, a module built from the same config (a new
+        entity-type classifier reads its tagger's)."""
+        for name in ("bigram_keys", "word_ids", "word_freqs", "word_rows"):
+            if hasattr(self, name):
+                getattr(self, name).copy_(getattr(other, name))
+        self.changed()
+
+    @torch.no_grad()
     def set_taught_words(self, words: Sequence[Sequence[int]], vectors: torch.Tensor | None = None) -> None:
         """Words taught after training (token ids), read as a user dictionary is read by jieba: each is a lexicon
         word with at least the frequency that makes it one word of the segmentation (:func:`suggested_frequency`),

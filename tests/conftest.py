@@ -72,14 +72,15 @@ def tiny_bert_dir(data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def memory_run(tmp_path_factory):
-    """A small memory network (n=2, pos_edit) trained by train.py on the embedded sample: (folder, results).
-    Shared by the memory-model, pipeline, push_to_hub and Space tests."""
+    """A small memory network (n=2, pos_edit) trained by train.py on the embedded sample: (folder, results). Its
+    BiLSTM reads train.py's default input features; dropout 0.1, as six epochs of a small model need. Shared by
+    the memory-model, pipeline, push_to_hub and Space tests."""
     out = tmp_path_factory.mktemp("memory")
     results = run_train(
         [
             "--output_dir", str(out), "--num_memory", "2", "--memory_method", "pos_edit",
-            "--num_train_epochs", "6", "--lstm_hidden_size", "64", "--save_strategy", "no",
-            "--load_best_model_at_end", "false",
+            "--num_train_epochs", "6", "--lstm_hidden_size", "64", "--hidden_dropout_prob", "0.1",
+            "--save_strategy", "no", "--load_best_model_at_end", "false",
         ]
     )  # fmt: skip
     return out, results
@@ -94,7 +95,7 @@ def swap_run(tmp_path_factory):
         [
             "--output_dir", str(out), "--num_memory", "2", "--memory_method", "entity",
             "--memory_entity_swap_prob", "0.5", "--num_train_epochs", "10", "--lstm_hidden_size", "64",
-            "--save_strategy", "no", "--load_best_model_at_end", "false",
+            "--hidden_dropout_prob", "0.1", "--save_strategy", "no", "--load_best_model_at_end", "false",
         ]
     )  # fmt: skip
     return out, results

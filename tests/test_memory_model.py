@@ -123,6 +123,10 @@ def test_category_retrieval_trains_and_stores_the_type_classifier(tmp_path):
         not info["missing_keys"] and not info["unexpected_keys"]
     )  # classifier and bank were saved, nothing re-initialised
     assert any(k.startswith("type_classifier.") for k in model.state_dict())
+    # train.py's BiLSTM reads a lexicon and bigrams by default; the classifier trained apart reads the tagger's
+    features, tagger_features = model.type_classifier.encoder.features, model.encoder.features
+    assert features.word_ids.any() and torch.equal(features.word_ids, tagger_features.word_ids)
+    assert torch.equal(features.bigram_keys, tagger_features.bigram_keys)
     tokenizer = BertTokenizerFast.from_pretrained(out)
     enc = tokenizer([list("我在北京工作")], is_split_into_words=True, return_tensors="pt")
     assert model.predict_entity_types(enc["input_ids"], enc["attention_mask"]).shape == (1, 10)

@@ -14,24 +14,33 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT))
 
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
+from modeling.char_features_numpy import CharFeaturesArrays  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 
 def emissions_by_onnx(folder, model, input_ids, attention_mask) -> np.ndarray:
+    features = CharFeaturesArrays(np.load(folder / "features.npz")) if (folder / "features.npz").exists() else None
+
+    def run(
+        session, input_ids, attention_mask
+    ):  # the graph's inputs: ids, mask and the NumPy features if it reads them
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        if "features" in {i.name for i in session.get_inputs()}:
+            feeds["features"] = features(feeds["input_ids"], feeds["attention_mask"])
+        return session.run(None, feeds)[0]
+
     if not model.config.num_memory:  # one graph
-        session = ort.InferenceSession(str(folder / "emissions.onnx"))
-        return session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})[0]
+        return run(ort.InferenceSession(str(folder / "emissions.onnx")), input_ids, attention_mask)
     encoder = ort.InferenceSession(str(folder / "encoder.onnx"))
     head = ort.InferenceSession(str(folder / "head.onnx"))
-    hidden = encoder.run(None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})[0]
-    feeds = {"hidden": hidden, "attention_mask": attention_mask.numpy()}
+    feeds = {"hidden": run(encoder, input_ids, attention_mask), "attention_mask": attention_mask.numpy()}
     if model.config.num_memory:
         ids, mask, tags = model.memory_bank.gather(model.retrieve_memories(input_ids, attention_mask))
         b, n, width = ids.shape
-        flat = {"input_ids": ids.view(b * n, width).numpy(), "attention_mask": mask.view(b * n, width).numpy()}
-        feeds.update(memory_hidden=encoder.run(None, flat)[0].reshape(b, n, width, -1), memory_tag_ids=tags.numpy())
+        hidden = run(encoder, ids.view(b * n, width), mask.view(b * n, width))
+        feeds.update(memory_hidden=hidden.reshape(b, n, width, -1), memory_tag_ids=tags.numpy())
     wanted = {i.name for i in head.get_inputs()}
     return head.run(None, {k: v for k, v in feeds.items() if k in wanted})[0]
 
@@ -125,6 +134,8 @@ def test_the_seq2seq_graphs_give_the_taggers_steps(seq2seq_run, tmp_path):
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 7:] = 0
     feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+    if "features" in {i.name for i in encoder.get_inputs()}:
+        feeds["features"] = CharFeaturesArrays(np.load(tmp_path / "features.npz"))(**feeds)
     hidden, state_h, state_c, keys, values = encoder.run(None, feeds)
     with torch.no_grad():
         expected_hidden = model.encode(input_ids, attention_mask)

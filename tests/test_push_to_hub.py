@@ -111,3 +111,28 @@ def test_card_lists_only_hub_datasets_that_are_the_same_corpus(corpus, hub_ids, 
     meta = front_matter(model_card("someone/x", config, results, "apache-2.0"))
     assert meta.get("datasets") == hub_ids  # a made-up id would be a dead link on the model page
     assert meta["model-index"][0]["results"][0]["dataset"]["type"] == index_type
+
+
+@pytest.mark.parametrize("encoder", ["bilstm", "hfl/chinese-roberta-wwm-ext"])
+def test_card_says_which_input_features_the_bilstm_reads(encoder):
+    sys.path.insert(0, str(ROOT))
+    from push_to_hub import model_card
+
+    config = {
+        "model_type": "memory_ner", "num_memory": 4, "tag_scheme": "BIOS", "id2label": {"0": "O", "1": "B-PER"},
+        "lstm_hidden_size": 256, "bigram_vocab_size": 609, "use_softword": True, "use_word_sets": True,
+        "lexicon_size": 339519, "encoder": encoder,
+    }  # fmt: skip
+    args = {"encoder": encoder, "use_bigrams": True, "use_softword": True, "use_word_sets": True, "lexicon": "jieba"}
+    results = {"dataset": "sample", "validation_f1": 0.5, "validation_precision": 0.5, "validation_recall": 0.5}
+    card = model_card("someone/x", config, {**results, "arguments": args}, "apache-2.0")
+    encoder_line = next(line for line in card.splitlines() if "Encoder:" in line)
+    if encoder == "bilstm":
+        for words in ("char bigrams (609 in its vocabulary)", "softword", "word sets", "339519 words of jieba's"):
+            assert words in encoder_line
+        assert "`--use_word_sets True`" in card
+        plain = model_card("someone/x", {**config, "bigram_vocab_size": 0, "use_softword": False,
+                                         "use_word_sets": False}, results, "apache-2.0")  # fmt: skip
+        assert "reads" not in next(line for line in plain.splitlines() if "Encoder:" in line)
+    else:  # a pretrained encoder reads none of them, whatever the flags said
+        assert "bigrams" not in encoder_line and "--use_word_sets" not in card

@@ -47,7 +47,7 @@ def test_arguments_from_a_file_or_the_command_line(source, tmp_path, monkeypatch
         str(tmp_path / "out"),
     )
     assert training_args.num_train_epochs == 1  # given: it beats the sample corpus preset's 30
-    assert training_args.learning_rate == 2e-3  # not given: the sample corpus preset
+    assert training_args.learning_rate == 2e-3  # not given: the BiLSTM preset
 
 
 def test_presets_apply_only_to_what_the_user_left_out(monkeypatch):
@@ -62,16 +62,38 @@ def test_presets_apply_only_to_what_the_user_left_out(monkeypatch):
     assert training_args.learning_rate == 2e-4  # the paper's rate for the layers above a pretrained encoder
 
 
+FEATURE_FLAGS = ("use_bigrams", "use_softword", "use_word_sets")
+
+
+def test_a_new_bilstm_reads_the_input_features_and_a_saved_model_keeps_its_own(monkeypatch, tmp_path, capsys):
+    model_args, _, training_args = parse(monkeypatch, "--model_type", "seq2seq")
+    assert [getattr(model_args, f) for f in FEATURE_FLAGS] == [True, True, True]
+    assert (model_args.hidden_dropout_prob, training_args.learning_rate) == (0.5, 2e-3)
+    model_args, _, training_args = parse(monkeypatch, "--use_word_sets", "false", "--hidden_dropout_prob", "0.2")
+    assert [getattr(model_args, f) for f in FEATURE_FLAGS] == [True, True, False]
+    assert model_args.hidden_dropout_prob == 0.2
+    model_args, _, training_args = parse(monkeypatch, "--encoder", "some/pretrained-bert")
+    assert [getattr(model_args, f) for f in FEATURE_FLAGS] == [False, False, False]
+    assert model_args.hidden_dropout_prob == MemoryNetConfig.hidden_dropout_prob
+    # fine-tuning: the features and the dropout are the saved model's, whatever the preset says
+    MemoryNetConfig(use_softword=True, bigram_vocab_size=7, hidden_dropout_prob=0.3).save_pretrained(tmp_path)
+    model_args, _, _ = parse(monkeypatch, "--model_name_or_path", str(tmp_path))
+    assert [getattr(model_args, f) for f in FEATURE_FLAGS] == [True, True, False]
+    assert model_args.hidden_dropout_prob == 0.3
+    with pytest.raises(SystemExit):
+        parse(monkeypatch, "--model_name_or_path", str(tmp_path), "--use_word_sets", "true")
+    assert "--use_word_sets True differs from the saved model's False" in capsys.readouterr().err
+
+
 def test_the_default_config_is_the_model_train_py_trains(monkeypatch):
-    """``MemoryNetConfig()`` is the architecture ``python train.py`` builds (the corpus's labels, vocabulary and
-    char vectors aside), and every train.py default that is a config field agrees with it."""
-    model_args, data_args, _ = parse(monkeypatch)
-    built = train.architecture(model_args, data_args)
-    default = MemoryNetConfig()
-    assert {name: getattr(default, name) for name in built} == built
-    model_args, data_args, _ = parse(monkeypatch, "--model_type", "seq2seq")
-    built = train.architecture(model_args, data_args)
-    assert {name: getattr(Seq2SeqAttnConfig(), name) for name in built} == built
+    """``MemoryNetConfig()`` is the architecture ``python train.py`` builds (the corpus's labels, vocabulary,
+    lexicon and char vectors aside) but for what the BiLSTM preset sets, and every other train.py default that is
+    a config field agrees with it."""
+    for config, argv in ((MemoryNetConfig(), []), (Seq2SeqAttnConfig(), ["--model_type", "seq2seq"])):
+        built = train.architecture(*parse(monkeypatch, *argv)[:2])
+        preset = {name: value for name, value in train.BILSTM_ENCODER_PRESET.items() if name in built}
+        assert set(preset) == {"hidden_dropout_prob", "use_softword", "use_word_sets"}
+        assert {name: getattr(config, name) for name in built} | preset == built
 
 
 def test_an_abbreviated_flag_counts_as_given_and_beats_the_presets(monkeypatch):
