@@ -408,12 +408,12 @@ class NERTrainingArguments(TrainingArguments):
     )
 
 
-# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. The char BiLSTM
-# learns from scratch: it reads char bigrams, softword and jieba's word sets, with dropout 0.5 and lr 2e-3, which
-# score higher than the paper's plain characters, dropout 0.1 and lr 1e-3 on every corpus measured
-# (benchmarks/RESULTS.md, the character encoder; 5e-3 makes the self-attention layer diverge). A pretrained
-# encoder gets the paper's rates: 3e-5 for it (see encoder_learning_rate), 2e-4 for the other layers. The
-# 204-sentence sample needs 30 epochs for the BiLSTM to learn much.
+# Defaults that differ for a model, a corpus or an encoder, applied only to arguments not passed. A new char BiLSTM
+# learns from scratch with its input features, more dropout and a higher rate than the paper's plain characters:
+# they score higher on every corpus measured (benchmarks/RESULTS.md, the character encoder; a rate of 5e-3 makes
+# the self-attention layer diverge). A pretrained encoder gets the paper's rates: 3e-5 for it (see
+# encoder_learning_rate), 2e-4 for the other layers. The 204-sentence sample needs 30 epochs for the BiLSTM to learn
+# much.
 DATASET_PRESETS = {"sample": {"num_train_epochs": 30.0}}
 PRETRAINED_ENCODER_PRESET = {"learning_rate": 2e-4}
 BILSTM_ENCODER_PRESET = {
