@@ -23,9 +23,8 @@ pytest.importorskip("onnx")
 def emissions_by_onnx(folder, model, input_ids, attention_mask) -> np.ndarray:
     features = CharFeaturesArrays(np.load(folder / "features.npz")) if (folder / "features.npz").exists() else None
 
-    def run(
-        session, input_ids, attention_mask
-    ):  # the graph's inputs: ids, mask and the NumPy features if it reads them
+    def run(session, input_ids, attention_mask):
+        """The graph's output for these ids and mask, with the NumPy features if it reads them."""
         feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
         if "features" in {i.name for i in session.get_inputs()}:
             feeds["features"] = features(feeds["input_ids"], feeds["attention_mask"])
