@@ -5,6 +5,7 @@ read back from the runs' ``all_results.json``.
 
     python benchmarks/encoder.py --runs recipe_drop05-msra recipe_drop05_lr2e3-msra --parallel 2
     python benchmarks/encoder.py --runs "recipe_drop05+bigrams_softword-msra" "recipe_drop05+all-msra"   # features
+    python benchmarks/encoder.py --runs "recipe_drop05_lr2e3+all+entity-peoples_daily"   # the memory network on it
     python benchmarks/encoder.py --table-only                      # every finished run
     python benchmarks/encoder.py --runs NAME --parallel 1 -- --resume_from_checkpoint true   # go on after a stop
 
@@ -55,6 +56,12 @@ FEATURES = {
 for _step in list(STEPS):
     for _name, _flags in FEATURES.items():
         STEPS[f"{_step}+{_name}"] = {**STEPS[_step], **_flags}
+# the memory network on the best encoder: the same run with n = 4 memories by entity retrieval
+STEPS["recipe_drop05_lr2e3+all+entity"] = {
+    **STEPS["recipe_drop05_lr2e3+all"],
+    "num_memory": 4,
+    "memory_method": "entity",
+}
 RUNS = {f"{step}-{corpus}": {**BASE, "dataset": corpus, **flags} for step, flags in STEPS.items() for corpus in SPLIT}
 
 

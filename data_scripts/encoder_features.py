@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from modeling.char_features import FIRST_WORD_ROW, OTHER_WORD, id_string
+from modeling.char_features import FIRST_WORD_ROW, OTHER_WORD, id_string, id_strings, padded_ids
 from modeling.char_tokenization import encode_chars, space_token_id
 
 from .errors import UserError
@@ -78,13 +78,12 @@ def lexicon_in_ids(words: dict[str, float], tokenizer, train_input_ids: Sequence
         if not unknown.intersection(ids):
             merged[ids] = merged.get(ids, 0.0) + words[word]
     word_ids = sorted(merged)
-    index = {ids: k for k, ids in enumerate(word_ids)}
 
     import ahocorasick
 
     matcher = ahocorasick.Automaton()
-    for ids, k in index.items():
-        matcher.add_word(id_string(ids), k)
+    for k, key in enumerate(id_strings(padded_ids(word_ids, MAX_WORD_LENGTH))):
+        matcher.add_word(key, k)
     matcher.make_automaton()
     seen = sorted({k for ids in train_input_ids for _, k in matcher.iter(id_string(ids))})
     rows = [OTHER_WORD] * len(word_ids)

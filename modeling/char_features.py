@@ -29,6 +29,8 @@ from .char_features_numpy import (  # noqa: F401  (the features' constants and h
     POSITIONS,
     LexiconFeatures,
     id_string,
+    id_strings,
+    padded_ids,
     suggested_frequency,
 )
 
@@ -165,9 +167,7 @@ class CharFeatures(nn.Module):
         """The lexicon: each word's token ids, its frequency (the weight ``z(w)``) and its embedding row."""
         if not len(words) == len(freqs) == len(rows) == len(self.word_ids):
             raise ValueError(f"a lexicon of {len(self.word_ids)} words got {len(words)} / {len(freqs)} / {len(rows)}")
-        self.word_ids.zero_()
-        for k, ids in enumerate(words):
-            self.word_ids[k, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.int32)
+        self.word_ids.copy_(torch.from_numpy(padded_ids(words, self.word_ids.shape[1])))
         self.word_freqs.copy_(torch.as_tensor(list(freqs), dtype=torch.float32))
         self.word_rows.copy_(torch.as_tensor(list(rows), dtype=torch.int32))
         self.changed()

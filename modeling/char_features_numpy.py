@@ -23,6 +23,27 @@ def id_string(ids: Sequence[int]) -> str:
     return (np.asarray(ids, dtype=np.uint32) + _OFFSET).astype("<u4").tobytes().decode("utf-32-le")
 
 
+def id_strings(word_ids: np.ndarray) -> list[str]:
+    """:func:`id_string` of each row of ``[words, width]`` token ids padded with 0 at the end, in one conversion (a
+    lexicon has hundreds of thousands of words); a row of padding gives ``''``."""
+    width = word_ids.shape[1]
+    text = id_string(word_ids.reshape(-1))
+    return [text[k * width : k * width + n] for k, n in enumerate((word_ids > 0).sum(1).tolist())]
+
+
+def padded_ids(words: Sequence[Sequence[int]], width: int) -> np.ndarray:
+    """``[len(words), width]`` int32: each word's token ids, padded with 0."""
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    if len(words) and lengths.max() > width:
+        raise ValueError(f"a word of {lengths.max()} tokens for a table {width} wide")
+    out = np.zeros((len(words), width), dtype=np.int32)
+    starts = np.cumsum(lengths) - lengths
+    out[np.repeat(np.arange(len(words)), lengths), np.arange(lengths.sum()) - np.repeat(starts, lengths)] = (
+        np.fromiter(chain.from_iterable(words), dtype=np.int32, count=int(lengths.sum()))
+    )
+    return out
+
+
 class LexiconFeatures:
     """A lexicon (each word's token ids, frequency and embedding row) and the words taught after training, matched
     with an Aho-Corasick automaton (``pyahocorasick``); the softword ids and word sets of token sequences (those
@@ -42,45 +63,44 @@ class LexiconFeatures:
     ):
         import ahocorasick
 
-        lengths = (word_ids > 0).sum(1).tolist()
-        # a model built from its config before its lexicon is set holds rows of padding: no words
-        index = {
-            tuple(ids[:length]): word for word, (ids, length) in enumerate(zip(word_ids.tolist(), lengths)) if length
-        }
-        self.lexicon_index = dict(index)
         freqs, rows = np.asarray(freqs, dtype=np.float64).copy(), np.asarray(rows, dtype=np.int64)
         # one array for the lexicon's and the taught words' frequencies, filled as the taught words are read
         freqs = np.concatenate([freqs, np.zeros(len(taught_words))])
-        count, taught_rows = len(rows), []
+        lengths = [(word_ids > 0).sum(1)]
+        self.matcher = ahocorasick.Automaton()
+        # a model built from its config before its lexicon is set holds rows of padding: no words
+        for word, key in enumerate(id_strings(word_ids)):
+            if key:
+                self.matcher.add_word(key, word)
+        self._lexicon_size = count = len(rows)
+        taught_rows = []
+        index = _WordIndex(self.matcher)
         for k, ids in enumerate(taught_words):
             freq = suggested_frequency(ids, index, freqs)
             if ids in index:  # a lexicon word, or taught twice (two entries that read alike)
                 freqs[index[ids]] = max(freqs[index[ids]], freq)
             else:
-                index[ids] = count
+                self.matcher.add_word(id_string(ids), count)
+                lengths.append([len(ids)])
                 freqs[count] = freq
                 count += 1
                 taught_rows.append(first_taught_row + k)
         freqs = freqs[:count]
-        self.matcher = ahocorasick.Automaton()
-        for ids, word in index.items():
-            self.matcher.add_word(id_string(ids), word)
         self.matcher.make_automaton()
-        self._lengths = np.zeros(count, dtype=np.int64)
-        self._lengths[list(index.values())] = [len(ids) for ids in index]
+        self._lengths = np.concatenate(lengths).astype(np.int64)
         self.softword, self.word_sets = softword, word_sets
         self._freqs = freqs
         with np.errstate(divide="ignore"):  # the padding rows' zero frequencies: never matched
             self._log_freqs = np.log(self._freqs)
-        self._log_total = math.log(self._freqs.sum()) if index else 0.0
+        self._log_total = math.log(self._freqs.sum()) if len(self.matcher) else 0.0
         self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
         self.word_set_size, self.cache_size = word_set_size, cache_size
         self._rows: OrderedDict[tuple, tuple] = OrderedDict()
 
     def lexicon_rows(self, words: Sequence[Sequence[int]]) -> list[int]:
         """The word-embedding row of each of these token sequences that is a lexicon word (0 where none)."""
-        found = [self.lexicon_index.get(tuple(w)) for w in words]
-        return [int(self._word_rows[k]) if k is not None else 0 for k in found]
+        found = [self.matcher.get(id_string(w), None) if len(w) else None for w in words]
+        return [int(self._word_rows[k]) if k is not None and k < self._lexicon_size else 0 for k in found]
 
     def batch(self, input_ids: np.ndarray, lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Softword ids ``[batch, length]``, word-set rows and weights ``[batch, length, 4, word_set_size]`` of
@@ -256,7 +276,20 @@ def pooled_sets(table: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.
     return out.reshape(batch, length, sets * table.shape[1])
 
 
-def suggested_frequency(word: tuple[int, ...], index: dict[tuple[int, ...], int], freqs: np.ndarray) -> float:
+class _WordIndex:
+    """The automaton's words by their token ids: ``ids in index`` and ``index[ids]``, the word's index."""
+
+    def __init__(self, matcher):
+        self.matcher = matcher
+
+    def __contains__(self, ids: tuple[int, ...]) -> bool:
+        return self.matcher.exists(id_string(ids))
+
+    def __getitem__(self, ids: tuple[int, ...]) -> int:
+        return self.matcher.get(id_string(ids))
+
+
+def suggested_frequency(word: tuple[int, ...], index: Mapping[tuple[int, ...], int], freqs: np.ndarray) -> float:
     """The frequency at which ``word`` is one word of the segmentation rather than the best route through its
     parts (jieba's ``suggest_freq``): the corpus total times the product of the parts' shares, plus one; a part
     that is no lexicon word is a character of frequency 1."""
