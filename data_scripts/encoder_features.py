@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Sequence
 
@@ -70,11 +71,13 @@ def lexicon_in_ids(words: dict[str, float], tokenizer, train_input_ids: Sequence
     upper and lower case, become one, their frequencies added), and an embedding row of its own for each word
     the training split shows (the others share one)."""
     keep = [w for w in words if len(w) <= MAX_WORD_LENGTH]
-    encoded = encode_chars(tokenizer, [list(w) for w in keep])["input_ids"]
+    # all words as one sequence (a character's id does not depend on its neighbours), then cut apart
+    flat = encode_chars(tokenizer, [list("".join(keep))])["input_ids"][0][1:-1]
+    ends = accumulate(map(len, keep))
     unknown = {tokenizer.unk_token_id, space_token_id(tokenizer)}
     merged: dict[tuple[int, ...], float] = {}
-    for word, ids in zip(keep, encoded):
-        ids = tuple(ids[1:-1])
+    for word, end in zip(keep, ends):
+        ids = tuple(flat[end - len(word) : end])
         if not unknown.intersection(ids):
             merged[ids] = merged.get(ids, 0.0) + words[word]
     word_ids = sorted(merged)
