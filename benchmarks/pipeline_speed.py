@@ -44,6 +44,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.metrics import entity_metrics  # noqa: E402
 from modeling import ChineseNERPipeline, MemoryNetForTokenClassification, Seq2SeqAttnTagger  # noqa: E402
+from modeling.char_features import CharFeatures  # noqa: E402
 from modeling.tag_schemes import spans_to_tags  # noqa: E402
 
 CLASSES = {name: Seq2SeqAttnTagger if name == "seq2seq" else MemoryNetForTokenClassification for name in SAMPLE_MODELS}
@@ -74,7 +75,16 @@ def to_bio(text: str, entities: list[dict]) -> list[str]:
 
 
 def tag_with(ner, texts: list[str], batch_size: int | None) -> list[list[dict]]:
-    """A pipeline's entities of ``texts`` at ``batch_size`` (None: the pipeline's defaults)."""
+    """A pipeline's entities of ``texts`` at ``batch_size`` (None: the pipeline's defaults), its lexicon features
+    computed as for text never seen: the inputs repeat from round to round and from batch size to batch size, and
+    the features of the last texts are kept."""
+    model = getattr(ner, "model", None)
+    for module in model.modules() if isinstance(model, torch.nn.Module) else ():
+        if isinstance(module, CharFeatures):
+            module.clear_cache()
+    features = getattr(ner, "features", None)  # the ONNX Runtime pipeline's (CharFeaturesArrays)
+    if features is not None and features.lexicon is not None:
+        features.lexicon.clear_cache()
     return ner(texts) if batch_size is None else ner(texts, batch_size=batch_size)
 
 

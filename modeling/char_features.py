@@ -137,6 +137,11 @@ class CharFeatures(nn.Module):
         features again when needed."""
         self._lexicon: LexiconFeatures | None = None
 
+    def clear_cache(self) -> None:
+        """Forget the lexicon features kept of the last texts (:meth:`.LexiconFeatures.clear_cache`)."""
+        if self._lexicon is not None:
+            self._lexicon.clear_cache()
+
     @property
     def lexicon(self) -> LexiconFeatures:
         """The lexicon buffers and the taught words, matched in NumPy (:class:`.char_features_numpy.

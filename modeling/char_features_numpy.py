@@ -129,6 +129,10 @@ class LexiconFeatures:
             self._rows.popitem(last=False)
         return self._rows[texts[-1]]
 
+    def clear_cache(self) -> None:
+        """Forget the features kept of the last sequences (the automaton stays)."""
+        self._rows.clear()
+
     def _compute(self, texts: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Features of several token sequences at once: their words matched one text at a time, the rest in
         array operations over all of them."""
