@@ -91,7 +91,8 @@ class LexiconFeatures:
         self.softword, self.word_sets = softword, word_sets
         self._freqs = freqs
         with np.errstate(divide="ignore"):  # the padding rows' zero frequencies: never matched
-            self._log_freqs = np.log(self._freqs)
+            self._log_freqs = np.log(self._freqs).tolist()  # lists: the softword route reads them one by one
+        self._length_list = self._lengths.tolist()
         self._log_total = math.log(self._freqs.sum()) if len(self.matcher) else 0.0
         self._word_rows = np.concatenate([rows, np.asarray(taught_rows, dtype=np.int64)])
         self.word_set_size, self.cache_size = word_set_size, cache_size
@@ -146,7 +147,7 @@ class LexiconFeatures:
         count, width = len(texts), int(lengths.max())
         shape = (count, width, len(POSITIONS), self.word_set_size)
         if self.softword:
-            softword = self._softword(lengths, text_of, starts, ends, words)
+            softword = self._softword(lengths, found)
         else:
             softword = np.zeros((count, width), dtype=np.int64)
         if self.word_sets:
@@ -155,43 +156,39 @@ class LexiconFeatures:
             rows, weights = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.float32)
         return [(softword[k, :n], rows[k, :n], weights[k, :n]) for k, n in enumerate(lengths)]
 
-    def _softword(self, lengths, text_of, starts, ends, words) -> np.ndarray:
+    def _softword(self, lengths: np.ndarray, found: list[list[tuple[int, int]]]) -> np.ndarray:
         """B/M/E/S of each token (ids 1-4) on the best route through the lexicon's words, as jieba's ``calc``
         finds it: from the last character back, the longest of the best-scoring words (a character in no word
-        is one of frequency 1), each word scoring ``log f - log total``."""
-        count, width = len(lengths), int(lengths.max())
-        single = np.zeros((count, width)) - self._log_total  # a character alone: f = 1, or its own frequency
-        is_single = ends - starts == 1
-        single[text_of[is_single], starts[is_single]] = self._log_freqs[words[is_single]] - self._log_total
-        longer = ~is_single
-        order = np.lexsort((ends[longer], starts[longer], text_of[longer]))
-        t, a, e = text_of[longer][order], starts[longer][order], ends[longer][order]
-        score = self._log_freqs[words[longer][order]] - self._log_total
-        slot = _rank_in_groups(t * width + a)
-        slots = 1 + (int(slot.max()) + 1 if len(slot) else 0)
-        cand_end = np.zeros((count, width, slots), dtype=np.int64)
-        cand_score = np.full((count, width, slots), -np.inf)
-        cand_end[:, :, 0] = np.arange(1, width + 1)
-        cand_score[:, :, 0] = single
-        cand_end[t, a, 1 + slot], cand_score[t, a, 1 + slot] = e, score
-        route = np.zeros((count, width + 1))
-        best_end = np.zeros((count, width), dtype=np.int64)
-        for i in range(width - 1, -1, -1):
-            total = cand_score[:, i] + np.take_along_axis(route, cand_end[:, i], axis=1)
-            best = total.max(axis=1)
-            best_end[:, i] = np.where(total == best[:, None], cand_end[:, i], -1).max(axis=1)
-            route[:, i] = np.where(i < lengths, best, 0.0)
-        is_start = np.zeros((count, width + 1), dtype=bool)
-        current = np.zeros(count, dtype=np.int64)
-        active = current < lengths
-        while active.any():
-            is_start[np.flatnonzero(active), current[active]] = True
-            current[active] = best_end[active, current[active]]
-            active = current < lengths
-        ends_here = is_start[:, 1:] | (np.arange(width) == (lengths - 1)[:, None])
-        begins = is_start[:, :width]
-        out = np.select([begins & ends_here, begins, ends_here], [4, 1, 3], default=2)
-        return np.where(np.arange(width) < lengths[:, None], out, 0)
+        is one of frequency 1), each word scoring ``log f - log total``. A loop over each text's positions and
+        words: a route is sequential, and a text has a few dozen of each."""
+        out = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
+        log_total = self._log_total
+        for k, (n, matches) in enumerate(zip(lengths.tolist(), found)):
+            single = [-log_total] * n  # a character alone: f = 1, or its own frequency
+            longer: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # start: (end, score) of longer words
+            for last, word in matches:
+                length, score = self._length_list[word], self._log_freqs[word] - log_total
+                if length == 1:
+                    single[last] = score
+                else:
+                    longer[last + 1 - length].append((last + 1, score))
+            route, best_end = [0.0] * (n + 1), [0] * n
+            for i in range(n - 1, -1, -1):
+                best, end = single[i] + route[i + 1], i + 1
+                for e, score in longer[i]:
+                    total = score + route[e]
+                    if total > best or (total == best and e > end):
+                        best, end = total, e
+                route[i], best_end[i] = best, end
+            row, i = out[k], 0
+            while i < n:
+                end = best_end[i]
+                if end == i + 1:
+                    row[i] = 4
+                else:
+                    row[i], row[i + 1 : end - 1], row[end - 1] = 1, 2, 3
+                i = end
+        return out
 
     def _word_sets(self, lengths, text_of, starts, ends, words) -> tuple[np.ndarray, np.ndarray]:
         """Each token's B/M/E/S word sets: the ``word_set_size`` most frequent words of each (ties: the order
