@@ -157,24 +157,27 @@ class LexiconFeatures:
         return [(softword[k, :n], rows[k, :n], weights[k, :n]) for k, n in enumerate(lengths)]
 
     def _softword(self, lengths: np.ndarray, found: list[list[tuple[int, int]]]) -> np.ndarray:
-        """B/M/E/S of each token (ids 1-4) on the best route through the lexicon's words, as jieba's ``calc``
-        finds it: from the last character back, the longest of the best-scoring words (a character in no word
-        is one of frequency 1), each word scoring ``log f - log total``. A loop over each text's positions and
-        words: a route is sequential, and a text has a few dozen of each."""
+        """B/M/E/S of each token (ids 1-4) on jieba's route (``Tokenizer.calc``, no HMM) through the lexicon's words:
+        from the last character back, the best sum of ``log f - log total`` over the words, ties to the longer word.
+        As in jieba's DAG, a character is a step alone if it is a one-character word (its frequency) or if no longer
+        word starts at it (frequency 1). A loop over each text's positions and words: a route is sequential, and a
+        text has a few dozen of each."""
         out = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
         log_total = self._log_total
         for k, (n, matches) in enumerate(zip(lengths.tolist(), found)):
-            single = [-log_total] * n  # a character alone: f = 1, or its own frequency
+            alone: list[float | None] = [None] * n  # the score of a one-character word
             longer: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # start: (end, score) of longer words
             for last, word in matches:
                 length, score = self._length_list[word], self._log_freqs[word] - log_total
                 if length == 1:
-                    single[last] = score
+                    alone[last] = score
                 else:
                     longer[last + 1 - length].append((last + 1, score))
             route, best_end = [0.0] * (n + 1), [0] * n
             for i in range(n - 1, -1, -1):
-                best, end = single[i] + route[i + 1], i + 1
+                best, end = -math.inf, 0
+                if alone[i] is not None or not longer[i]:
+                    best, end = (-log_total if alone[i] is None else alone[i]) + route[i + 1], i + 1
                 for e, score in longer[i]:
                     total = score + route[e]
                     if total > best or (total == best and e > end):

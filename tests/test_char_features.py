@@ -11,7 +11,14 @@ from transformers import BertTokenizerFast
 from conftest import run_fresh_process
 from data_scripts.encoder_features import bigram_keys, lexicon_in_ids
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
-from modeling.char_features import FIRST_WORD_ROW, NO_WORD, OTHER_WORD, suggested_frequency
+from modeling.char_features import (
+    FIRST_WORD_ROW,
+    NO_WORD,
+    OTHER_WORD,
+    LexiconFeatures,
+    padded_ids,
+    suggested_frequency,
+)
 from modeling.char_tokenization import SPECIAL_TOKENS, encode_chars
 
 CHARS = list("北京大学生在上海市读书了")
@@ -71,6 +78,39 @@ def test_softword_and_word_sets_of_a_hand_made_sentence(tokenizer):
     assert rows[6, :, 0].tolist() == [NO_WORD] * 4 and weights[6, :, 0].tolist() == [1.0] * 4
     # 了 (position 12): a one-character word, its S set
     assert rows[12, 3, 0] == word["了"] and weights[12, 3, 0] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(
+    "dictionary",
+    [DICTIONARY, {"北京": 5.0, "京大": 5.0, "北": 2.0, "大": 2.0, "大学": 7.0, "学生": 7.0, "生在": 3.0}],
+    ids=["hand-made", "ties"],
+)
+def test_softword_is_jiebas_segmentation_on_the_same_dictionary(tokenizer, dictionary, tmp_path):
+    """jieba (``cut``, no HMM) with the same dictionary file segments 300 random texts of the vocabulary's
+    characters as softword does. In the second, 北京|大 and 北|京大 score the same (jieba takes the longer first
+    word), and 学 and 生 start words without being words (jieba then never takes them alone)."""
+    import jieba
+
+    path = tmp_path / "dict.txt"
+    path.write_text("".join(f"{w} {f:g}\n" for w, f in dictionary.items()), encoding="utf-8")
+    segmenter = jieba.Tokenizer(dictionary=str(path))
+    segmenter.tmp_dir = str(tmp_path)
+    chars = CHARS + ["中", "国"]
+    rng = np.random.default_rng(0)
+    texts = ["北京大", "大学生", *("".join(rng.choice(chars, size=n)) for n in rng.integers(1, 25, size=300))]
+    batch = encode_chars(tokenizer, [list(t) for t in texts])["input_ids"]
+    features = LexiconFeatures(*lexicon_arrays(lexicon_in_ids(dictionary, tokenizer, batch)), word_set_size=2)
+    for text, ids in zip(texts, batch):
+        expected = [4]  # [CLS]
+        for word in segmenter.cut(text, HMM=False):
+            expected += [4] if len(word) == 1 else [1] + [2] * (len(word) - 2) + [3]
+        assert features.text_features(tuple(ids))[0].tolist() == expected + [4], text
+    assert list(segmenter.cut("北京大", HMM=False)) == ["北京", "大"]  # the tie, as jieba breaks it
+
+
+def lexicon_arrays(lexicon) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A :class:`Lexicon`'s words, frequencies and rows as the arrays :class:`LexiconFeatures` reads."""
+    return padded_ids(lexicon.word_ids, lexicon.word_length), np.array(lexicon.freqs), np.array(lexicon.rows)
 
 
 def test_a_model_built_from_its_config_reads_no_words_until_its_lexicon_is_set(tokenizer):
