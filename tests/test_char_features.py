@@ -11,14 +11,7 @@ from transformers import BertTokenizerFast
 from conftest import run_fresh_process
 from data_scripts.encoder_features import bigram_keys, lexicon_in_ids
 from modeling import MemoryNetConfig, MemoryNetForTokenClassification
-from modeling.char_features import (
-    FIRST_WORD_ROW,
-    NO_WORD,
-    OTHER_WORD,
-    LexiconFeatures,
-    padded_ids,
-    suggested_frequency,
-)
+from modeling.char_features import FIRST_WORD_ROW, NO_WORD, OTHER_WORD, suggested_frequency
 from modeling.char_tokenization import SPECIAL_TOKENS, encode_chars
 
 CHARS = list("北京大学生在上海市读书了")
@@ -34,9 +27,9 @@ def tokenizer(tmp_path_factory):
     return BertTokenizerFast(vocab=str(path))
 
 
-def model_with(tokenizer, train_texts, **config):
+def model_with(tokenizer, train_texts, dictionary=DICTIONARY, **config):
     ids = encode_chars(tokenizer, [list(t) for t in train_texts])["input_ids"]
-    lexicon = lexicon_in_ids(DICTIONARY, tokenizer, ids)
+    lexicon = lexicon_in_ids(dictionary, tokenizer, ids)
     keys = bigram_keys(ids, len(tokenizer), 1)
     cfg = MemoryNetConfig(
         id2label={0: "O", 1: "B-LOC", 2: "I-LOC", 3: "S-LOC"}, vocab_size=len(tokenizer), char_embedding_size=4,
@@ -98,19 +91,13 @@ def test_softword_is_jiebas_segmentation_on_the_same_dictionary(tokenizer, dicti
     chars = CHARS + ["中", "国"]
     rng = np.random.default_rng(0)
     texts = ["北京大", "大学生", *("".join(rng.choice(chars, size=n)) for n in rng.integers(1, 25, size=300))]
-    batch = encode_chars(tokenizer, [list(t) for t in texts])["input_ids"]
-    features = LexiconFeatures(*lexicon_arrays(lexicon_in_ids(dictionary, tokenizer, batch)), word_set_size=2)
-    for text, ids in zip(texts, batch):
+    features = model_with(tokenizer, texts, dictionary)[0].encoder.features
+    for text, ids in zip(texts, encode_chars(tokenizer, [list(t) for t in texts])["input_ids"]):
         expected = [4]  # [CLS]
         for word in segmenter.cut(text, HMM=False):
             expected += [4] if len(word) == 1 else [1] + [2] * (len(word) - 2) + [3]
         assert features.text_features(tuple(ids))[0].tolist() == expected + [4], text
     assert list(segmenter.cut("北京大", HMM=False)) == ["北京", "大"]  # the tie, as jieba breaks it
-
-
-def lexicon_arrays(lexicon) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A :class:`Lexicon`'s words, frequencies and rows as the arrays :class:`LexiconFeatures` reads."""
-    return padded_ids(lexicon.word_ids, lexicon.word_length), np.array(lexicon.freqs), np.array(lexicon.rows)
 
 
 def test_a_model_built_from_its_config_reads_no_words_until_its_lexicon_is_set(tokenizer):
