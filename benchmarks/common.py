@@ -173,7 +173,8 @@ def short_tag(tag: str) -> str:
 
 
 def run_one(name: str, args: list[str], threads: int) -> float:
-    """``python train.py ARGS --output_dir benchmarks/runs/NAME``, logged to ``train.log``; wall seconds.
+    """``python train.py ARGS --output_dir benchmarks/runs/NAME``, logged to ``train.log``; wall seconds, over
+    every segment of a resumed run.
 
     A folder that already holds a checkpoint (a run stopped at a session's end) resumes from its last one."""
     out = RUNS_DIR / name
@@ -189,7 +190,10 @@ def run_one(name: str, args: list[str], threads: int) -> float:
         log.flush()
         subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     elapsed = time.time() - start
-    (out / "wall_seconds.txt").write_text(f"{elapsed:.0f}\n")
+    wall = out / "wall_seconds.txt"
+    if resume and wall.exists():  # the segments before the stop count too
+        elapsed += float(wall.read_text())
+    wall.write_text(f"{elapsed:.0f}\n")
     return elapsed
 
 
