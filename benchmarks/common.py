@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +23,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 Flags = dict[str, object]  # train.py arguments by name: {"dataset": "msra", "num_train_epochs": 8}
+DEFAULT_SEED = 42  # train.py's --seed (TrainingArguments'): its runs keep the bare name
+
+
+def run_name(base: str, seed: int) -> str:
+    """``base`` for the default seed, ``base-sSEED`` for the others."""
+    return base if seed == DEFAULT_SEED else f"{base}-s{seed}"
+
+
+def split_run_name(name: str) -> tuple[str, int]:
+    """``run_name``'s inverse: ``"crf-msra-s43"`` -> ``("crf-msra", 43)``, ``"crf-msra"`` -> ``("crf-msra", 42)``."""
+    base, _, last = name.rpartition("-s")
+    return (base, int(last)) if base and last.isdigit() else (name, DEFAULT_SEED)
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
 # train.py's defaults for the char BiLSTM before issue 45 made its input features and recipe a preset (the sample

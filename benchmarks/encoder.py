@@ -7,6 +7,7 @@ read back from the runs' ``all_results.json``.
     python benchmarks/encoder.py --runs "recipe_drop05+bigrams_softword-msra" "recipe_drop05+all-msra"   # features
     python benchmarks/encoder.py --runs "recipe_drop05_lr2e3+all+entity-peoples_daily"   # the memory network on it
     python benchmarks/encoder.py --runs "recipe_drop05_lr2e3_8ep+all-msra" "recipe_drop05_lr2e3_8ep+all+entity-msra"
+    python benchmarks/encoder.py --runs "recipe_drop05_lr2e3_8ep+all-msra" --seeds 43 44   # more seeds: NAME-s43, ...
     python benchmarks/encoder.py --table-only                      # every finished run
     python benchmarks/encoder.py --runs NAME --parallel 1 -- --resume_from_checkpoint true   # go on after a stop
 
@@ -20,14 +21,18 @@ from __future__ import annotations
 import argparse
 
 from common import (
+    DEFAULT_SEED,
     ENCODER_FEATURES,
     ENCODER_RECIPE,
     FEATURE_SETS,
     RUNS_DIR,
     flags_from_argv,
     markdown_table,
+    mean_std,
     results,
     run_all,
+    run_name,
+    split_run_name,
 )
 
 BASE = {
@@ -68,20 +73,27 @@ RUNS = {f"{step}-{corpus}": {**BASE, "dataset": corpus, **flags} for step, flags
 
 
 def table(names: list[str]) -> str:
-    rows = []
+    """One row per run, then the mean ± std of each configuration run with more than one seed."""
+    rows, f1s = [], {}
     for name in names:
+        base, seed = split_run_name(name)
+        split = SPLIT[base.rsplit("-", 1)[1]]
         res = results(name)
-        corpus = name.rsplit("-", 1)[1]
-        split = SPLIT[corpus]
         if res is None:
-            rows.append([name, split, "–", "–", "(not finished)", "–", "–"])
+            rows.append([base, seed, split, "–", "–", "(not finished)", "–", "–"])
             continue
+        f1s.setdefault(base, []).append(100 * res[split + "_f1"])
         rows.append([
-            name, split, f"{100 * res[split + '_precision']:.2f}", f"{100 * res[split + '_recall']:.2f}",
+            base, seed, split, f"{100 * res[split + '_precision']:.2f}", f"{100 * res[split + '_recall']:.2f}",
             f"**{100 * res[split + '_f1']:.2f}**", f"{res['best_epoch']:.0f}" if res["best_epoch"] else "–",
             f"{res['wall_minutes']:.0f}" if res["wall_minutes"] else "–",
         ])  # fmt: skip
-    return markdown_table(["run", "split", "P", "R", "F1", "best epoch", "wall (min)"], rows)
+    rows += [
+        [base, f"{len(f1)} seeds", "", "", "", f"**{mean_std(f1)}**", "", ""]
+        for base, f1 in f1s.items()
+        if len(f1) > 1
+    ]
+    return markdown_table(["run", "seed", "split", "P", "R", "F1", "best epoch", "wall (min)"], rows)
 
 
 def main() -> None:
@@ -93,14 +105,25 @@ def main() -> None:
         metavar="STEP-CORPUS",
         help=f"STEP: {', '.join(STEPS)}; CORPUS: {', '.join(SPLIT)}",
     )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[DEFAULT_SEED], help="train.py --seed of each run (same test split)"
+    )
     parser.add_argument("--parallel", type=int, default=2, help="runs at once (each gets cores // parallel threads)")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
-    names = args.runs or [name for name in RUNS if (RUNS_DIR / name).is_dir()]
+    bases = args.runs or list(RUNS)
+    names = [run_name(base, seed) for base in bases for seed in args.seeds]
+    if not args.runs:  # every run with a folder, of any seed
+        names = [path.name for path in sorted(RUNS_DIR.iterdir()) if split_run_name(path.name)[0] in RUNS]
+    runs = {name: {**RUNS[split_run_name(name)[0]], "seed": split_run_name(name)[1]} for name in names}
     if not args.table_only:
-        run_all({name: {**RUNS[name], **flags_from_argv(args.extra)} for name in names}, args.parallel, "encoder runs")
-    print(table(names))
+        run_all(
+            {name: {**flags, **flags_from_argv(args.extra)} for name, flags in runs.items()},
+            args.parallel,
+            "encoder runs",
+        )
+    print(table(list(runs)))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
 from tqdm.auto import tqdm
 
-from common import RUNS_DIR, flags_from_argv, pad, results, run_all
+from common import DEFAULT_SEED, RUNS_DIR, flags_from_argv, mean_std, pad, results, run_all, run_name, split_run_name
 
 from data_scripts.corpora import load_corpus  # noqa: E402
 from data_scripts.features import tokenize_and_align  # noqa: E402
@@ -87,17 +86,11 @@ RUNS["seq2seq16ep_attnonly_additive-peoples_daily"] = {
 }
 
 
-DEFAULT_SEED = 42
-
-
-def run_name(base: str, seed: int) -> str:
-    return base if seed == DEFAULT_SEED else f"{base}-s{seed}"
-
-
 def parse_name(name: str) -> tuple[str, str, int]:
     """``seq2seq16ep-peoples_daily-s43`` -> ``("seq2seq16ep", "peoples_daily", 43)``."""
-    model, corpus, *seed = name.split("-")
-    return model, corpus, int(seed[0][1:]) if seed else DEFAULT_SEED
+    base, seed = split_run_name(name)
+    model, corpus = base.split("-")
+    return model, corpus, seed
 
 
 def test_batches(name: str, model: Seq2SeqAttnTagger, batch_size: int = 64):
@@ -169,10 +162,6 @@ def table(names: list[str], beams: int) -> str:
                 f"{'–' if scores[0][1] is None else mean_std([b for _, b in scores])} | | | |"
             )
     return "\n".join(rows)
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def main() -> None:
