@@ -45,7 +45,14 @@ from transformers import (
 )
 
 from data_scripts.collator import DataCollatorForMemoryNER
-from data_scripts.encoder_features import Lexicon, bigram_keys, jieba_dictionary, lexicon_in_ids, read_lexicon
+from data_scripts.encoder_features import (
+    Lexicon,
+    bigram_keys,
+    jieba_dictionary,
+    lexicon_in_ids,
+    read_lexicon,
+    word2vec_vectors,
+)
 from data_scripts.errors import UserError, run_command
 from data_scripts.corpora import CORPORA, load_corpus
 from data_scripts.features import default_data_dir, load_tokenizer, tokenize_and_align
@@ -259,11 +266,12 @@ class ModelArguments:
             "a narrower BiLSTM input tags faster"
         },
     )
-    feature_vectors: Literal["random", "chars"] = field(
+    feature_vectors: Literal["random", "chars", "word2vec"] = field(
         default="random",
         metadata={
-            "help": "BiLSTM with --char_vectors: the bigram and word embeddings start random, or from the mean of "
-            "their characters' vectors (projected to their width)"
+            "help": "BiLSTM: the bigram and word embeddings start random, from the mean of their characters' vectors "
+            "(projected to their width; with --char_vectors), or as skip-gram vectors of the training split "
+            "(gensim's word2vec)"
         },
     )
     encoder_learning_rate: float | None = field(
@@ -494,6 +502,11 @@ def parse_args(
         and model_args.memory_method in CLASSIFIER_METHODS
         and model_args.num_memory > 0
     )
+    if model_args.feature_vectors == "chars" and not model_args.char_vectors:
+        parser.error(
+            "--feature_vectors chars starts the bigram and word embeddings from the char vectors: it needs "
+            "--char_vectors"
+        )
     if model_args.oracle_type_share and not category:
         parser.error(
             "--oracle_type_share blends gold into the predicted entity types of category retrieval: it needs "
@@ -762,10 +775,21 @@ def build_model(
     if char_vectors:
         stats = init_char_embeddings(model.get_input_embeddings(), tokenizer.get_vocab(), *char_vectors)
         logger.info("char vectors: %d of %d vocabulary entries initialised", stats["initialised"], stats["vocab"])
-        if model_args.feature_vectors == "chars" and model.encoder.features is not None:
-            counts = model.encoder.features.init_from_char_embeddings(model.get_input_embeddings().weight)
-            logger.info("feature embeddings from the char vectors: %s", counts)
     return model
+
+
+def init_feature_vectors(model, feature_vectors: str, train_input_ids, seed: int) -> None:
+    """``--feature_vectors``: the bigram and word embeddings of a new BiLSTM's input features from the char
+    vectors or from word2vec on the training split (``random`` keeps those of ``reset_parameters``)."""
+    features = getattr(model.encoder, "features", None)
+    if features is None or feature_vectors == "random":
+        return
+    if feature_vectors == "chars":
+        counts = features.init_from_char_embeddings(model.get_input_embeddings().weight)
+    else:
+        vectors = word2vec_vectors(features, train_input_ids, seed)
+        counts = {name: features.set_embedding_rows(name, *rows_vectors) for name, rows_vectors in vectors.items()}
+    logger.info("feature embeddings (%s): %s rows", feature_vectors, counts)
 
 
 def main() -> dict:
@@ -802,7 +826,9 @@ def main() -> dict:
 
     # 4. model (the bigram vocabulary and the lexicon of the encoder's input features from the training split)
     char_vectors = read_char_vectors(model_args.char_vectors_path()) if model_args.char_vectors else None
-    model = load_or_build_model(model_args, data_args, tokenizer, corpus, char_vectors, features["train"])
+    model = load_or_build_model(
+        model_args, data_args, tokenizer, corpus, char_vectors, features["train"], training_args.seed
+    )
     encoder_lr = model_args.encoder_learning_rate or (
         3e-5 if model.config.encoder_type == "transformers" else training_args.learning_rate
     )
@@ -859,7 +885,7 @@ def main() -> dict:
 
 
 def load_or_build_model(
-    model_args: ModelArguments, data_args: DataArguments, tokenizer, corpus, char_vectors, train_features
+    model_args: ModelArguments, data_args: DataArguments, tokenizer, corpus, char_vectors, train_features, seed: int
 ):
     """The saved model to fine-tune (``--model_name_or_path``) or a new one; new labels get the paper's
     label embeddings."""
@@ -870,6 +896,7 @@ def load_or_build_model(
     else:
         inputs = encoder_inputs(model_args, tokenizer, train_features["input_ids"])
         model = build_model(model_args, data_args, tokenizer, corpus.label_names, char_vectors, inputs)
+        init_feature_vectors(model, model_args.feature_vectors, train_features["input_ids"], seed)
         new_labels = True
     if new_labels and getattr(model, "label_embeddings", None) is not None:  # a saved model's own labels keep theirs
         init_label_embeddings(model, corpus, char_vectors)

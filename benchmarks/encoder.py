@@ -60,6 +60,8 @@ FEATURES = {
     # bigram and word embeddings from their characters' Tencent vectors (train.py --feature_vectors chars)
     "bigrams_softword_chars": {**FEATURE_SETS["bigrams_softword"], "feature_vectors": "chars"},
     "all_chars": {**ENCODER_FEATURES, "feature_vectors": "chars"},
+    # the same from skip-gram vectors of the training split (train.py --feature_vectors word2vec)
+    "all_w2v": {**ENCODER_FEATURES, "feature_vectors": "word2vec"},
 }
 for _step in list(STEPS):
     for _name, _flags in FEATURES.items():

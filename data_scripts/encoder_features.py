@@ -11,7 +11,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Sequence
 
-from modeling.char_features import FIRST_WORD_ROW, OTHER_WORD, id_string, id_strings, padded_ids
+from modeling.char_features import FIRST_BIGRAM_ROW, FIRST_WORD_ROW, OTHER_WORD, id_string, id_strings, padded_ids
 from modeling.char_tokenization import encode_chars, space_token_id
 
 from .errors import UserError
@@ -95,3 +95,34 @@ def lexicon_in_ids(words: dict[str, float], tokenizer, train_input_ids: Sequence
     return Lexicon(
         word_ids, [merged[w] for w in word_ids], rows, FIRST_WORD_ROW + len(seen), len(words) - len(word_ids)
     )
+
+
+def word2vec_vectors(features, train_input_ids: Sequence[Sequence[int]], seed: int, epochs: int = 5) -> dict:
+    """Skip-gram vectors (gensim's ``Word2Vec``) of the training split for the rows of the model's bigram and word
+    tables (``CharFeatures``): the bigrams as they follow each other, the words along the lexicon's segmentation
+    (``CharFeatures.words_of``; a character in no word stands for itself). ``{"bigrams" | "words": (rows,
+    vectors)}`` for the tables the model has."""
+    try:
+        from gensim.models import Word2Vec
+    except ImportError:
+        raise UserError("--feature_vectors word2vec needs gensim: pip install gensim") from None
+    import torch
+
+    sentences = {}
+    if features.bigram_embeddings is not None:
+        rows = [
+            features.bigram_index(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0].tolist()
+            for ids in train_input_ids
+        ]
+        sentences["bigrams"] = (features.bigram_embeddings.embedding_dim, [[str(r) for r in ids] for ids in rows])
+    if features.word_embeddings is not None:
+        words = features.words_of(train_input_ids)
+        sentences["words"] = (features.word_embeddings.embedding_dim, [[str(r) for r in ids] for ids in words])
+    out = {}
+    for name, (size, text) in sentences.items():
+        model = Word2Vec(text, vector_size=size, window=5, min_count=1, sg=1, workers=1, seed=seed, epochs=epochs)
+        keys = [
+            k for k in model.wv.index_to_key if int(k) >= (FIRST_BIGRAM_ROW if name == "bigrams" else FIRST_WORD_ROW)
+        ]
+        out[name] = ([int(k) for k in keys], model.wv[keys] if keys else None)
+    return out

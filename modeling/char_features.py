@@ -1,7 +1,7 @@
 """Input features of the character BiLSTM, computed from the characters' ids inside the model.
 
 * **char bigrams**: each character with its right neighbour, looked up in a vocabulary of the training
-  corpus's bigrams (id ``0`` padding, ``1`` a bigram not in the vocabulary);
+  corpus's bigrams (beside padding, one row for every bigram not in the vocabulary);
 * **softword**: each character's position (B, M, E, S) in its word under a segmentation by the model's
   lexicon, found as jieba finds it (the DAG of the dictionary words in the text, then the route of the highest
   sum of log frequencies; a character in no word is a word of frequency 1);
@@ -23,10 +23,12 @@ import torch
 from torch import nn
 
 from .char_features_numpy import (  # noqa: F401  (the features' constants and helpers, defined once there)
+    FIRST_BIGRAM_ROW,
     FIRST_WORD_ROW,
     NO_WORD,
     OTHER_WORD,
     POSITIONS,
+    UNKNOWN_BIGRAM,
     LexiconFeatures,
     id_string,
     id_strings,
@@ -89,9 +91,11 @@ class CharFeatures(nn.Module):
         self.bigram_embeddings = self.softword_embeddings = self.word_embeddings = None
         self.output_size = 0
         if config.bigram_vocab_size:
-            # sorted keys first * vocab_size + second; an embedding row is the key's position + 2
+            # sorted keys first * vocab_size + second; an embedding row is the key's position + FIRST_BIGRAM_ROW
             self.register_buffer("bigram_keys", torch.zeros(config.bigram_vocab_size, dtype=torch.long))
-            self.bigram_embeddings = nn.Embedding(config.bigram_vocab_size + 2, config.bigram_embedding_size, 0)
+            self.bigram_embeddings = nn.Embedding(
+                config.bigram_vocab_size + FIRST_BIGRAM_ROW, config.bigram_embedding_size, 0
+            )
             self.output_size += config.bigram_embedding_size
         if config.lexicon_size:
             self.register_buffer(
@@ -214,8 +218,8 @@ class CharFeatures(nn.Module):
     def init_from_char_embeddings(self, char_weight: torch.Tensor) -> dict:
         """Initialise the bigram and word embeddings from the characters' (``char_weight``, the char table after its
         pretrained vectors are copied in): a bigram or word gets the mean of its characters' vectors, projected
-        to the table's width by the char table's principal components and scaled to the standard deviation of the
-        rows it replaces. Rows of no bigram or word (padding, unknown, no word, another word) keep theirs. Counts."""
+        to the table's width by the char table's principal components (:meth:`set_embedding_rows`). Rows of no
+        bigram or word (padding, unknown, no word, another word) keep theirs. Counts."""
         from sklearn.decomposition import PCA
 
         chars = char_weight.detach().float().cpu().numpy()
@@ -230,16 +234,49 @@ class CharFeatures(nn.Module):
             if not len(rows):
                 continue
             mean = np.stack([chars[t].mean(axis=0) for t in tokens])
-            projected = PCA(n_components=table.embedding_dim).fit(chars).transform(mean)
-            rows = torch.as_tensor(rows)
-            projected *= float(table.weight[rows].std()) / max(float(projected.std(ddof=1)), 1e-12)
-            table.weight[rows] = torch.as_tensor(projected, dtype=table.weight.dtype)
-            out[name] = len(rows)
+            out[name] = self.set_embedding_rows(
+                name, rows, PCA(n_components=table.embedding_dim).fit(chars).transform(mean)
+            )
+        return out
+
+    @torch.no_grad()
+    def set_embedding_rows(self, table: str, rows: Sequence[int], vectors: np.ndarray) -> int:
+        """Copy ``vectors`` (``[len(rows), d]``) into these rows of the ``"bigrams"`` or ``"words"`` table, scaled
+        to the standard deviation of the rows they replace, so that the input keeps the spread the BiLSTM was
+        initialised for. How many rows."""
+        embeddings = {"bigrams": self.bigram_embeddings, "words": self.word_embeddings}[table]
+        rows = torch.as_tensor(list(rows), dtype=torch.long)
+        vectors = np.asarray(vectors, dtype=np.float64)
+        vectors = vectors * float(embeddings.weight[rows].std()) / max(float(vectors.std(ddof=1)), 1e-12)
+        embeddings.weight[rows] = torch.as_tensor(vectors, dtype=embeddings.weight.dtype)
+        return len(rows)
+
+    def words_of(self, input_ids: Sequence[Sequence[int]], batch_size: int = 512) -> list[list[int]]:
+        """Each token sequence cut into words along the lexicon's softword route: each word's row of the word
+        table, or ``-id`` for a character that is no word with a row of its own."""
+        lexicon = LexiconFeatures(
+            self.word_ids.cpu().numpy(), self.word_freqs.double().cpu().numpy(), self.word_rows.cpu().numpy(),
+            self.word_set_size, cache_size=batch_size, softword=True, word_sets=False,
+        )  # fmt: skip
+        word_starts = (1 + POSITIONS.index("B"), 1 + POSITIONS.index("S"))
+        out = []
+        for start in range(0, len(input_ids), batch_size):
+            texts = [list(ids) for ids in input_ids[start : start + batch_size]]
+            width = max(map(len, texts))
+            padded = np.array([ids + [0] * (width - len(ids)) for ids in texts], dtype=np.int64)
+            softword = lexicon.batch(padded, [len(ids) for ids in texts])[0]
+            for ids, positions in zip(texts, softword.tolist()):
+                starts = [i for i, p in enumerate(positions[: len(ids)]) if p in word_starts] + [len(ids)]
+                words = [ids[a:b] for a, b in zip(starts, starts[1:])]
+                rows = lexicon.lexicon_rows(words)
+                out.append([row if row >= FIRST_WORD_ROW else -word[0] for word, row in zip(words, rows)])
         return out
 
     def _bigram_members(self) -> tuple[list[int], list[list[int]]]:
         keys = self.bigram_keys.tolist()
-        return [k + 2 for k in range(len(keys))], [[key // self.vocab_size, key % self.vocab_size] for key in keys]
+        return [k + FIRST_BIGRAM_ROW for k in range(len(keys))], [
+            [key // self.vocab_size, key % self.vocab_size] for key in keys
+        ]
 
     def _word_members(self) -> tuple[list[int], list[list[int]]]:
         """Each word row of a word the training text showed, with that word's token ids."""
@@ -276,7 +313,9 @@ class CharFeatures(nn.Module):
         following = torch.cat([input_ids[:, 1:], torch.zeros_like(input_ids[:, :1])], dim=1)
         keys = input_ids * self.vocab_size + following
         where = torch.searchsorted(self.bigram_keys, keys).clamp(max=len(self.bigram_keys) - 1)
-        rows = torch.where(self.bigram_keys[where] == keys, where + 2, torch.ones_like(where))
+        rows = torch.where(
+            self.bigram_keys[where] == keys, where + FIRST_BIGRAM_ROW, torch.full_like(where, UNKNOWN_BIGRAM)
+        )
         return rows * mask
 
     def lexicon_features(self, input_ids: torch.LongTensor, mask: torch.Tensor):

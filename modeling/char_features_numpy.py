@@ -15,6 +15,7 @@ import numpy as np
 POSITIONS = ("B", "M", "E", "S")  # softword ids 1-4 and the four word sets, in this order; 0 is padding
 NO_WORD, OTHER_WORD = 1, 2  # word-embedding rows: an empty set, a lexicon word the training text never showed
 FIRST_WORD_ROW = 3  # rows of the words the training text showed start here (0 is padding)
+UNKNOWN_BIGRAM, FIRST_BIGRAM_ROW = 1, 2  # bigram-embedding rows: a bigram not in the vocabulary, then the vocabulary's
 _OFFSET = 0x10000  # token id i is the character chr(_OFFSET + i) of the automaton's keys
 
 
@@ -226,7 +227,7 @@ def bigram_rows(input_ids: np.ndarray, attention_mask: np.ndarray, keys: np.ndar
     following = np.concatenate([input_ids[:, 1:], np.zeros_like(input_ids[:, :1])], axis=1)
     wanted = input_ids.astype(np.int64) * vocab_size + following
     where = np.searchsorted(keys, wanted).clip(max=len(keys) - 1)
-    return np.where(keys[where] == wanted, where + 2, 1) * attention_mask
+    return np.where(keys[where] == wanted, where + FIRST_BIGRAM_ROW, UNKNOWN_BIGRAM) * attention_mask
 
 
 class CharFeaturesArrays:

@@ -178,6 +178,38 @@ def test_bigram_and_word_vectors_from_the_characters_vectors(tokenizer):
     assert abs(float(cosine) - 1.0) < 1e-5
 
 
+def test_word2vec_vectors_of_the_training_split(tokenizer):
+    texts = ["北京大学生在上海读书了", "大学生读书", "北京上海"] * 20
+    model, lexicon = model_with(tokenizer, texts)
+    features = model.encoder.features
+    ids = encode_chars(tokenizer, [list(t) for t in texts])["input_ids"]
+    # the words word2vec reads: the softword route's, a character in no word as -id ([CLS], 在, [SEP])
+    row = {"".join(tokenizer.convert_ids_to_tokens(list(w))): r for w, r in zip(lexicon.word_ids, lexicon.rows)}
+    cls, sep, zai = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "在"])
+    expected = [-cls, row["北京"], row["大学生"], -zai, row["上海"], row["读书"], row["了"], -sep]
+    assert features.words_of(ids[:1]) == [expected]
+    assert features.words_of(ids) == features.words_of(ids, batch_size=7)
+
+    from data_scripts.encoder_features import word2vec_vectors
+
+    before = {"bigrams": features.bigram_embeddings.weight.clone(), "words": features.word_embeddings.weight.clone()}
+    vectors = word2vec_vectors(features, ids, seed=0)
+    again = word2vec_vectors(features, ids, seed=0)
+    seen_words = {r for text in features.words_of(ids) for r in text if r >= FIRST_WORD_ROW}
+    assert sorted(vectors["words"][0]) == sorted(seen_words) and len(vectors["bigrams"][0]) == len(
+        features.bigram_keys
+    )  # every training bigram, every word of the route
+    assert all(np.array_equal(vectors[n][1], again[n][1]) for n in vectors)  # one worker, seeded: repeatable
+    for name, table in (("bigrams", features.bigram_embeddings), ("words", features.word_embeddings)):
+        rows, vecs = vectors[name]
+        assert features.set_embedding_rows(name, rows, vecs) == len(rows)
+        weight, kept = table.weight, sorted(set(range(table.num_embeddings)) - set(rows))
+        assert torch.equal(weight[kept], before[name][kept])  # padding, unknown, no word, other words: as they were
+        assert float(weight[rows].std()) == pytest.approx(float(before[name][rows].std()), rel=1e-4)  # same spread
+        cosine = torch.nn.functional.cosine_similarity(weight[rows], torch.as_tensor(vecs).float(), dim=1)
+        assert torch.allclose(cosine, torch.ones(len(rows)), atol=1e-5)  # the skip-gram vectors, scaled
+
+
 FRESH = """
 import builtins, io, json, sys
 real_open = io.open

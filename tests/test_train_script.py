@@ -128,6 +128,7 @@ def test_a_file_with_a_bad_choice_or_name_gets_a_clear_error(given, message, tmp
         (["--memory_method", "entity", "--oracle_type_share", "0.5"], "--oracle_type_share blends gold"),
         (["--memory_method", "category", "--oracle_type_share", "2"], "within [0, 1]"),
         (["--ignore_mismatched_sizes", "true"], "needs --model_name_or_path"),
+        (["--feature_vectors", "chars"], "it needs --char_vectors"),
     ],
 )
 def test_bad_argument_combinations_get_a_clear_error(argv, message, monkeypatch, capsys):
