@@ -5,6 +5,7 @@ dictionary file."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from itertools import accumulate
@@ -118,9 +119,24 @@ def word2vec_vectors(features, train_input_ids: Sequence[Sequence[int]], seed: i
     if features.word_embeddings is not None:
         words = features.words_of(train_input_ids)
         sentences["words"] = (features.word_embeddings.embedding_dim, [[str(r) for r in ids] for ids in words])
+    from gensim.models.callbacks import CallbackAny2Vec
+    from tqdm.auto import tqdm
+
+    class Progress(CallbackAny2Vec):
+        def __init__(self, bar):
+            self.bar = bar
+
+        def on_epoch_end(self, model):
+            self.bar.update(1)
+
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # a progress bar instead of its lines per epoch
     out = {}
     for name, (size, text) in sentences.items():
-        model = Word2Vec(text, vector_size=size, window=5, min_count=1, sg=1, workers=1, seed=seed, epochs=epochs)
+        with tqdm(total=epochs, desc=f"word2vec of the training {name}", unit="epoch") as bar:
+            model = Word2Vec(
+                text, vector_size=size, window=5, min_count=1, sg=1, workers=1, seed=seed, epochs=epochs,
+                callbacks=[Progress(bar)],
+            )  # fmt: skip
         keys = [
             k for k in model.wv.index_to_key if int(k) >= (FIRST_BIGRAM_ROW if name == "bigrams" else FIRST_WORD_ROW)
         ]
