@@ -102,12 +102,21 @@ def word2vec_vectors(features, train_input_ids: Sequence[Sequence[int]], seed: i
     """Skip-gram vectors (gensim's ``Word2Vec``) of the training split for the rows of the model's bigram and word
     tables (``CharFeatures``): the bigrams as they follow each other, the words along the lexicon's segmentation
     (``CharFeatures.words_of``; a character in no word stands for itself). ``{"bigrams" | "words": (rows,
-    vectors)}`` for the tables the model has."""
+    vectors)}`` for the tables the model has that the training text gives rows of."""
     try:
         from gensim.models import Word2Vec
+        from gensim.models.callbacks import CallbackAny2Vec
     except ImportError:
         raise UserError("--feature_vectors word2vec needs gensim: pip install gensim") from None
     import torch
+    from tqdm.auto import tqdm
+
+    class Progress(CallbackAny2Vec):
+        def __init__(self, bar):
+            self.bar = bar
+
+        def on_epoch_end(self, model):
+            self.bar.update(1)
 
     sentences = {}
     if features.bigram_embeddings is not None:
@@ -119,16 +128,6 @@ def word2vec_vectors(features, train_input_ids: Sequence[Sequence[int]], seed: i
     if features.word_embeddings is not None:
         words = features.words_of(train_input_ids)
         sentences["words"] = (features.word_embeddings.embedding_dim, [[str(r) for r in ids] for ids in words])
-    from gensim.models.callbacks import CallbackAny2Vec
-    from tqdm.auto import tqdm
-
-    class Progress(CallbackAny2Vec):
-        def __init__(self, bar):
-            self.bar = bar
-
-        def on_epoch_end(self, model):
-            self.bar.update(1)
-
     logging.getLogger("gensim").setLevel(logging.WARNING)  # a progress bar instead of its lines per epoch
     out = {}
     for name, (size, text) in sentences.items():
@@ -140,5 +139,6 @@ def word2vec_vectors(features, train_input_ids: Sequence[Sequence[int]], seed: i
         keys = [
             k for k in model.wv.index_to_key if int(k) >= (FIRST_BIGRAM_ROW if name == "bigrams" else FIRST_WORD_ROW)
         ]
-        out[name] = ([int(k) for k in keys], model.wv[keys] if keys else None)
+        if keys:
+            out[name] = ([int(k) for k in keys], model.wv[keys])
     return out

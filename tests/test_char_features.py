@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,11 +24,15 @@ DICTIONARY = {"北京": 100.0, "北京大学": 50.0, "大学": 80.0, "大学生"
               "上海市": 20.0, "读书": 40.0, "了": 500.0, "中国": 10.0}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+def make_tokenizer(folder) -> BertTokenizerFast:
+    path = Path(folder) / "vocab.txt"
     path.write_text("\n".join(SPECIAL_TOKENS + CHARS + ["中", "国"]) + "\n", encoding="utf-8")
     return BertTokenizerFast(vocab=str(path))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return make_tokenizer(tmp_path_factory.mktemp("vocab"))
 
 
 def model_with(tokenizer, train_texts, dictionary=DICTIONARY, **config):
@@ -178,8 +186,36 @@ def test_bigram_and_word_vectors_from_the_characters_vectors(tokenizer):
     assert abs(float(cosine) - 1.0) < 1e-5
 
 
+W2V_TEXTS = ["北京大学生在上海读书了", "大学生读书", "北京上海"] * 20
+W2V_IN_A_PROCESS = """
+import json, sys
+sys.path[:0] = ["tests", "."]
+from test_char_features import W2V_TEXTS, make_tokenizer, model_with
+from data_scripts.encoder_features import word2vec_vectors
+from modeling.char_tokenization import encode_chars
+tokenizer = make_tokenizer(sys.argv[1])
+model, _ = model_with(tokenizer, W2V_TEXTS)
+ids = encode_chars(tokenizer, [list(t) for t in W2V_TEXTS])["input_ids"]
+vectors = word2vec_vectors(model.encoder.features, ids, seed=0)
+print(json.dumps({name: [rows, vecs.tolist()] for name, (rows, vecs) in vectors.items()}))
+"""
+
+
+def test_word2vec_vectors_are_the_same_in_every_process(tmp_path):
+    """The same seed gives the same vectors in every run: nothing on the way (the vocabulary's order, the start
+    vectors) may depend on Python's string hashes, which are salted per process."""
+    out = []
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        proc = subprocess.run([sys.executable, "-c", W2V_IN_A_PROCESS, str(tmp_path)], cwd=Path(__file__).parents[1],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert out[0] == out[1] and set(out[0]) == {"bigrams", "words"}
+
+
 def test_word2vec_vectors_of_the_training_split(tokenizer):
-    texts = ["北京大学生在上海读书了", "大学生读书", "北京上海"] * 20
+    texts = W2V_TEXTS
     model, lexicon = model_with(tokenizer, texts)
     features = model.encoder.features
     ids = encode_chars(tokenizer, [list(t) for t in texts])["input_ids"]
