@@ -9,7 +9,7 @@ read back from the runs' ``all_results.json``.
     python benchmarks/encoder.py --runs "recipe_drop05_lr2e3_8ep+all-msra" "recipe_drop05_lr2e3_8ep+all+entity-msra"
     python benchmarks/encoder.py --runs "recipe_drop05_lr2e3_8ep+all-msra" --seeds 43 44   # more seeds: NAME-s43, ...
     python benchmarks/encoder.py --table-only                      # every finished run
-    python benchmarks/encoder.py --runs NAME --parallel 1 -- --resume_from_checkpoint true   # go on after a stop
+    # a run stopped at a session's end goes on from its last checkpoint when the same command is run again
 
 The base is the seq2seq paper's BiLSTM-CRF (128 per direction, BIEO), windows of 128, batch 32 of similar
 lengths, Tencent char vectors, 16 epochs, best epoch on the 5% of train held out: the ``crf128_16ep`` runs of
@@ -114,11 +114,11 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more train.py arguments after --")
     args = parser.parse_args()
-    bases = args.runs or list(RUNS)
-    names = [run_name(base, seed) for base in bases for seed in args.seeds]
-    if not args.runs:  # every run with a folder, of any seed
-        names = [path.name for path in sorted(RUNS_DIR.iterdir()) if split_run_name(path.name)[0] in RUNS]
-    runs = {name: {**RUNS[split_run_name(name)[0]], "seed": split_run_name(name)[1]} for name in names}
+    if args.runs:
+        named = [(base, seed) for base in args.runs for seed in args.seeds]
+    else:  # every run with a folder, of any seed
+        named = [split_run_name(path.name) for path in sorted(RUNS_DIR.iterdir())]
+    runs = {run_name(base, seed): {**RUNS[base], "seed": seed} for base, seed in named if base in RUNS}
     if not args.table_only:
         run_all(
             {name: {**flags, **flags_from_argv(args.extra)} for name, flags in runs.items()},
